@@ -1,0 +1,98 @@
+import {Command, Flags, type Interfaces} from '@oclif/core'
+
+import {type Env} from './cluster/context.js'
+import {UserError} from './errors.js'
+import type {RendererName} from './pipeline/runner.js'
+import {StateRoot} from './state/store.js'
+
+export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
+export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
+
+export const DEFAULT_STATE_ROOT = '/var/lib/kube-spawn'
+
+/**
+ * Every kube-spawn command: the global flags, --json, the renderer policy and one-line errors.
+ * Subclasses parse nothing themselves; they read this.flags and this.args and call a service.
+ */
+export abstract class BaseCommand<T extends typeof Command> extends Command {
+  static enableJsonFlag = true
+
+  static baseFlags = {
+    dir: Flags.directory({
+      summary: 'State root that holds every cluster.',
+      env: 'KUBE_SPAWN_DIR',
+      default: DEFAULT_STATE_ROOT,
+      helpGroup: 'GLOBAL',
+    }),
+    'cluster-name': Flags.string({
+      char: 'c',
+      summary: 'Cluster to act on [default: default, or cluster-name from --config].',
+      helpGroup: 'GLOBAL',
+    }),
+    verbose: Flags.boolean({summary: 'Print error details and stack traces.', helpGroup: 'GLOBAL'}),
+  }
+
+  protected flags!: BaseFlags<T>
+  protected args!: BaseArgs<T>
+
+  async init(): Promise<void> {
+    await super.init()
+    const {args, flags} = await this.parse({
+      flags: this.ctor.flags,
+      baseFlags: (this.ctor as typeof BaseCommand).baseFlags,
+      enableJsonFlag: this.ctor.enableJsonFlag,
+      args: this.ctor.args,
+      strict: this.ctor.strict,
+    })
+    this.flags = flags as BaseFlags<T>
+    this.args = args as BaseArgs<T>
+  }
+
+  /** The cluster named by -c, or "default". */
+  protected get clusterName(): string {
+    return this.flags['cluster-name'] ?? 'default'
+  }
+
+  /** Services get the state root, the hooks and the output policy from here. */
+  protected get env(): Env {
+    return {config: this.config, root: new StateRoot(this.flags.dir), renderer: this.renderer}
+  }
+
+  /** Default renderer on a terminal, simple in CI or without one, silent under --json. */
+  protected get renderer(): RendererName {
+    if (this.jsonEnabled()) return 'silent'
+    if (process.env.CI || !process.stdout.isTTY) return 'simple'
+    return 'default'
+  }
+
+  /** Warnings collected by a pipeline, on stderr so that --json output stays clean. */
+  protected warnAll(warnings: string[]): void {
+    for (const w of warnings) this.logToStderr(`kube-spawn: warning: ${w}`)
+  }
+
+  protected async catch(error: Interfaces.CommandError): Promise<unknown> {
+    const verbose = this.argv.includes('--verbose')
+    const user = findUserError(error)
+    if (user) {
+      if (verbose && user.stack) this.logToStderr(user.stack)
+      if (this.jsonEnabled()) this.logJson({error: {message: user.line, exitCode: user.exitCode}})
+      else this.logToStderr(`kube-spawn: ${user.line}`)
+      this.exit(user.exitCode)
+    }
+    // oclif's own errors (bad flags, exit) keep their handling; anything else is still one line.
+    if (error.oclif || (error as {code?: string}).code === 'EEXIT') return super.catch(error)
+    if (verbose && error.stack) this.logToStderr(error.stack)
+    const message = error.message.split('\n')[0]
+    if (this.jsonEnabled()) this.logJson({error: {message, exitCode: 1}})
+    else this.logToStderr(`kube-spawn: ${message}${verbose ? '' : ' (--verbose for details)'}`)
+    this.exit(1)
+  }
+}
+
+/** Listr and oclif wrap errors; the UserError may be a cause further down. */
+function findUserError(error: unknown): UserError | undefined {
+  for (let e = error as {cause?: unknown} | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    if (e instanceof UserError) return e
+  }
+  return undefined
+}

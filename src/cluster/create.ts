@@ -1,0 +1,123 @@
+import {randomBytes} from 'node:crypto'
+import {mkdir, readFile} from 'node:fs/promises'
+
+import {type Cluster, type DefinitionOverrides, parseToml, resolveDefinition} from '../config/definition.js'
+import {UserError} from '../errors.js'
+import {assertHostReady, checkHost} from '../host/preflight.js'
+import {allocateClusterSubnet, hostNetworks} from '../net/allocate.js'
+import {nodePaths} from '../node/layout.js'
+import {planMachines} from '../node/names.js'
+import {nodeFiles} from '../node/node-files.js'
+import type {CoreTask, PlanLine} from '../pipeline/runner.js'
+import {withLock} from '../state/store.js'
+import {type ClusterContext, type Env, buildContext, recordBaseImage, runStages} from './context.js'
+
+export const CREATE_STAGES = ['preflight', 'prepare-image', 'prepare-node'] as const
+
+export interface CreateRequest {
+  configFile?: string
+  overrides: DefinitionOverrides
+  dryRun: boolean
+  /** Keep what was made when create fails, for debugging. */
+  retain?: boolean
+}
+
+export interface CreateResult {
+  cluster: Cluster
+  plan: PlanLine[]
+}
+
+/** Reads the definition (file, then flag overrides) and checks it, without touching the state root. */
+export async function readDefinition(configFile: string | undefined, overrides: DefinitionOverrides): Promise<Cluster> {
+  let raw: Record<string, unknown> = {}
+  if (configFile) {
+    let text: string
+    try {
+      text = await readFile(configFile, 'utf8')
+    } catch {
+      throw new UserError(`cannot read config file ${configFile}`, {hint: 'check the path given to --config'})
+    }
+    raw = parseToml(text, configFile)
+  }
+  return resolveDefinition(raw, configFile ?? 'flags', overrides)
+}
+
+/** Writes the cluster's environment: host checks, base image, per-node layers, kspawn.toml. */
+export async function createCluster(env: Env, request: CreateRequest): Promise<CreateResult> {
+  const definition = await readDefinition(request.configFile, request.overrides)
+  const name = definition.clusterName
+  if (request.dryRun) {
+    const cluster = await allocate(env, definition)
+    const ctx = await buildContext(env, cluster, {dryRun: true})
+    const {plan} = await runStages(env, ctx, CREATE_STAGES, createTasks(env))
+    return {cluster, plan}
+  }
+  await env.root.ensure()
+  return withLock(env.root, name, async () => {
+    if (await env.root.has(name)) {
+      throw new UserError(`cluster "${name}" already exists in ${env.root.path}`, {
+        hint: `use another --cluster-name, or remove it first with "kube-spawn destroy -c ${name}"`,
+      })
+    }
+    // Allocation and the first save happen under the root lock, so two creates never take one subnet.
+    const cluster = await withLock(env.root, '.', async () => {
+      const allocated = await allocate(env, definition)
+      await env.root.save(allocated)
+      return allocated
+    })
+    try {
+      const ctx = await buildContext(env, cluster)
+      await runStages(env, ctx, CREATE_STAGES, createTasks(env))
+      return {cluster, plan: []}
+    } catch (error) {
+      if (!request.retain) await env.root.remove(name)
+      throw error
+    }
+  })
+}
+
+async function allocate(env: Env, definition: Cluster): Promise<Cluster> {
+  const others = await Promise.all((await env.root.list()).filter((n) => n !== definition.clusterName).map((n) => env.root.load(n)))
+  const clusterSubnet = allocateClusterSubnet(definition, others, await hostNetworks())
+  const cluster = {...definition, network: {...definition.network, clusterSubnet}}
+  return {...cluster, machines: planMachines(cluster)}
+}
+
+/** The host's own create tasks; plugins add theirs (the base image, runtime files) around them. */
+export function createTasks(env: Env): CoreTask[] {
+  return [
+    {
+      stage: 'preflight',
+      title: 'Check the host',
+      task: async (ctx) => {
+        assertHostReady(await checkHost({stateRoot: env.root.path, nodes: ctx.cluster.nodes, imageCached: false}))
+      },
+    },
+    {
+      stage: 'prepare-node',
+      title: 'Lay out each node: own layer, identity, address and host fixes',
+      task: async (ctx) => {
+        await recordBaseImage(ctx)
+        await writeNodeIdentities(ctx as ClusterContext)
+      },
+    },
+  ]
+}
+
+/** Each node gets its own copy-on-write layer and identity. The machine-id is random: derived ones repeat in VMs. */
+export async function writeNodeIdentities(ctx: ClusterContext): Promise<void> {
+  const hosts = ['127.0.0.1 localhost', '::1 localhost ip6-localhost ip6-loopback', ...ctx.nodes.map((n) => `${n.ip} ${n.name}`)].join('\n')
+  for (const node of ctx.nodes) {
+    const paths = nodePaths(ctx.clusterDir, node.name)
+    await Promise.all([paths.upper, paths.work, paths.rootfs].map((dir) => mkdir(dir, {recursive: true, mode: 0o700})))
+    if ((await node.readFile('/etc/machine-id'))?.trim().length !== 32) {
+      await node.writeFile('/etc/machine-id', `${randomBytes(16).toString('hex')}\n`, 0o444)
+    }
+    await node.writeFile('/etc/hostname', `${node.name}\n`)
+    await node.writeFile('/etc/hosts', `${hosts}\n`)
+    for (const file of nodeFiles(ctx, node.ip, node.name)) {
+      if (file.link) await node.symlink(file.path, file.link)
+      else await node.writeFile(file.path, file.content, file.mode)
+    }
+  }
+}

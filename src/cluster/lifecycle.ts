@@ -1,0 +1,139 @@
+import {rm} from 'node:fs/promises'
+
+import type {Cluster} from '../config/definition.js'
+import {UserError} from '../errors.js'
+import type {CoreTask, PlanLine} from '../pipeline/runner.js'
+import type {Stage} from '../sdk/index.js'
+import {withLock} from '../state/store.js'
+import {bootNodes, forgetNodes, killNodes, powerOffNodes} from '../node/boot.js'
+import {ensureNetwork, removeNetwork} from '../node/network.js'
+import {type ClusterContext, type Env, buildContext, runStages} from './context.js'
+import {kubernetesStartTasks, KUBERNETES_STAGES, removeKubeconfigContext} from '../kubernetes/tasks.js'
+
+export const START_STAGES: readonly Stage[] = ['pre-boot', 'boot', 'post-boot']
+export const STOP_STAGES: readonly Stage[] = ['stop', 'power-off']
+export const DESTROY_STAGES: readonly Stage[] = ['destroy', 'remove']
+
+export interface LifecycleResult {
+  cluster: Cluster
+  plan: PlanLine[]
+  warnings: string[]
+}
+
+/** Boots the nodes and, unless skipClusterInit, brings up Kubernetes on them (or back, after a stop). */
+export async function startCluster(env: Env, name: string, {dryRun = false, skipClusterInit = false} = {}): Promise<LifecycleResult> {
+  return inCluster(env, name, dryRun, (ctx) => runStart(env, ctx, skipClusterInit))
+}
+
+/** The start plan of a cluster that exists only as a definition yet (up --dry-run). */
+export async function planStart(env: Env, cluster: Cluster, skipClusterInit = false): Promise<PlanLine[]> {
+  const ctx = await buildContext(env, cluster, {dryRun: true})
+  return (await runStart(env, ctx, skipClusterInit)).plan
+}
+
+function runStart(env: Env, ctx: ClusterContext, skipClusterInit: boolean) {
+  const stages = skipClusterInit ? START_STAGES : [...START_STAGES, ...KUBERNETES_STAGES]
+  const core = [...startTasks(), ...(skipClusterInit ? [] : kubernetesStartTasks())]
+  return runStages(env, ctx, stages, core)
+}
+
+/** Powers every node off; their layers and data stay. */
+export async function stopCluster(env: Env, name: string, {dryRun = false} = {}): Promise<LifecycleResult> {
+  return inCluster(env, name, dryRun, (ctx) => runStages(env, ctx, STOP_STAGES, stopTasks()))
+}
+
+/** Removes every trace of the cluster: nodes, layers, bridge, rules, mounts, cgroups, kubeconfig context, directory. */
+export async function destroyCluster(env: Env, name: string, {dryRun = false} = {}): Promise<LifecycleResult> {
+  return inCluster(env, name, dryRun, (ctx) => runStages(env, ctx, DESTROY_STAGES, destroyTasks(env)), false)
+}
+
+/** Runs work on the loaded cluster under its lock, and records the machines' state afterwards, even on failure. */
+async function inCluster(
+  env: Env,
+  name: string,
+  dryRun: boolean,
+  work: (ctx: ClusterContext) => Promise<{plan: PlanLine[]}>,
+  persist = true,
+): Promise<LifecycleResult> {
+  const act = async () => {
+    const cluster = await env.root.load(name)
+    const ctx = await buildContext(env, cluster, {dryRun})
+    try {
+      const {plan} = await work(ctx)
+      return {cluster: ctx.cluster, plan, warnings: ctx.warnings}
+    } finally {
+      if (persist && !dryRun) await env.root.save(ctx.cluster)
+    }
+  }
+  return dryRun ? act() : withLock(env.root, name, act)
+}
+
+export function startTasks(): CoreTask[] {
+  return [
+    {
+      stage: 'pre-boot',
+      title: 'Create the cluster bridge and its firewall rules',
+      task: async (ctx, task) => {
+        await ensureNetwork(ctx.cluster)
+        task.title = `Create the cluster bridge and its firewall rules (${ctx.cluster.network.egress ? 'egress with NAT' : 'isolated'})`
+      },
+    },
+    {
+      stage: 'pre-boot',
+      title: 'Add the bind mounts from the definition',
+      skip: (ctx) => (allUserMounts(ctx.cluster) === 0 ? 'the definition has no [bindmount] entries' : false),
+      task: async (ctx) => {
+        for (const node of ctx.nodes) {
+          const own = ctx.cluster.machines.find((m) => m.name === node.name)?.bindmount
+          for (const b of [ctx.cluster.bindmount, ...(own ? [own] : [])]) {
+            for (const m of b.readOnly) node.addBindMount({...m, readOnly: true})
+            for (const m of b.readWrite) node.addBindMount(m)
+          }
+        }
+      },
+    },
+    {
+      stage: 'boot',
+      title: 'Boot the nodes',
+      task: async (ctx, task) => {
+        await bootNodes(ctx as ClusterContext, task)
+      },
+    },
+  ]
+}
+
+function stopTasks(): CoreTask[] {
+  return [
+    {
+      stage: 'power-off',
+      title: 'Power the nodes off',
+      task: async (ctx, task) => powerOffNodes(ctx as ClusterContext, task),
+    },
+  ]
+}
+
+function destroyTasks(env: Env): CoreTask[] {
+  return [
+    {stage: 'remove', title: 'Stop any running node', task: async (ctx) => killNodes(ctx as ClusterContext)},
+    {stage: 'remove', title: 'Remove the bridge and firewall rules', task: async (ctx) => removeNetwork(ctx.cluster.clusterName)},
+    {stage: 'remove', title: "Remove the nodes' cgroups and registrations", task: async (ctx) => forgetNodes(ctx as ClusterContext)},
+    {stage: 'remove', title: 'Remove the kubeconfig context', task: async (ctx) => removeKubeconfigContext(ctx.cluster.clusterName)},
+    {
+      stage: 'remove',
+      title: 'Remove the cluster directory',
+      task: async (ctx) => {
+        await rm(ctx.clusterDir, {recursive: true, force: true})
+        await env.root.remove(ctx.cluster.clusterName)
+      },
+    },
+  ]
+}
+
+function allUserMounts(cluster: Cluster): number {
+  const count = (b: Cluster['bindmount']) => b.readOnly.length + b.readWrite.length
+  return count(cluster.bindmount) + cluster.machines.reduce((n, m) => n + count(m.bindmount), 0)
+}
+
+export function notInitializedError(name: string): UserError {
+  return new UserError(`cluster "${name}" has no Kubernetes yet`, {hint: `run "kube-spawn start -c ${name}"`})
+}

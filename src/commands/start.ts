@@ -1,0 +1,30 @@
+import {Flags} from '@oclif/core'
+
+import {BaseCommand} from '../base-command.js'
+import {type LifecycleResult, startCluster} from '../cluster/lifecycle.js'
+import {dryRunFlag} from '../flags.js'
+import {formatPlan} from '../pipeline/runner.js'
+
+export default class Start extends BaseCommand<typeof Start> {
+  static summary = 'Boot the nodes of a created cluster and bring Kubernetes up (or back, after a stop).'
+  static description = `The first start runs kubeadm init on the control plane and kubeadm join on the workers; later
+starts boot the same nodes with the same addresses and data, without running kubeadm again.`
+
+  static examples = ['<%= config.bin %> start', '<%= config.bin %> start -c dev --skip-cluster-init']
+
+  static flags = {
+    ...dryRunFlag,
+    'skip-cluster-init': Flags.boolean({summary: 'Boot the machines only; do not set up Kubernetes.'}),
+  }
+
+  async run(): Promise<LifecycleResult> {
+    const result = await startCluster(this.env, this.clusterName, {
+      dryRun: this.flags['dry-run'],
+      skipClusterInit: this.flags['skip-cluster-init'],
+    })
+    this.warnAll(result.warnings)
+    if (this.flags['dry-run']) this.log(formatPlan(`Plan: start cluster "${this.clusterName}":`, result.plan))
+    else this.log(`Cluster "${this.clusterName}" is running (${result.cluster.machines.length} nodes).`)
+    return result
+  }
+}

@@ -1,0 +1,32 @@
+import {Flags} from '@oclif/core'
+
+import {BaseCommand} from '../base-command.js'
+import {type UpResult, upCluster} from '../cluster/up.js'
+import {definitionFlags, dryRunFlag, overridesFrom} from '../flags.js'
+import {formatPlan} from '../pipeline/runner.js'
+
+export default class Up extends BaseCommand<typeof Up> {
+  static summary = 'Create and start a cluster in one step.'
+  static description = 'A failed up removes what it made, unless --retain.'
+  static examples = ['<%= config.bin %> up --nodes 3', '<%= config.bin %> up --config kspawn.toml', '<%= config.bin %> up --dry-run']
+  static flags = {
+    ...definitionFlags,
+    ...dryRunFlag,
+    'skip-cluster-init': Flags.boolean({summary: 'Boot the machines only; do not set up Kubernetes.'}),
+  }
+
+  async run(): Promise<UpResult> {
+    const result = await upCluster(this.env, {
+      configFile: this.flags.config,
+      overrides: overridesFrom(this.flags),
+      dryRun: this.flags['dry-run'],
+      retain: this.flags.retain,
+      skipClusterInit: this.flags['skip-cluster-init'],
+    })
+    const name = result.cluster.clusterName
+    this.warnAll(result.warnings)
+    if (this.flags['dry-run']) this.log(formatPlan(`Plan: up cluster "${name}":`, result.plan))
+    else this.log(`Cluster "${name}" is up with ${result.cluster.machines.length} nodes.`)
+    return result
+  }
+}

@@ -1,0 +1,277 @@
+import TOML from '@iarna/toml'
+import {randomBytes} from 'node:crypto'
+import {stat} from 'node:fs/promises'
+import {isAbsolute} from 'node:path'
+
+import {UserError} from '../errors.js'
+import {cidrsOverlap, parseCidr} from '../net/cidr.js'
+import {checkAgainstSpec, definitionSpec} from './spec.js'
+import {parseKubernetesVersion} from './version.js'
+
+export interface BindMount {
+  src: string
+  dst: string
+}
+
+export interface BindMounts {
+  readOnly: BindMount[]
+  readWrite: BindMount[]
+}
+
+export type Role = 'control-plane' | 'worker'
+
+export interface Machine {
+  name: string
+  role: Role
+  ip: string
+  running: boolean
+  bindmount: BindMounts
+}
+
+/** A fully resolved cluster definition plus the state kube-spawn records beside it. */
+export interface Cluster {
+  clusterName: string
+  containerRuntime: string
+  image: string
+  kubernetesVersion: string
+  nodes: number
+  token: string
+  cni: 'bridge' | 'none'
+  kubernetes: {source: string}
+  network: {subnet: string; clusterSubnet?: string; podCidr: string; serviceCidr: string; egress: boolean}
+  bindmount: BindMounts
+  runtimeConfig: {cgroupPerQos: boolean; failSwapOn: boolean; timeout: string; useLegacyCgroupDriver: boolean}
+  pluginConfig: Record<string, Record<string, unknown>>
+  machines: Machine[]
+  state: {initialized: boolean}
+}
+
+/** Flag values that override the file. */
+export interface DefinitionOverrides {
+  clusterName?: string
+  nodes?: number
+  kubernetesVersion?: string
+  containerRuntime?: string
+  image?: string
+}
+
+export const MAX_CLUSTER_NAME = 40
+const TOKEN = /^[a-z0-9]{6}\.[a-z0-9]{16}$/
+
+/** Parses TOML text; a syntax error becomes one line with the file, line and column. */
+export function parseToml(text: string, source: string): Record<string, unknown> {
+  try {
+    return TOML.parse(text) as Record<string, unknown>
+  } catch (error) {
+    const e = error as {line?: number; col?: number; message?: string}
+    const reason = (e.message ?? String(error)).split('\n')[0].replace(/ at row \d+, col \d+, pos \d+:?$/, '')
+    const at = e.line === undefined ? '' : `:${e.line + 1}:${(e.col ?? 0) + 1}`
+    throw new UserError(`${source}${at}: malformed TOML: ${reason}`, {hint: 'fix the syntax at that position'})
+  }
+}
+
+/** Checks the raw table against the spec and the rules no spec can express, then fills in defaults. */
+export async function resolveDefinition(
+  raw: Record<string, unknown>,
+  source: string,
+  overrides: DefinitionOverrides = {},
+  {checkPaths = true}: {checkPaths?: boolean} = {},
+): Promise<Cluster> {
+  const problems = checkAgainstSpec(raw, definitionSpec, '')
+  if (problems.length > 0) throw new UserError(`${source}: ${problems[0]}`, {hint: hintFor(problems[0])})
+
+  const r = raw as Record<string, any>
+  const net = r.network ?? {}
+  const rc = r['runtime-config'] ?? {}
+  const cluster: Cluster = {
+    clusterName: overrides.clusterName ?? r['cluster-name'] ?? 'default',
+    containerRuntime: overrides.containerRuntime ?? r['container-runtime'] ?? 'containerd',
+    image: overrides.image ?? r.image ?? 'debian',
+    kubernetesVersion: overrides.kubernetesVersion ?? r['kubernetes-version'] ?? 'v1.20.2',
+    nodes: overrides.nodes ?? r.nodes ?? 3,
+    token: r.token ?? generateToken(),
+    cni: r.cni ?? 'bridge',
+    kubernetes: {source: r.kubernetes?.source ?? 'https://dl.k8s.io'},
+    network: {
+      subnet: net.subnet ?? '10.22.0.0/16',
+      clusterSubnet: net['cluster-subnet'],
+      podCidr: net['pod-cidr'] ?? '10.244.0.0/16',
+      serviceCidr: net['service-cidr'] ?? '10.96.0.0/12',
+      egress: net.egress ?? true,
+    },
+    bindmount: toBindMounts(r.bindmount),
+    runtimeConfig: {
+      cgroupPerQos: rc['cgroup-per-qos'] ?? true,
+      failSwapOn: rc['fail-swap-on'] ?? false,
+      timeout: rc.timeout ?? '10m',
+      useLegacyCgroupDriver: rc['use-legacy-cgroup-driver'] ?? true,
+    },
+    pluginConfig: r['plugin-config'] ?? {},
+    machines: (r.machines ?? []).map((m: Record<string, any>) => ({
+      name: m.name,
+      role: m.role,
+      ip: m.ip,
+      running: m.running ?? false,
+      bindmount: toBindMounts(m.bindmount),
+    })),
+    state: {initialized: r.state?.initialized ?? false},
+  }
+  await validateCluster(cluster, source, {checkPaths})
+  return cluster
+}
+
+/** Rules that go beyond types: names, token, versions, addresses, mounts. */
+export async function validateCluster(cluster: Cluster, source: string, {checkPaths = true} = {}): Promise<void> {
+  const fail = (message: string, hint: string): never => {
+    throw new UserError(`${source}: ${message}`, {hint})
+  }
+  validateClusterName(cluster.clusterName, source)
+  if (!TOKEN.test(cluster.token)) {
+    fail(
+      `token "${redactToken(cluster.token)}" is not a kubeadm bootstrap token`,
+      'use the form [a-z0-9]{6}.[a-z0-9]{16}, or leave it out to have one generated',
+    )
+  }
+  if (!parseKubernetesVersion(cluster.kubernetesVersion)) {
+    fail(
+      `kubernetes-version "${cluster.kubernetesVersion}" is not supported`,
+      'use a release of the form vMAJOR.MINOR.PATCH, v1.20.0 or newer, for example v1.20.2',
+    )
+  }
+  if (!parseDuration(cluster.runtimeConfig.timeout)) {
+    fail(
+      `runtime-config.timeout "${cluster.runtimeConfig.timeout}" is not a duration`,
+      'use a number with s, m or h, for example 90s or 10m',
+    )
+  }
+  const source_ = cluster.kubernetes.source
+  if (!/^https?:\/\/[^\s]+$/.test(source_) && !isAbsolute(source_)) {
+    fail(
+      `kubernetes.source "${source_}" is neither an http(s) URL nor an absolute directory path`,
+      'use https://dl.k8s.io or the absolute path of an offline bundle',
+    )
+  }
+
+  const cidrs = {
+    'network.subnet': cluster.network.subnet,
+    'network.pod-cidr': cluster.network.podCidr,
+    'network.service-cidr': cluster.network.serviceCidr,
+  }
+  const parsed = Object.entries(cidrs).map(([key, text]) => {
+    const cidr = parseCidr(text)
+    if (!cidr)
+      fail(`${key} "${text}" is not an IPv4 CIDR block`, 'write it as ADDRESS/PREFIX with the host bits zero, for example 10.22.0.0/16')
+    return {key, cidr: cidr!}
+  })
+  for (let i = 0; i < parsed.length; i++) {
+    for (let j = i + 1; j < parsed.length; j++) {
+      if (cidrsOverlap(parsed[i].cidr, parsed[j].cidr)) {
+        fail(
+          `${parsed[i].key} ${cidrs[parsed[i].key as keyof typeof cidrs]} overlaps ${parsed[j].key} ${cidrs[parsed[j].key as keyof typeof cidrs]}`,
+          'choose blocks that do not overlap',
+        )
+      }
+    }
+  }
+  if (parsed[0].cidr.prefix > 24) fail(`network.subnet ${cluster.network.subnet} is smaller than a /24`, 'use a /24 or larger range')
+  if (cluster.network.clusterSubnet !== undefined) {
+    const block = parseCidr(cluster.network.clusterSubnet)
+    if (!block || block.prefix !== 24 || !cidrsOverlap(block, parsed[0].cidr) || block.prefix < parsed[0].cidr.prefix) {
+      fail(
+        `network.cluster-subnet "${cluster.network.clusterSubnet}" is not a /24 inside network.subnet ${cluster.network.subnet}`,
+        'pick a /24 inside the range, or leave it out',
+      )
+    }
+  }
+
+  const mounts = [
+    ...allMounts(cluster.bindmount).map((m) => ({m, where: 'bindmount'})),
+    ...cluster.machines.flatMap((machine) => allMounts(machine.bindmount).map((m) => ({m, where: `machines "${machine.name}" bindmount`}))),
+  ]
+  for (const {m, where} of mounts) {
+    if (!isAbsolute(m.src) || !isAbsolute(m.dst))
+      fail(`${where} ${m.src} -> ${m.dst}: src and dst must be absolute paths`, 'write both as absolute paths')
+    if (!checkPaths) continue
+    try {
+      await stat(m.src)
+    } catch {
+      fail(`${where} src ${m.src} does not exist`, 'create it on the host or fix the path')
+    }
+  }
+}
+
+export function validateClusterName(name: string, source = 'cluster name'): void {
+  if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(name) || name.length > MAX_CLUSTER_NAME) {
+    throw new UserError(`${source}: cluster name "${name}" is not a lower-case DNS-1123 label of at most ${MAX_CLUSTER_NAME} characters`, {
+      hint: 'use lower-case letters, digits and "-", starting and ending with a letter or digit, for example "dev"',
+    })
+  }
+}
+
+export function generateToken(): string {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789'
+  const pick = (n: number) => Array.from(randomBytes(n), (b) => alphabet[b % alphabet.length]).join('')
+  return `${pick(6)}.${pick(16)}`
+}
+
+/** The token id is public; the secret half never appears in output. */
+export function redactToken(token: string): string {
+  const dot = token.indexOf('.')
+  return dot < 0 ? '<redacted>' : `${token.slice(0, dot)}.<redacted>`
+}
+
+/** Parses 90s, 10m, 1h, 1m30s into milliseconds. */
+export function parseDuration(text: string): number | undefined {
+  const match = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(text)
+  if (!match || text === '') return undefined
+  const [, h = '0', m = '0', s = '0'] = match
+  const ms = ((Number(h) * 60 + Number(m)) * 60 + Number(s)) * 1000
+  return ms > 0 ? ms : undefined
+}
+
+/** The TOML text of the cluster, in the documented spelling. */
+export function serializeCluster(cluster: Cluster): string {
+  const mounts = (b: BindMounts) => ({'read-only': b.readOnly, 'read-write': b.readWrite})
+  const doc = {
+    'cluster-name': cluster.clusterName,
+    'container-runtime': cluster.containerRuntime,
+    image: cluster.image,
+    'kubernetes-version': cluster.kubernetesVersion,
+    nodes: cluster.nodes,
+    token: cluster.token,
+    cni: cluster.cni,
+    kubernetes: {source: cluster.kubernetes.source},
+    network: {
+      subnet: cluster.network.subnet,
+      ...(cluster.network.clusterSubnet ? {'cluster-subnet': cluster.network.clusterSubnet} : {}),
+      'pod-cidr': cluster.network.podCidr,
+      'service-cidr': cluster.network.serviceCidr,
+      egress: cluster.network.egress,
+    },
+    bindmount: mounts(cluster.bindmount),
+    'runtime-config': {
+      'cgroup-per-qos': cluster.runtimeConfig.cgroupPerQos,
+      'fail-swap-on': cluster.runtimeConfig.failSwapOn,
+      timeout: cluster.runtimeConfig.timeout,
+      'use-legacy-cgroup-driver': cluster.runtimeConfig.useLegacyCgroupDriver,
+    },
+    'plugin-config': cluster.pluginConfig,
+    state: {initialized: cluster.state.initialized},
+    machines: cluster.machines.map((m) => ({name: m.name, role: m.role, ip: m.ip, running: m.running, bindmount: mounts(m.bindmount)})),
+  }
+  return `# Written by kube-spawn. The definition may be edited while the cluster is stopped.\n${TOML.stringify(doc as unknown as TOML.JsonMap)}`
+}
+
+function toBindMounts(raw: Record<string, BindMount[]> | undefined): BindMounts {
+  return {readOnly: raw?.['read-only'] ?? [], readWrite: raw?.['read-write'] ?? []}
+}
+
+function allMounts(b: BindMounts): BindMount[] {
+  return [...b.readOnly, ...b.readWrite]
+}
+
+function hintFor(problem: string): string {
+  if (problem.startsWith('unknown key')) return 'remove it or fix its spelling (see docs/configuration.md)'
+  if (problem.includes('out of range')) return 'change the value'
+  return 'fix the value (see docs/configuration.md)'
+}

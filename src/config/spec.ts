@@ -1,0 +1,237 @@
+/**
+ * The shape of kspawn.toml, declared once. The validator and the published JSON Schema
+ * (docs/kspawn.schema.json) are both derived from this table, so they cannot drift apart.
+ */
+export type Spec =
+  | {kind: 'boolean'; description: string; default?: boolean}
+  | {kind: 'integer'; description: string; default?: number; min: number; max: number}
+  | {kind: 'string'; description: string; default?: string; enum?: readonly string[]; examples?: string[]}
+  | {kind: 'table'; description: string; fields: Record<string, Spec>; freeForm?: boolean}
+  | {kind: 'array'; description: string; items: Spec}
+
+const bindMount: Spec = {
+  kind: 'table',
+  description: 'A host directory mounted into every node (or one node, under [[machines]]).',
+  fields: {
+    src: {kind: 'string', description: 'Absolute host path. It must exist.'},
+    dst: {kind: 'string', description: 'Absolute path inside the node.'},
+  },
+}
+
+const bindMounts: Spec = {
+  kind: 'table',
+  description: 'Bind mounts, read-only and read-write.',
+  fields: {
+    'read-only': {kind: 'array', description: 'Mounted read-only.', items: bindMount},
+    'read-write': {kind: 'array', description: 'Mounted read-write.', items: bindMount},
+  },
+}
+
+export const MAX_NODES = 50
+
+export const definitionSpec: Spec & {kind: 'table'} = {
+  kind: 'table',
+  description: 'A kube-spawn cluster definition (kspawn.toml).',
+  fields: {
+    'cluster-name': {
+      kind: 'string',
+      description: 'Lower-case DNS-1123 label of at most 40 characters.',
+      default: 'default',
+      examples: ['default', 'dev'],
+    },
+    'container-runtime': {
+      kind: 'string',
+      description: 'The container runtime plugin that runs in every node.',
+      default: 'containerd',
+      examples: ['containerd'],
+    },
+    image: {kind: 'string', description: 'The base image plugin the nodes are built from.', default: 'debian'},
+    'kubernetes-version': {
+      kind: 'string',
+      description: 'Kubernetes release, vMAJOR.MINOR.PATCH, v1.20.0 or newer.',
+      default: 'v1.20.2',
+      examples: ['v1.20.2'],
+    },
+    nodes: {
+      kind: 'integer',
+      description: 'Number of nodes: 1 control plane plus nodes-1 workers.',
+      default: 3,
+      min: 1,
+      max: MAX_NODES,
+    },
+    token: {
+      kind: 'string',
+      description: 'kubeadm bootstrap token ([a-z0-9]{6}.[a-z0-9]{16}); generated when absent.',
+      examples: ['abcdef.0123456789abcdef'],
+    },
+    cni: {
+      kind: 'string',
+      description: 'Pod network: "bridge" (built in, needs no images) or "none" (apply your own).',
+      default: 'bridge',
+      enum: ['bridge', 'none'],
+    },
+    kubernetes: {
+      kind: 'table',
+      description: 'Where the Kubernetes binaries and images come from.',
+      fields: {
+        source: {
+          kind: 'string',
+          description: 'Release base URL (https://…) or the absolute path of an offline bundle directory.',
+          default: 'https://dl.k8s.io',
+        },
+      },
+    },
+    network: {
+      kind: 'table',
+      description: 'Addresses of the nodes, pods and services.',
+      fields: {
+        subnet: {
+          kind: 'string',
+          description: 'Range from which each cluster takes its own /24 node block.',
+          default: '10.22.0.0/16',
+        },
+        'cluster-subnet': {
+          kind: 'string',
+          description: "This cluster's /24 node block inside `subnet`; allocated when absent.",
+        },
+        'pod-cidr': {kind: 'string', description: 'Pod network.', default: '10.244.0.0/16'},
+        'service-cidr': {kind: 'string', description: 'Service network.', default: '10.96.0.0/12'},
+        egress: {
+          kind: 'boolean',
+          description: 'true: NAT to the outside and the host resolvers; false: isolated, nothing leaves the host.',
+          default: true,
+        },
+      },
+    },
+    bindmount: bindMounts,
+    'runtime-config': {
+      kind: 'table',
+      description: 'Kubelet and timing settings.',
+      fields: {
+        'cgroup-per-qos': {kind: 'boolean', description: 'Kubelet cgroupsPerQOS.', default: true},
+        'fail-swap-on': {kind: 'boolean', description: 'Kubelet failSwapOn.', default: false},
+        timeout: {
+          kind: 'string',
+          description: 'How long start waits for the nodes to become Ready (for example 90s, 10m).',
+          default: '10m',
+        },
+        'use-legacy-cgroup-driver': {
+          kind: 'boolean',
+          description: 'Use the cgroupfs cgroup driver (true) instead of systemd.',
+          default: true,
+        },
+      },
+    },
+    'plugin-config': {
+      kind: 'table',
+      description: 'Settings for plugins, one table per plugin, for example [plugin-config.image-debian].',
+      fields: {},
+      freeForm: true,
+    },
+    machines: {
+      kind: 'array',
+      description: 'State written by kube-spawn: one entry per node.',
+      items: {
+        kind: 'table',
+        description: 'A node.',
+        fields: {
+          name: {kind: 'string', description: 'Machine name.'},
+          role: {kind: 'string', description: 'control-plane or worker.', enum: ['control-plane', 'worker']},
+          ip: {kind: 'string', description: 'Static address on the cluster bridge.'},
+          running: {kind: 'boolean', description: 'Whether the node was running when last seen.', default: false},
+          bindmount: bindMounts,
+        },
+      },
+    },
+    state: {
+      kind: 'table',
+      description: 'State written by kube-spawn.',
+      fields: {
+        initialized: {kind: 'boolean', description: 'kubeadm init and join have completed.', default: false},
+      },
+    },
+  },
+}
+
+/** JSON Schema (draft 2020-12) for kspawn.toml, derived from the spec. */
+export function toJsonSchema(spec: Spec = definitionSpec): Record<string, unknown> {
+  const common = {description: spec.description}
+  switch (spec.kind) {
+    case 'boolean':
+      return {...common, type: 'boolean', ...(spec.default === undefined ? {} : {default: spec.default})}
+    case 'integer':
+      return {...common, type: 'integer', minimum: spec.min, maximum: spec.max, default: spec.default}
+    case 'string':
+      return {
+        ...common,
+        type: 'string',
+        ...(spec.enum ? {enum: spec.enum} : {}),
+        ...(spec.default === undefined ? {} : {default: spec.default}),
+        ...(spec.examples ? {examples: spec.examples} : {}),
+      }
+    case 'array':
+      return {...common, type: 'array', items: toJsonSchema(spec.items)}
+    case 'table':
+      return {
+        ...common,
+        type: 'object',
+        properties: Object.fromEntries(Object.entries(spec.fields).map(([key, field]) => [key, toJsonSchema(field)])),
+        additionalProperties: spec.freeForm ? {type: 'object'} : false,
+      }
+  }
+}
+
+export function toRootJsonSchema(): Record<string, unknown> {
+  return {
+    $schema: 'https://json-schema.org/draft/2020-12/schema',
+    $id: 'https://github.com/kube-spawn/kube-spawn/docs/kspawn.schema.json',
+    title: 'kspawn.toml',
+    ...toJsonSchema(definitionSpec),
+  }
+}
+
+/** Checks a parsed TOML value against a spec; returns one message per problem, each naming the key path. */
+export function checkAgainstSpec(value: unknown, spec: Spec, path: string): string[] {
+  const where = path || 'the file'
+  switch (spec.kind) {
+    case 'boolean':
+      return typeof value === 'boolean' ? [] : [`${where} must be true or false (got ${describe(value)})`]
+    case 'integer':
+      if (typeof value !== 'number' || !Number.isInteger(value)) {
+        return [`${where} must be a whole number (got ${describe(value)})`]
+      }
+      return value < spec.min || value > spec.max
+        ? [`${where} = ${value} is out of range; use a whole number from ${spec.min} to ${spec.max}`]
+        : []
+    case 'string':
+      if (typeof value !== 'string') return [`${where} must be a string (got ${describe(value)})`]
+      return spec.enum && !spec.enum.includes(value)
+        ? [`${where} = "${value}" is not one of ${spec.enum.map((v) => `"${v}"`).join(', ')}`]
+        : []
+    case 'array':
+      if (!Array.isArray(value)) return [`${where} must be an array of tables (got ${describe(value)})`]
+      return value.flatMap((item, index) => checkAgainstSpec(item, spec.items, `${path}[${index}]`))
+    case 'table': {
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+        return [`${where} must be a table (got ${describe(value)})`]
+      }
+      if (spec.freeForm) return []
+      return Object.entries(value).flatMap(([key, child]) => {
+        const field = spec.fields[key]
+        const childPath = path ? `${path}.${key}` : key
+        if (!field) {
+          const known = Object.keys(spec.fields).join(', ')
+          return [`unknown key "${childPath}"; known keys${path ? ` in [${path}]` : ''}: ${known}`]
+        }
+        return checkAgainstSpec(child, field, childPath)
+      })
+    }
+  }
+}
+
+function describe(value: unknown): string {
+  if (Array.isArray(value)) return 'an array'
+  if (value === null || value === undefined) return 'nothing'
+  if (typeof value === 'object') return value instanceof Date ? 'a date' : 'a table'
+  return `${typeof value} ${JSON.stringify(value)}`
+}

@@ -1,0 +1,51 @@
+import {type KubernetesVersion, parseKubernetesVersion} from '../config/version.js'
+
+/**
+ * Everything that changes across Kubernetes releases, in one table. Rendering code asks this
+ * table; it never compares versions itself.
+ */
+export interface VersionTraits {
+  version: KubernetesVersion
+  /** kubeadm config API: v1beta2 for 1.20–1.21, v1beta3 for 1.22–1.30, v1beta4 from 1.31. */
+  kubeadmApi: 'kubeadm.k8s.io/v1beta2' | 'kubeadm.k8s.io/v1beta3' | 'kubeadm.k8s.io/v1beta4'
+  /** Default image registry kubeadm pulls from. */
+  imageRepository: 'k8s.gcr.io' | 'registry.k8s.io'
+  /** The pause image kubeadm expects the runtime to use as sandbox. */
+  pauseVersion: string
+  /** v1beta4 writes extraArgs as a list of {name, value}; older APIs as a map. */
+  extraArgsAsList: boolean
+  /** The kubelet's --container-runtime=remote flag exists only before 1.27. */
+  containerRuntimeFlag: boolean
+  /** The CRI socket needs the unix:// scheme from 1.24 on (a plain path is deprecated). */
+  criSocketScheme: boolean
+}
+
+const PAUSE: Array<[minMinor: number, pause: string]> = [
+  [31, '3.10'],
+  [26, '3.9'],
+  [25, '3.8'],
+  [24, '3.7'],
+  [23, '3.6'],
+  [22, '3.5'],
+  [21, '3.4.1'],
+  [20, '3.2'],
+]
+
+export function versionTraits(text: string): VersionTraits {
+  const version = parseKubernetesVersion(text)
+  if (!version) throw new Error(`unsupported Kubernetes version ${text}`)
+  const {minor} = version
+  return {
+    version,
+    kubeadmApi: minor >= 31 ? 'kubeadm.k8s.io/v1beta4' : minor >= 22 ? 'kubeadm.k8s.io/v1beta3' : 'kubeadm.k8s.io/v1beta2',
+    imageRepository: minor >= 25 ? 'registry.k8s.io' : 'k8s.gcr.io',
+    pauseVersion: PAUSE.find(([min]) => minor >= min)![1],
+    extraArgsAsList: minor >= 31,
+    containerRuntimeFlag: minor < 27,
+    criSocketScheme: minor >= 24,
+  }
+}
+
+export function sandboxImage(traits: VersionTraits): string {
+  return `${traits.imageRepository}/pause:${traits.pauseVersion}`
+}

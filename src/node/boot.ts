@@ -1,0 +1,225 @@
+import {readdir, readFile, rm, rmdir, stat, writeFile} from 'node:fs/promises'
+import {setTimeout as sleep} from 'node:timers/promises'
+
+import type {ClusterContext} from '../cluster/context.js'
+import {UserError} from '../errors.js'
+import type {StageTaskWrapper} from '../sdk/index.js'
+import {run} from '../util/run.js'
+import {leaderPid} from './handle.js'
+import {nodePaths} from './layout.js'
+import {backendFor, unitName} from './machine.js'
+import {bridgeName} from './names.js'
+import {nodeResolvConf} from './network.js'
+
+export const BOOT_TIMEOUT_MS = 90_000
+export const POWER_OFF_TIMEOUT_MS = 30_000
+
+/** Boots every node that is not running, in parallel, and waits until systemd in each reports running. */
+export async function bootNodes(ctx: ClusterContext, task: StageTaskWrapper): Promise<void> {
+  const base = ctx.baseImage?.rootfs
+  if (!base || !(await stat(base).catch(() => undefined))) {
+    throw new UserError(`the base image of cluster "${ctx.cluster.clusterName}" is gone${base ? ` (${base})` : ''}`, {
+      hint: 'destroy and create the cluster again',
+    })
+  }
+  await raiseInotifyLimits()
+  const backend = backendFor(ctx.host.machined)
+  const resolvConf = await nodeResolvConf(ctx.cluster)
+  let booted = 0
+  await Promise.all(
+    ctx.nodes.map(async (node) => {
+      if ((await leaderPid(ctx.clusterDir, node.name)) !== undefined) return
+      const paths = nodePaths(ctx.clusterDir, node.name)
+      await removeStaleVeth(node.name)
+      await mountOverlay(base, paths)
+      await node.writeFile('/etc/resolv.conf', resolvConf)
+      const started = Date.now()
+      await backend.start({
+        clusterDir: ctx.clusterDir,
+        machine: node.name,
+        bridge: bridgeName(ctx.cluster.clusterName),
+        mounts: node.mounts,
+      })
+      await waitForSystemd(ctx, node.name)
+      booted++
+      task.output = `${node.name} running after ${((Date.now() - started) / 1000).toFixed(1)} s (${booted}/${ctx.nodes.length})`
+    }),
+  )
+  for (const m of ctx.cluster.machines) m.running = true
+}
+
+/** systemd in the node reports running, or degraded (then the failed units become a warning). */
+async function waitForSystemd(ctx: ClusterContext, machine: string): Promise<void> {
+  const node = ctx.nodes.find((n) => n.name === machine)!
+  const deadline = Date.now() + BOOT_TIMEOUT_MS
+  let state = ''
+  while (Date.now() < deadline) {
+    const result = await node.exec(['systemctl', 'is-system-running'], {allowFailure: true, timeoutMs: 10_000}).catch(() => undefined)
+    state = result?.stdout.trim() ?? ''
+    if (state === 'running') return
+    if (state === 'degraded') {
+      const failed = await node.exec(['systemctl', 'list-units', '--state=failed', '--plain', '--no-legend'], {allowFailure: true})
+      ctx.warn(
+        `node ${machine} booted degraded; failed units: ${failed.stdout
+          .trim()
+          .split('\n')
+          .map((l) => l.split(' ')[0])
+          .join(', ')}`,
+      )
+      return
+    }
+    if ((await leaderPid(ctx.clusterDir, machine)) === undefined) break
+    await sleep(100)
+  }
+  const console = (await readFile(nodePaths(ctx.clusterDir, machine).console, 'utf8').catch(() => ''))
+    .trim()
+    .split('\n')
+    .slice(-3)
+    .join(' | ')
+  throw new UserError(`node ${machine} did not finish booting (systemd state "${state || 'unknown'}")${console ? `: ${console}` : ''}`, {
+    hint: `see ${nodePaths(ctx.clusterDir, machine).console}`,
+  })
+}
+
+/** Orderly power-off of every running node, then a forced kill of any that overruns the timeout. */
+export async function powerOffNodes(ctx: ClusterContext, task?: StageTaskWrapper): Promise<void> {
+  const backend = backendFor(ctx.host.machined)
+  await Promise.all(
+    ctx.nodes.map(async (node) => {
+      const leader = await leaderPid(ctx.clusterDir, node.name)
+      if (leader !== undefined) {
+        await backend.requestPowerOff(node.name, leader)
+        if (!(await waitGone(node.name, leader, POWER_OFF_TIMEOUT_MS))) {
+          if (task) task.output = `${node.name} did not power off in ${POWER_OFF_TIMEOUT_MS / 1000} s; killing it`
+          await backend.kill(node.name, leader)
+          await waitGone(node.name, leader, 10_000)
+        }
+      }
+      await releaseNode(ctx, node.name)
+    }),
+  )
+  for (const m of ctx.cluster.machines) m.running = false
+}
+
+/** Ends every node at once (destroy). */
+export async function killNodes(ctx: ClusterContext): Promise<void> {
+  const backend = backendFor(ctx.host.machined)
+  await Promise.all(
+    ctx.nodes.map(async (node) => {
+      const leader = await leaderPid(ctx.clusterDir, node.name)
+      if (leader !== undefined) {
+        await backend.kill(node.name, leader)
+        await waitGone(node.name, leader, 10_000)
+      }
+      await releaseNode(ctx, node.name)
+    }),
+  )
+  for (const m of ctx.cluster.machines) m.running = false
+}
+
+/** Removes what a node leaves on the host besides its directory: cgroup subtrees and unit state. */
+export async function forgetNodes(ctx: ClusterContext): Promise<void> {
+  for (const node of ctx.nodes) {
+    await removeNodeCgroups(node.name)
+    if (ctx.host.machined) await run(['systemctl', 'reset-failed', unitName(node.name)], {allowFailure: true})
+  }
+  await removeEmptyCgroupParents()
+}
+
+async function releaseNode(ctx: ClusterContext, machine: string): Promise<void> {
+  const paths = nodePaths(ctx.clusterDir, machine)
+  await unmount(paths.rootfs)
+  await rm(paths.leaderFile, {force: true})
+  await removeStaleVeth(machine)
+}
+
+/** True once the leader and the node's nspawn process are gone. */
+async function waitGone(machine: string, leader: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    const leaderAlive = await stat(`/proc/${leader}`).then(
+      () => true,
+      () => false,
+    )
+    if (!leaderAlive && (await nspawnPids(machine)).length === 0) return true
+    await sleep(50)
+  }
+  return false
+}
+
+/** PIDs of systemd-nspawn processes running the given machine. */
+export async function nspawnPids(machine: string): Promise<number[]> {
+  const pids: number[] = []
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')
+    const args = cmdline.split('\0')
+    if (args.some((a) => a.endsWith('systemd-nspawn')) && args.includes(`--machine=${machine}`)) pids.push(Number(entry))
+  }
+  return pids
+}
+
+async function mountOverlay(base: string, paths: ReturnType<typeof nodePaths>): Promise<void> {
+  if (await isMounted(paths.rootfs)) return
+  await run(['mount', '-t', 'overlay', 'overlay', '-o', `lowerdir=${base},upperdir=${paths.upper},workdir=${paths.work}`, paths.rootfs])
+}
+
+async function unmount(path: string): Promise<void> {
+  for (let attempt = 0; attempt < 20 && (await isMounted(path)); attempt++) {
+    const result = await run(['umount', path], {allowFailure: true})
+    if (result.exitCode !== 0) await sleep(100)
+  }
+  if (await isMounted(path)) await run(['umount', '-l', path], {allowFailure: true})
+}
+
+export async function isMounted(path: string): Promise<boolean> {
+  const mounts = await readFile('/proc/self/mounts', 'utf8')
+  return mounts.split('\n').some((line) => line.split(' ')[1] === path)
+}
+
+/** After a crash nspawn leaves vb-<machine> behind and the next boot fails with "File exists". */
+async function removeStaleVeth(machine: string): Promise<void> {
+  const veth = `vb-${machine}`.slice(0, 15)
+  const shown = await run(['ip', 'link', 'show', veth], {allowFailure: true})
+  if (shown.exitCode === 0) await run(['ip', 'link', 'del', veth], {allowFailure: true})
+}
+
+/** Node cgroup subtrees (kube-spawn/<machine>) stay in the host hierarchies after a node is gone. */
+export async function removeNodeCgroups(machine: string): Promise<void> {
+  for (const hierarchy of await cgroupHierarchies()) {
+    await removeTree(`${hierarchy}/kube-spawn/${machine}`)
+  }
+}
+
+async function removeEmptyCgroupParents(): Promise<void> {
+  for (const hierarchy of await cgroupHierarchies()) await rmdir(`${hierarchy}/kube-spawn`).catch(() => undefined)
+}
+
+async function cgroupHierarchies(): Promise<string[]> {
+  const mounts = await readFile('/proc/self/mounts', 'utf8')
+  return mounts
+    .split('\n')
+    .map((line) => line.split(' '))
+    .filter(([, path, type]) => (type === 'cgroup' || type === 'cgroup2') && path?.startsWith('/sys/fs/cgroup'))
+    .map(([, path]) => path)
+}
+
+/** cgroup directories can only be removed with rmdir, deepest first. */
+async function removeTree(dir: string): Promise<void> {
+  const entries = await readdir(dir, {withFileTypes: true}).catch(() => undefined)
+  if (!entries) return
+  for (const e of entries) if (e.isDirectory()) await removeTree(`${dir}/${e.name}`)
+  await rmdir(dir).catch(() => undefined)
+}
+
+/** Several nodes exhaust the default 128 inotify instances; kubelet then fails with "too many open files". */
+async function raiseInotifyLimits(): Promise<void> {
+  for (const [key, min] of [
+    ['max_user_instances', 8192],
+    ['max_user_watches', 524288],
+  ] as const) {
+    const path = `/proc/sys/fs/inotify/${key}`
+    const current = Number(await readFile(path, 'utf8').catch(() => '0'))
+    if (current < min) await writeFile(path, String(min)).catch(() => undefined)
+  }
+}

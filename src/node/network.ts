@@ -1,0 +1,106 @@
+import {readFile, writeFile} from 'node:fs/promises'
+
+import type {Cluster} from '../config/definition.js'
+import {run} from '../util/run.js'
+import {bridgeAddress, bridgeName} from './names.js'
+
+/** Every host iptables rule kube-spawn adds carries this comment, so removal is exact. */
+export function ruleComment(cluster: string): string {
+  return `kube-spawn:${cluster}`
+}
+
+interface Rule {
+  table: 'filter' | 'nat'
+  chain: string
+  spec: string[]
+}
+
+/** The host rules of a cluster: isolated (drop everything leaving the bridge) or with NAT egress. */
+export function clusterRules(cluster: Cluster): Rule[] {
+  const br = bridgeName(cluster.clusterName)
+  const tag = ['-m', 'comment', '--comment', ruleComment(cluster.clusterName)]
+  const subnet = cluster.network.clusterSubnet!
+  // Node-to-node traffic crosses the bridge (and FORWARD, with br_netfilter): always allowed.
+  const rules: Rule[] = [{table: 'filter', chain: 'FORWARD', spec: ['-i', br, '-o', br, ...tag, '-j', 'ACCEPT']}]
+  if (cluster.network.egress) {
+    rules.push(
+      {table: 'filter', chain: 'FORWARD', spec: ['-i', br, '!', '-o', br, ...tag, '-j', 'ACCEPT']},
+      {table: 'filter', chain: 'FORWARD', spec: ['-o', br, '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', ...tag, '-j', 'ACCEPT']},
+      {table: 'nat', chain: 'POSTROUTING', spec: ['-s', subnet, '!', '-o', br, ...tag, '-j', 'MASQUERADE']},
+    )
+  } else {
+    rules.push({table: 'filter', chain: 'FORWARD', spec: ['-i', br, '!', '-o', br, ...tag, '-j', 'DROP']})
+  }
+  return rules
+}
+
+/** Creates the cluster bridge with the host's address and installs the rules; idempotent. */
+export async function ensureNetwork(cluster: Cluster): Promise<void> {
+  const br = bridgeName(cluster.clusterName)
+  const prefix = cluster.network.clusterSubnet!.split('/')[1]
+  // The rules go in before the bridge carries anything, so an isolated cluster never leaks a packet.
+  await removeRules(cluster.clusterName)
+  for (const rule of [...clusterRules(cluster)].reverse()) {
+    await run(['iptables', '-w', '-t', rule.table, rule.chain === 'POSTROUTING' ? '-A' : '-I', rule.chain, ...rule.spec])
+  }
+  const exists = await run(['ip', 'link', 'show', br], {allowFailure: true})
+  if (exists.exitCode !== 0) await run(['ip', 'link', 'add', br, 'type', 'bridge'])
+  await run(['ip', 'addr', 'replace', `${bridgeAddress(cluster)}/${prefix}`, 'dev', br])
+  await run(['ip', 'link', 'set', br, 'up'])
+  // Bridged traffic must pass iptables (kube-proxy's Service rules in the nodes depend on it).
+  await run(['modprobe', 'br_netfilter'], {allowFailure: true}).catch(() => undefined)
+  await writeSysctl('net/bridge/bridge-nf-call-iptables', '1')
+  await writeSysctl('net/ipv4/ip_forward', '1')
+}
+
+export async function removeNetwork(cluster: string): Promise<void> {
+  await removeRules(cluster)
+  const br = bridgeName(cluster)
+  const exists = await run(['ip', 'link', 'show', br], {allowFailure: true})
+  if (exists.exitCode === 0) await run(['ip', 'link', 'del', br])
+}
+
+/** Deletes every rule whose comment names the cluster, found in iptables-save. */
+export async function removeRules(cluster: string): Promise<void> {
+  const comment = ruleComment(cluster)
+  for (const table of ['filter', 'nat'] as const) {
+    const {stdout} = await run(['iptables-save', '-t', table], {allowFailure: true})
+    for (const line of stdout.split('\n')) {
+      if (!line.startsWith('-A ') || (!line.includes(`--comment ${comment} `) && !line.includes(`--comment "${comment}"`))) continue
+      const args = splitRule(line.slice(3))
+      await run(['iptables', '-w', '-t', table, '-D', ...args], {allowFailure: true})
+    }
+  }
+}
+
+/** Lists the rules still present for a cluster (tests and destroy verification use it). */
+export async function listRules(cluster: string): Promise<string[]> {
+  const comment = ruleComment(cluster)
+  const lines: string[] = []
+  for (const table of ['filter', 'nat']) {
+    const {stdout} = await run(['iptables-save', '-t', table], {allowFailure: true})
+    lines.push(...stdout.split('\n').filter((l) => l.includes(comment)))
+  }
+  return lines
+}
+
+function splitRule(text: string): string[] {
+  return [...text.matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2])
+}
+
+async function writeSysctl(key: string, value: string): Promise<void> {
+  const path = `/proc/sys/${key}`
+  const current = await readFile(path, 'utf8').catch(() => undefined)
+  if (current !== undefined && current.trim() !== value) await writeFile(path, value).catch(() => undefined)
+}
+
+/** What nodes use as resolv.conf: the host's real resolvers with egress, none when isolated. */
+export async function nodeResolvConf(cluster: Cluster): Promise<string> {
+  if (!cluster.network.egress) return '# kube-spawn: isolated cluster, no upstream resolver\n'
+  for (const path of ['/run/systemd/resolve/resolv.conf', '/etc/resolv.conf']) {
+    const text = await readFile(path, 'utf8').catch(() => undefined)
+    // A loopback stub resolver of the host is unreachable from a node.
+    if (text && !/^nameserver\s+127\./m.test(text)) return text
+  }
+  return '# kube-spawn: no usable host resolver found\n'
+}

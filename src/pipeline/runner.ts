@@ -1,0 +1,102 @@
+import type {Config} from '@oclif/core'
+import {Listr, type ListrRendererValue} from 'listr2'
+
+import {dispatch, shortPluginName} from '../plugins/dispatch.js'
+import type {Stage, StageContext, StageTask} from '../sdk/index.js'
+import {STAGES} from '../sdk/index.js'
+
+export const HOST_OWNER = 'kube-spawn'
+
+/** A task of the host itself, placed at a stage. */
+export interface CoreTask {
+  stage: Stage
+  title: string
+  task: StageTask['task']
+  skip?: StageTask['skip']
+}
+
+export interface PlannedTask {
+  stage: Stage
+  /** "kube-spawn" for the host's own tasks, else the short name of the contributing plugin. */
+  owner: string
+  task: StageTask
+}
+
+export interface PlanLine {
+  stage: Stage
+  owner: string
+  title: string
+  /** Why the task would not run, when it would not. */
+  skipped?: string
+}
+
+export type RendererName = 'default' | 'simple' | 'silent' | 'test'
+
+/**
+ * Collects the tasks of the given stages: for each stage the host's own tasks, then the tasks that
+ * plugins return from the kube-spawn:tasks hook, in plugin-name order.
+ */
+export async function planPipeline(config: Config, ctx: StageContext, stages: readonly Stage[], core: CoreTask[]): Promise<PlannedTask[]> {
+  const ordered = STAGES.filter((stage) => stages.includes(stage))
+  const planned: PlannedTask[] = []
+  for (const stage of ordered) {
+    for (const c of core.filter((t) => t.stage === stage)) {
+      planned.push({stage, owner: HOST_OWNER, task: {title: c.title, task: c.task, skip: c.skip}})
+    }
+    for (const {plugin, result} of await dispatch(config, 'kube-spawn:tasks', {stage, ctx})) {
+      for (const task of result ?? []) planned.push({stage, owner: shortPluginName(plugin), task})
+    }
+  }
+  return planned
+}
+
+/** What --dry-run prints: every task with its owner, and the reason where it would be skipped. */
+export async function describePlan(planned: PlannedTask[], ctx: StageContext): Promise<PlanLine[]> {
+  const lines: PlanLine[] = []
+  for (const {stage, owner, task} of planned) {
+    const title = typeof task.title === 'string' ? task.title : String(task.title ?? '(untitled)')
+    const enabled = typeof task.enabled === 'function' ? await task.enabled(ctx) : (task.enabled ?? true)
+    const skip = enabled ? (typeof task.skip === 'function' ? await task.skip(ctx) : task.skip) : 'not enabled here'
+    lines.push({stage, owner, title, ...(skip ? {skipped: typeof skip === 'string' ? skip : 'skipped'} : {})})
+  }
+  return lines
+}
+
+export function formatPlan(heading: string, lines: PlanLine[]): string {
+  const out = [heading]
+  let stage: Stage | undefined
+  for (const line of lines) {
+    if (line.stage !== stage) {
+      stage = line.stage
+      out.push(`  ${stage}`)
+    }
+    out.push(`    [${line.owner}] ${line.title}${line.skipped ? `  (skipped: ${line.skipped})` : ''}`)
+  }
+  if (lines.length === 0) out.push('  (nothing to do)')
+  return out.join('\n')
+}
+
+/** Runs the planned tasks: one parent task per stage, its tasks inserted with task.newListr and titled [owner]. */
+export async function runPipeline(planned: PlannedTask[], ctx: StageContext, renderer: RendererName): Promise<void> {
+  const stages = [...new Set(planned.map((p) => p.stage))]
+  const list = new Listr<StageContext, ListrRendererValue, ListrRendererValue>(
+    stages.map((stage) => ({
+      title: stage,
+      task: (_ctx, task) =>
+        task.newListr(
+          planned
+            .filter((p) => p.stage === stage)
+            .map(({owner, task: t}) => ({...t, title: `[${owner}] ${typeof t.title === 'string' ? t.title : ''}`})),
+          {concurrent: false, exitOnError: true},
+        ),
+    })),
+    {
+      ctx,
+      renderer,
+      fallbackRenderer: 'simple',
+      rendererOptions: {collapseSubtasks: false, showErrorMessage: false},
+      exitOnError: true,
+    } as never,
+  )
+  await list.run()
+}

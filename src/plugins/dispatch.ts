@@ -1,0 +1,40 @@
+import type {Config} from '@oclif/core'
+
+import {UserError, errorMessage} from '../errors.js'
+import type {KubeSpawnHooks} from '../sdk/index.js'
+
+export const HOOK_TIMEOUT_MS = 30_000
+
+export interface HookAnswer<T> {
+  plugin: string
+  result: T
+}
+
+type KubeSpawnEvent = 'kube-spawn:providers' | 'kube-spawn:tasks'
+
+/**
+ * The one way kube-spawn runs its hooks. oclif runs the handlers concurrently, returns them in
+ * completion order and swallows failures; this sorts the answers by plugin name, turns any failure
+ * into an error that names the plugin, and bounds each handler with a timeout.
+ */
+export async function dispatch<K extends KubeSpawnEvent>(
+  config: Config,
+  event: K,
+  options: KubeSpawnHooks[K]['options'],
+  timeoutMs = HOOK_TIMEOUT_MS,
+): Promise<Array<HookAnswer<KubeSpawnHooks[K]['return']>>> {
+  const {successes, failures} = await config.runHook<K, KubeSpawnHooks>(event, options, timeoutMs, true)
+  if (failures.length > 0) {
+    const [first] = [...failures].sort((a, b) => a.plugin.name.localeCompare(b.plugin.name))
+    throw new UserError(`plugin ${first.plugin.name} failed in hook ${event}: ${errorMessage(first.error)}`, {
+      hint: 'fix or uninstall that plugin (kube-spawn plugins)',
+      cause: first.error,
+    })
+  }
+  return successes.map(({plugin, result}) => ({plugin: plugin.name, result})).sort((a, b) => a.plugin.localeCompare(b.plugin))
+}
+
+/** The short plugin name shown in task titles: "@kube-spawn/runtime-containerd" → "runtime-containerd". */
+export function shortPluginName(name: string): string {
+  return name.replace(/^@[^/]+\//, '').replace(/^kube-spawn-plugin-/, '')
+}
