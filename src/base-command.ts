@@ -1,6 +1,7 @@
 import {Command, Flags, type Interfaces} from '@oclif/core'
 
 import {type Env} from './cluster/context.js'
+import {redactToken} from './config/definition.js'
 import {UserError} from './errors.js'
 import type {RendererName} from './pipeline/runner.js'
 import {StateRoot} from './state/store.js'
@@ -55,7 +56,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /** Services get the state root, the hooks and the output policy from here. */
   protected get env(): Env {
-    return {config: this.config, root: new StateRoot(this.flags.dir), renderer: this.renderer}
+    return {
+      config: this.config,
+      root: new StateRoot(this.flags.dir, process.env.KUBE_SPAWN_CACHE_DIR || undefined),
+      renderer: this.renderer,
+    }
   }
 
   /** Default renderer on a terminal, simple in CI or without one, silent under --json. */
@@ -68,6 +73,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   /** Warnings collected by a pipeline, on stderr so that --json output stays clean. */
   protected warnAll(warnings: string[]): void {
     for (const w of warnings) this.logToStderr(`kube-spawn: warning: ${w}`)
+  }
+
+  /** --json output never carries the secret half of a bootstrap token. */
+  protected toSuccessJson(result: unknown): unknown {
+    return redactTokens(result)
   }
 
   protected async catch(error: Interfaces.CommandError): Promise<unknown> {
@@ -87,6 +97,17 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     else this.logToStderr(`kube-spawn: ${message}${verbose ? '' : ' (--verbose for details)'}`)
     this.exit(1)
   }
+}
+
+function redactTokens(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(redactTokens)
+  if (value === null || typeof value !== 'object' || value instanceof Date) return value
+  return Object.fromEntries(
+    Object.entries(value).map(([key, child]) => [
+      key,
+      key === 'token' && typeof child === 'string' ? redactToken(child) : redactTokens(child),
+    ]),
+  )
 }
 
 /** Listr and oclif wrap errors; the UserError may be a cause further down. */

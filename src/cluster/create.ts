@@ -109,7 +109,9 @@ export async function writeNodeIdentities(ctx: ClusterContext): Promise<void> {
   const hosts = ['127.0.0.1 localhost', '::1 localhost ip6-localhost ip6-loopback', ...ctx.nodes.map((n) => `${n.ip} ${n.name}`)].join('\n')
   for (const node of ctx.nodes) {
     const paths = nodePaths(ctx.clusterDir, node.name)
-    await Promise.all([paths.upper, paths.work, paths.rootfs].map((dir) => mkdir(dir, {recursive: true, mode: 0o700})))
+    // The node dir keeps other users out; the upper dir becomes the node's "/" and must be 0755.
+    await mkdir(paths.dir, {recursive: true, mode: 0o700})
+    await Promise.all([paths.upper, paths.work, paths.rootfs].map((dir) => mkdir(dir, {recursive: true, mode: 0o755})))
     if ((await node.readFile('/etc/machine-id'))?.trim().length !== 32) {
       await node.writeFile('/etc/machine-id', `${randomBytes(16).toString('hex')}\n`, 0o444)
     }

@@ -5,7 +5,7 @@ import {isAbsolute} from 'node:path'
 
 import {UserError} from '../errors.js'
 import {cidrsOverlap, parseCidr} from '../net/cidr.js'
-import {checkAgainstSpec, definitionSpec} from './spec.js'
+import {MAX_NODES, checkAgainstSpec, definitionSpec} from './spec.js'
 import {parseKubernetesVersion} from './version.js'
 
 export interface BindMount {
@@ -117,6 +117,8 @@ export async function resolveDefinition(
     state: {initialized: r.state?.initialized ?? false},
   }
   await validateCluster(cluster, source, {checkPaths})
+  // "1.20.2" is accepted; release URLs and kubeadm want the canonical "v1.20.2".
+  cluster.kubernetesVersion = parseKubernetesVersion(cluster.kubernetesVersion)!.text
   return cluster
 }
 
@@ -126,6 +128,10 @@ export async function validateCluster(cluster: Cluster, source: string, {checkPa
     throw new UserError(`${source}: ${message}`, {hint})
   }
   validateClusterName(cluster.clusterName, source)
+  // Flag overrides skip the spec check, so the range is checked again here.
+  if (!Number.isInteger(cluster.nodes) || cluster.nodes < 1 || cluster.nodes > MAX_NODES) {
+    fail(`nodes = ${cluster.nodes} is out of range; use a whole number from 1 to ${MAX_NODES}`, 'change the value')
+  }
   if (!TOKEN.test(cluster.token)) {
     fail(
       `token "${redactToken(cluster.token)}" is not a kubeadm bootstrap token`,
@@ -200,11 +206,14 @@ export async function validateCluster(cluster: Cluster, source: string, {checkPa
   }
 }
 
-export function validateClusterName(name: string, source = 'cluster name'): void {
+export function validateClusterName(name: string, source?: string): void {
   if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(name) || name.length > MAX_CLUSTER_NAME) {
-    throw new UserError(`${source}: cluster name "${name}" is not a lower-case DNS-1123 label of at most ${MAX_CLUSTER_NAME} characters`, {
-      hint: 'use lower-case letters, digits and "-", starting and ending with a letter or digit, for example "dev"',
-    })
+    throw new UserError(
+      `${source ? `${source}: ` : ''}cluster name "${name}" is not a lower-case DNS-1123 label of at most ${MAX_CLUSTER_NAME} characters`,
+      {
+        hint: 'use lower-case letters, digits and "-", starting and ending with a letter or digit, for example "dev"',
+      },
+    )
   }
 }
 

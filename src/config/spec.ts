@@ -6,7 +6,7 @@ export type Spec =
   | {kind: 'boolean'; description: string; default?: boolean}
   | {kind: 'integer'; description: string; default?: number; min: number; max: number}
   | {kind: 'string'; description: string; default?: string; enum?: readonly string[]; examples?: string[]}
-  | {kind: 'table'; description: string; fields: Record<string, Spec>; freeForm?: boolean}
+  | {kind: 'table'; description: string; fields: Record<string, Spec>; required?: string[]; freeForm?: boolean}
   | {kind: 'array'; description: string; items: Spec}
 
 const bindMount: Spec = {
@@ -16,6 +16,7 @@ const bindMount: Spec = {
     src: {kind: 'string', description: 'Absolute host path. It must exist.'},
     dst: {kind: 'string', description: 'Absolute path inside the node.'},
   },
+  required: ['src', 'dst'],
 }
 
 const bindMounts: Spec = {
@@ -141,6 +142,7 @@ export const definitionSpec: Spec & {kind: 'table'} = {
           running: {kind: 'boolean', description: 'Whether the node was running when last seen.', default: false},
           bindmount: bindMounts,
         },
+        required: ['name'],
       },
     },
     state: {
@@ -176,6 +178,7 @@ export function toJsonSchema(spec: Spec = definitionSpec): Record<string, unknow
         ...common,
         type: 'object',
         properties: Object.fromEntries(Object.entries(spec.fields).map(([key, field]) => [key, toJsonSchema(field)])),
+        ...(spec.required ? {required: spec.required} : {}),
         additionalProperties: spec.freeForm ? {type: 'object'} : false,
       }
   }
@@ -216,6 +219,8 @@ export function checkAgainstSpec(value: unknown, spec: Spec, path: string): stri
         return [`${where} must be a table (got ${describe(value)})`]
       }
       if (spec.freeForm) return []
+      const missing = (spec.required ?? []).filter((key) => !(key in value))
+      if (missing.length > 0) return [`${where} needs the key "${missing[0]}"`]
       return Object.entries(value).flatMap(([key, child]) => {
         const field = spec.fields[key]
         const childPath = path ? `${path}.${key}` : key

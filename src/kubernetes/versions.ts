@@ -18,6 +18,11 @@ export interface VersionTraits {
   containerRuntimeFlag: boolean
   /** The CRI socket needs the unix:// scheme from 1.24 on (a plain path is deprecated). */
   criSocketScheme: boolean
+  /**
+   * KubeletConfiguration has failCgroupV1 from 1.31; from 1.35 it defaults to true and the kubelet
+   * refuses cgroup v1 hosts, which is what many nspawn hosts are. kube-spawn sets it to false.
+   */
+  failCgroupV1Field: boolean
 }
 
 const PAUSE: Array<[minMinor: number, pause: string]> = [
@@ -43,9 +48,34 @@ export function versionTraits(text: string): VersionTraits {
     extraArgsAsList: minor >= 31,
     containerRuntimeFlag: minor < 27,
     criSocketScheme: minor >= 24,
+    failCgroupV1Field: minor >= 31,
   }
 }
 
 export function sandboxImage(traits: VersionTraits): string {
   return `${traits.imageRepository}/pause:${traits.pauseVersion}`
+}
+
+/** A CRI endpoint as a unix:// URL, the form every supported kubelet accepts for --container-runtime-endpoint. */
+export function criEndpoint(socket: string): string {
+  return socket.startsWith('unix://') ? socket : `unix://${socket}`
+}
+
+/** The CRI socket as this version's kubeadm wants it in nodeRegistration.criSocket. */
+export function criSocketFor(traits: VersionTraits, socket: string): string {
+  return traits.criSocketScheme ? criEndpoint(socket) : socket.replace(/^unix:\/\//, '')
+}
+
+/**
+ * Kubelet flags that must come from kubeadm's nodeRegistration.kubeletExtraArgs for this version.
+ * Before 1.27 the kubelet assumes dockershim unless told --container-runtime=remote (kubeadm usually
+ * adds both flags itself, but only when it recognises the socket, so kube-spawn states them).
+ */
+export function runtimeKubeletArgs(traits: VersionTraits, socket: string): Array<[name: string, value: string]> {
+  return traits.containerRuntimeFlag
+    ? [
+        ['container-runtime', 'remote'],
+        ['container-runtime-endpoint', criEndpoint(socket)],
+      ]
+    : []
 }

@@ -47,7 +47,11 @@ export function nspawnArgs(spec: BootSpec): string[] {
 }
 
 /** The environment nspawn runs with: kubelet writes /proc/sys and /sys, which nspawn makes read-only otherwise. */
-export const NSPAWN_ENV = {SYSTEMD_NSPAWN_API_VFS_WRITABLE: '1', SYSTEMD_NSPAWN_TMPFS_TMP: '0'}
+/** TERM=dumb keeps systemd's status spinner out of the console log. */
+export const NSPAWN_ENV = {SYSTEMD_NSPAWN_API_VFS_WRITABLE: '1', TERM: 'dumb'}
+
+/** systemd powers off on SIGRTMIN+4; Node knows real-time signals only by number (SIGRTMIN is 34 on Linux). */
+const SIGRTMIN = 34
 
 /** Without machined: nspawn is not registered and kube-spawn keeps the leader PID itself. */
 export const standaloneBackend: MachineBackend = {
@@ -70,7 +74,7 @@ export const standaloneBackend: MachineBackend = {
     return waitForLeader(spec, child.pid!, exited)
   },
   async requestPowerOff(_machine, leader) {
-    process.kill(leader, 'SIGRTMIN+4' as NodeJS.Signals)
+    process.kill(leader, SIGRTMIN + 4)
   },
   async kill(_machine, leader) {
     // Killing nspawn leaves the node running; killing its init ends the whole PID namespace.

@@ -84,9 +84,7 @@ export async function runPipeline(planned: PlannedTask[], ctx: StageContext, ren
       title: stage,
       task: (_ctx, task) =>
         task.newListr(
-          planned
-            .filter((p) => p.stage === stage)
-            .map(({owner, task: t}) => ({...t, title: `[${owner}] ${typeof t.title === 'string' ? t.title : ''}`})),
+          planned.filter((p) => p.stage === stage).map(({owner, task: t}) => labelled(owner, t)),
           {concurrent: false, exitOnError: true},
         ),
     })),
@@ -99,4 +97,24 @@ export async function runPipeline(planned: PlannedTask[], ctx: StageContext, ren
     } as never,
   )
   await list.run()
+}
+
+/** Prefixes the title with [owner], also when the task retitles itself while it runs. */
+function labelled(owner: string, t: StageTask): StageTask {
+  const label = (title: unknown) => `[${owner}] ${typeof title === 'string' ? title : ''}`
+  return {
+    ...t,
+    title: label(t.title),
+    task: (ctx, wrapper) =>
+      t.task(
+        ctx,
+        new Proxy(wrapper, {
+          set: (target, prop, value) => Reflect.set(target, prop, prop === 'title' ? label(value) : value),
+          get: (target, prop) => {
+            const value = Reflect.get(target, prop)
+            return typeof value === 'function' ? value.bind(target) : value
+          },
+        }),
+      ),
+  }
 }

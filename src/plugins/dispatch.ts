@@ -23,7 +23,17 @@ export async function dispatch<K extends KubeSpawnEvent>(
   options: KubeSpawnHooks[K]['options'],
   timeoutMs = HOOK_TIMEOUT_MS,
 ): Promise<Array<HookAnswer<KubeSpawnHooks[K]['return']>>> {
-  const {successes, failures} = await config.runHook<K, KubeSpawnHooks>(event, options, timeoutMs, true)
+  // oclif's timeout timer is unref'd: a handler whose promise never settles and that holds no handle
+  // of its own would let the process exit in the middle of the hook. Keep the event loop alive until
+  // runHook has returned, so that the timeout fires and names the plugin.
+  const keepAlive = setInterval(() => {}, 60_000)
+  let outcome
+  try {
+    outcome = await config.runHook<K, KubeSpawnHooks>(event, options, timeoutMs, true)
+  } finally {
+    clearInterval(keepAlive)
+  }
+  const {successes, failures} = outcome
   if (failures.length > 0) {
     const [first] = [...failures].sort((a, b) => a.plugin.name.localeCompare(b.plugin.name))
     throw new UserError(`plugin ${first.plugin.name} failed in hook ${event}: ${errorMessage(first.error)}`, {

@@ -14,10 +14,14 @@ const RESERVED = new Set(['cache'])
  * nodes' data, plus the shared cache. Everything below it is private to root (0700).
  */
 export class StateRoot {
-  constructor(readonly path: string) {}
+  /** The shared cache defaults to <root>/cache; tests point many roots at one cache. */
+  constructor(
+    readonly path: string,
+    private readonly cacheOverride?: string,
+  ) {}
 
   get cacheDir(): string {
-    return join(this.path, 'cache')
+    return this.cacheOverride ?? join(this.path, 'cache')
   }
 
   clusterDir(name: string): string {

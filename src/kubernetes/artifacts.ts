@@ -1,0 +1,351 @@
+/**
+ * The Kubernetes binaries a cluster needs (kubeadm, kubelet, kubectl), from an official release URL
+ * or an offline bundle directory, verified and cached per version and architecture:
+ *
+ *   <cacheDir>/kubernetes/<version>/<arch>/{kubeadm,kubelet,kubectl}
+ *
+ * A file appears under its final name only after it was verified: it is written to a temporary file
+ * in the same directory, checked, then renamed. So whatever sits in the cache is whole and checked,
+ * and a later run reuses it without asking the network. A bundle and a release of the same version
+ * share the cache entry; both were verified against their source when they entered it.
+ */
+import {createHash, randomBytes} from 'node:crypto'
+import {constants} from 'node:fs'
+import {chmod, copyFile, mkdir, open, readdir, readFile, rename, rm, stat} from 'node:fs/promises'
+import {isAbsolute, join} from 'node:path'
+
+import {parseKubernetesVersion} from '../config/version.js'
+import {errorMessage, UserError} from '../errors.js'
+import {run} from '../util/run.js'
+
+export const KUBERNETES_BINARIES = ['kubeadm', 'kubelet', 'kubectl'] as const
+export type KubernetesBinary = (typeof KUBERNETES_BINARIES)[number]
+
+export interface DownloadProgress {
+  binary: KubernetesBinary
+  /** Bytes received so far. */
+  done: number
+  /** Bytes expected, from Content-Length; undefined when the server does not say. */
+  total?: number
+}
+
+export interface FetchKubernetesOptions {
+  /** An http(s) URL to download releases from (e.g. https://dl.k8s.io), or the absolute path of an offline bundle. */
+  source: string
+  /** vMAJOR.MINOR.PATCH */
+  version: string
+  cacheDir: string
+  /** Called while a binary downloads (at most every 100 ms, and once at the end of each file). */
+  onProgress?: (progress: DownloadProgress) => void
+  /** The Kubernetes architecture name; defaults to the host's. */
+  arch?: string
+  /** Abort a download that receives nothing for this long (default 60 s). */
+  idleTimeoutMs?: number
+}
+
+export interface KubernetesArtifacts {
+  /** The cache directory holding kubeadm, kubelet and kubectl. */
+  binDir: string
+  kubeadm: string
+  kubelet: string
+  kubectl: string
+  /** The bundle's image archives (docker-archive tars), sorted by name; empty for a release download. */
+  images: string[]
+}
+
+/** Node's process.arch as Kubernetes names it. */
+export function kubernetesArch(arch: string = process.arch): string {
+  const names: Record<string, string> = {x64: 'amd64', arm64: 'arm64'}
+  const name = names[arch]
+  if (!name) throw new UserError(`no Kubernetes binaries for the ${arch} architecture`, {hint: 'run kube-spawn on an amd64 or arm64 host'})
+  return name
+}
+
+/** Where a release binary lives below a download base URL. */
+export function releaseUrl(base: string, version: string, arch: string, binary: string): string {
+  return `${base.replace(/\/+$/, '')}/release/${version}/bin/linux/${arch}/${binary}`
+}
+
+/** The cache directory of one version and architecture. */
+export function kubernetesCacheDir(cacheDir: string, version: string, arch: string): string {
+  return join(cacheDir, 'kubernetes', version, arch)
+}
+
+/** A progress line for a task's output, e.g. `kubelet [#####-----] 52% 60.1/115.0 MB`. */
+export function formatProgress({binary, done, total}: DownloadProgress, width = 10): string {
+  const mb = (bytes: number) => (bytes / 1e6).toFixed(1)
+  if (!total) return `${binary} ${mb(done)} MB`
+  const fraction = Math.min(1, done / total)
+  const filled = Math.round(fraction * width)
+  return `${binary} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${Math.floor(fraction * 100)}% ${mb(done)}/${mb(total)} MB`
+}
+
+/** Fetches (or finds in the cache) the binaries of `version` from `source`. */
+export async function fetchKubernetes(options: FetchKubernetesOptions): Promise<KubernetesArtifacts> {
+  const parsed = parseKubernetesVersion(options.version)
+  if (!parsed)
+    throw new UserError(`Kubernetes version "${options.version}" is not supported`, {hint: 'use vMAJOR.MINOR.PATCH, v1.20.0 or newer'})
+  const version = parsed.text
+  const arch = options.arch ?? kubernetesArch()
+  const binDir = kubernetesCacheDir(options.cacheDir, version, arch)
+  const paths = {
+    kubeadm: join(binDir, 'kubeadm'),
+    kubelet: join(binDir, 'kubelet'),
+    kubectl: join(binDir, 'kubectl'),
+  }
+
+  if (/^https?:\/\//.test(options.source)) {
+    await mkdir(binDir, {recursive: true})
+    for (const binary of KUBERNETES_BINARIES) {
+      if (await isFile(paths[binary])) continue
+      await downloadVerified({...options, base: options.source, version, arch, binary, dest: paths[binary]})
+    }
+    return {binDir, ...paths, images: []}
+  }
+
+  if (!isAbsolute(options.source)) {
+    throw new UserError(`kubernetes.source "${options.source}" is neither an http(s) URL nor an absolute directory path`, {
+      hint: 'use https://dl.k8s.io or the absolute path of an offline bundle',
+    })
+  }
+  const bundle = await checkBundle(options.source, version)
+  await mkdir(binDir, {recursive: true})
+  for (const binary of KUBERNETES_BINARIES) {
+    if (await isFile(paths[binary])) continue
+    const expected = bundle.sums?.get(binary)
+    if (bundle.sums && !expected) {
+      throw new UserError(`offline bundle ${bundle.dir}: bin/SHA256SUMS has no entry for ${binary}`, {
+        hint: 'add it, or re-create the bundle',
+      })
+    }
+    await copyVerified(join(bundle.dir, 'bin', binary), paths[binary], expected, `${binary} ${version} in ${bundle.dir}`)
+  }
+  return {binDir, ...paths, images: bundle.images}
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Release downloads
+// ---------------------------------------------------------------------------------------------------
+
+interface DownloadJob {
+  base: string
+  version: string
+  arch: string
+  binary: KubernetesBinary
+  dest: string
+  onProgress?: (progress: DownloadProgress) => void
+  idleTimeoutMs?: number
+}
+
+const downloadHint = 'check kubernetes.source and kubernetes-version, and that the host can reach the server'
+
+/** GETs a URL; an unreachable server or an HTTP error is a UserError naming the URL. */
+async function get(url: string, signal: AbortSignal): Promise<Response> {
+  let response: Response
+  try {
+    response = await fetch(url, {signal, redirect: 'follow'})
+  } catch (error) {
+    const cause = (error as {cause?: unknown}).cause
+    throw new UserError(`cannot download ${url}: ${errorMessage(cause ?? error)}`, {hint: downloadHint, cause: error})
+  }
+  if (!response.ok) {
+    await response.body?.cancel().catch(() => {})
+    throw new UserError(`cannot download ${url}: HTTP ${response.status} ${response.statusText}`.trimEnd(), {
+      hint: response.status === 404 ? `no such release file; ${downloadHint}` : downloadHint,
+    })
+  }
+  return response
+}
+
+/** A watchdog that aborts when no data arrived for `ms`. */
+function idleAbort(ms: number): {signal: AbortSignal; touch: () => void; done: () => void} {
+  const controller = new AbortController()
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const touch = () => {
+    clearTimeout(timer)
+    timer = setTimeout(() => controller.abort(new Error(`no data for ${ms / 1000} s`)), ms)
+  }
+  touch()
+  return {signal: controller.signal, touch, done: () => clearTimeout(timer)}
+}
+
+async function expectedDigest(url: string, signal: AbortSignal, binary: string): Promise<string> {
+  const text = await (await get(url, signal)).text()
+  const digest = text.trim().split(/\s+/)[0]?.toLowerCase() ?? ''
+  if (!/^[0-9a-f]{64}$/.test(digest)) {
+    throw new UserError(`${url} holds no SHA-256 digest for ${binary}`, {hint: downloadHint})
+  }
+  return digest
+}
+
+async function downloadVerified(job: DownloadJob): Promise<void> {
+  const url = releaseUrl(job.base, job.version, job.arch, job.binary)
+  const watchdog = idleAbort(job.idleTimeoutMs ?? 60_000)
+  const temp = tempPath(job.dest)
+  try {
+    const expected = await expectedDigest(`${url}.sha256`, watchdog.signal, job.binary)
+    const response = await get(url, watchdog.signal)
+    const length = Number(response.headers.get('content-length'))
+    const total = Number.isFinite(length) && length > 0 ? length : undefined
+    const hash = createHash('sha256')
+    let done = 0
+    let reported = 0
+    if (!response.body) throw new UserError(`cannot download ${url}: the server sent no body`, {hint: downloadHint})
+    const file = await open(temp, 'wx', 0o755)
+    try {
+      try {
+        for await (const chunk of response.body) {
+          watchdog.touch()
+          hash.update(chunk)
+          await file.write(chunk)
+          done += chunk.byteLength
+          if (job.onProgress && Date.now() - reported >= 100) {
+            reported = Date.now()
+            job.onProgress({binary: job.binary, done, total})
+          }
+        }
+      } catch (error) {
+        const reason = watchdog.signal.aborted ? errorMessage(watchdog.signal.reason) : errorMessage(error)
+        throw new UserError(`download of ${url} broke off after ${done} bytes: ${reason}`, {hint: downloadHint, cause: error})
+      }
+      await file.sync()
+    } finally {
+      await file.close()
+    }
+    job.onProgress?.({binary: job.binary, done, total})
+    if (total !== undefined && done !== total) {
+      throw new UserError(`download of ${url} is incomplete: ${done} of ${total} bytes`, {hint: 'try again'})
+    }
+    const actual = hash.digest('hex')
+    if (actual !== expected) {
+      throw new UserError(`checksum mismatch for ${job.binary} ${job.version} from ${url}: expected ${expected}, got ${actual}`, {
+        hint: 'the download is corrupt or was tampered with, and was not kept; try again, or check kubernetes.source',
+      })
+    }
+    await rename(temp, job.dest)
+  } finally {
+    watchdog.done()
+    await rm(temp, {force: true})
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Offline bundles
+// ---------------------------------------------------------------------------------------------------
+
+interface Bundle {
+  dir: string
+  images: string[]
+  /** bin/SHA256SUMS, when the bundle has one: binary name → digest. */
+  sums?: Map<string, string>
+}
+
+const BUNDLE_HINT =
+  'an offline bundle holds bin/ (kubeadm, kubelet, kubectl), images/ (docker-archive tars) and images.txt (one image reference a line)'
+
+/** Checks a bundle's layout and version; returns its image archives and checksums. */
+async function checkBundle(dir: string, version: string): Promise<Bundle> {
+  const info = await stat(dir).catch(() => undefined)
+  if (!info?.isDirectory()) throw new UserError(`offline bundle ${dir} does not exist or is not a directory`, {hint: BUNDLE_HINT})
+
+  const missing: string[] = []
+  for (const binary of KUBERNETES_BINARIES) if (!(await isFile(join(dir, 'bin', binary)))) missing.push(`bin/${binary}`)
+  const imagesDir = join(dir, 'images')
+  const images = (await isDirectory(imagesDir))
+    ? (await readdir(imagesDir))
+        .filter((name) => name.endsWith('.tar'))
+        .sort()
+        .map((name) => join(imagesDir, name))
+    : undefined
+  if (!images) missing.push('images/')
+  else if (images.length === 0) missing.push('images/*.tar')
+  const list = await readFile(join(dir, 'images.txt'), 'utf8').catch(() => undefined)
+  if (list === undefined) missing.push('images.txt')
+  else if (!list.split('\n').some((line) => line.trim() && !line.trim().startsWith('#'))) missing.push('image references in images.txt')
+  if (missing.length > 0) throw new UserError(`offline bundle ${dir} is incomplete: missing ${missing.join(', ')}`, {hint: BUNDLE_HINT})
+
+  // The cache is keyed by version, so a bundle of another release must not enter it under this one.
+  const kubeadm = join(dir, 'bin', 'kubeadm')
+  const result = await run([kubeadm, 'version', '-o', 'short'], {allowFailure: true, timeoutMs: 30_000}).catch((error) => ({
+    stdout: '',
+    stderr: errorMessage(error),
+    exitCode: 1,
+  }))
+  const found = result.stdout.trim()
+  if (result.exitCode !== 0) {
+    throw new UserError(`cannot run ${kubeadm}: ${(result.stderr || result.stdout).trim().split('\n').pop()}`, {
+      hint: `the bundle must hold Linux ${kubernetesArch()} binaries`,
+    })
+  }
+  if (found !== version) {
+    throw new UserError(`offline bundle ${dir} holds Kubernetes ${found}, but the cluster wants ${version}`, {
+      hint: 'point kubernetes.source at a bundle of that version, or change kubernetes-version',
+    })
+  }
+
+  const sumsText = await readFile(join(dir, 'bin', 'SHA256SUMS'), 'utf8').catch(() => undefined)
+  return {dir, images: images!, sums: sumsText === undefined ? undefined : parseSha256Sums(sumsText)}
+}
+
+/** Parses sha256sum output: `<hex>  <name>` or `<hex> *<name>` per line. */
+export function parseSha256Sums(text: string): Map<string, string> {
+  const sums = new Map<string, string>()
+  for (const line of text.split('\n')) {
+    const match = /^([0-9a-fA-F]{64}) [ *](.+)$/.exec(line.trim())
+    if (match) sums.set(match[2].replace(/^\.\//, ''), match[1].toLowerCase())
+  }
+  return sums
+}
+
+/**
+ * Copies a bundle binary into the cache (a reflink where the filesystem can, else a copy: the cache
+ * must not change when the bundle does), verifies the copy against the bundle's SHA256SUMS when it
+ * has one, and renames it into place.
+ */
+async function copyVerified(src: string, dest: string, expected: string | undefined, what: string): Promise<void> {
+  const temp = tempPath(dest)
+  try {
+    await copyFile(src, temp, constants.COPYFILE_FICLONE | constants.COPYFILE_EXCL)
+    await chmod(temp, 0o755)
+    if (expected !== undefined) {
+      const actual = await sha256File(temp)
+      if (actual !== expected) {
+        throw new UserError(`checksum mismatch for ${what}: expected ${expected} (bin/SHA256SUMS), got ${actual}`, {
+          hint: 'the bundle is corrupt; re-create it',
+        })
+      }
+    }
+    const handle = await open(temp, 'r')
+    await handle.sync().finally(() => handle.close())
+    await rename(temp, dest)
+  } finally {
+    await rm(temp, {force: true})
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256')
+  const handle = await open(path, 'r')
+  try {
+    for await (const chunk of handle.createReadStream({autoClose: false})) hash.update(chunk as Buffer)
+  } finally {
+    await handle.close()
+  }
+  return hash.digest('hex')
+}
+
+/** A temporary name in the destination's directory, so the final rename is atomic. */
+function tempPath(dest: string): string {
+  const slash = dest.lastIndexOf('/')
+  return `${dest.slice(0, slash)}/.${dest.slice(slash + 1)}.${randomBytes(6).toString('hex')}.tmp`
+}
+
+async function isFile(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined))?.isFile() ?? false
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined))?.isDirectory() ?? false
+}

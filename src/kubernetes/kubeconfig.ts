@@ -1,0 +1,241 @@
+/**
+ * A cluster's admin credentials in the user's kubeconfig, as the cluster, user and context
+ * `kube-spawn-<cluster>`.
+ *
+ * Why kubectl and not a YAML parser of our own: the file being edited is the user's, written by any
+ * number of tools (kubectl, cloud CLIs, kind, minikube) in any valid YAML: flow style, anchors,
+ * comments, odd quoting, relative certificate paths. A small parser would be fine for kubeadm's
+ * admin.conf but would sooner or later mangle someone's config. kubectl is the reference reader and
+ * writer of that format, and we have the cluster's own kubectl in the cache anyway. So all editing
+ * is done by `kubectl config ...` on a private temporary copy of the kubeconfig; the result replaces
+ * the original atomically, under the same <kubeconfig>.lock file kubectl itself takes when writing.
+ * kubectl rewrites the whole file, like any `kubectl config set-*` the user runs (comments go).
+ *
+ * Credentials never appear on a command line: they pass through files in a 0700 temporary directory.
+ */
+import {constants} from 'node:fs'
+import {access, copyFile, mkdir, mkdtemp, open, readFile, realpath, rm, writeFile} from 'node:fs/promises'
+import {homedir, tmpdir} from 'node:os'
+import {delimiter, dirname, join} from 'node:path'
+
+import {validateClusterName} from '../config/definition.js'
+import {UserError} from '../errors.js'
+import {writeFileAtomic} from '../util/fs.js'
+import {run} from '../util/run.js'
+
+export interface KubeconfigOptions {
+  /** The kubeconfig to edit; defaults to kubeconfigPath(env). */
+  path?: string
+  /** Where KUBECONFIG and HOME are read from (default process.env). */
+  env?: Record<string, string | undefined>
+  /** How long to wait for another writer's lock (default 5 s). */
+  lockTimeoutMs?: number
+}
+
+export interface MergeKubeconfigOptions extends KubeconfigOptions {
+  /** The cluster's name in kube-spawn. */
+  cluster: string
+  /** The text of the cluster's /etc/kubernetes/admin.conf. */
+  adminConf: string
+  /** The kubectl binary to edit with (the cluster's own, from the cache). */
+  kubectl: string
+  /** Make the new context the current one (default true, as kind and minikube do). */
+  useContext?: boolean
+}
+
+/** The name of the cluster, user and context kube-spawn writes for a cluster. */
+export function contextName(cluster: string): string {
+  return `kube-spawn-${cluster}`
+}
+
+/** The kubeconfig kube-spawn writes: the first path in $KUBECONFIG, else ~/.kube/config. */
+export function kubeconfigPath(env: Record<string, string | undefined> = process.env): string {
+  const first = (env.KUBECONFIG ?? '').split(delimiter).find((p) => p !== '')
+  if (first) return first
+  return join(env.HOME || homedir(), '.kube', 'config')
+}
+
+/** Adds (or replaces) the cluster's entries in the user's kubeconfig; returns the file and context name. */
+export async function mergeKubeconfig(options: MergeKubeconfigOptions): Promise<{path: string; context: string}> {
+  validateClusterName(options.cluster)
+  const name = contextName(options.cluster)
+  const path = options.path ?? kubeconfigPath(options.env)
+  const kubectl = (...args: string[]) => run([options.kubectl, ...args], {timeoutMs: 30_000})
+
+  return withTempDir(async (tmp) => {
+    const admin = join(tmp, 'admin.conf')
+    await writeFile(admin, options.adminConf, {mode: 0o600})
+    const credentials = await readAdminCredentials(options.kubectl, admin, tmp, options.cluster)
+
+    await mkdir(dirname(path), {recursive: true, mode: 0o700})
+    await withFileLock(path, options.lockTimeoutMs, async () => {
+      const work = await copyForEditing(path, tmp)
+      await deleteEntries(options.kubectl, work, name, {unsetCurrent: false})
+      await kubectl('config', `--kubeconfig=${work}`, 'set-cluster', name, `--server=${credentials.server}`, `--certificate-authority=${credentials.ca}`, '--embed-certs=true')
+      await kubectl(
+        'config',
+        `--kubeconfig=${work}`,
+        'set-credentials',
+        name,
+        `--client-certificate=${credentials.cert}`,
+        `--client-key=${credentials.key}`,
+        '--embed-certs=true',
+      )
+      await kubectl('config', `--kubeconfig=${work}`, 'set-context', name, `--cluster=${name}`, `--user=${name}`)
+      if (options.useContext ?? true) await kubectl('config', `--kubeconfig=${work}`, 'use-context', name)
+      await replaceFile(path, await readFile(work))
+    })
+    return {path, context: name}
+  })
+}
+
+/**
+ * Removes the cluster's cluster, user and context from the user's kubeconfig (and the current
+ * context when it was this one). A no-op, needing no kubectl, when the file does not mention them.
+ * Returns whether anything was removed. Without `kubectl`, the one on PATH is used.
+ */
+export async function removeKubeconfigContext(cluster: string, kubectl?: string, options: KubeconfigOptions = {}): Promise<boolean> {
+  const name = contextName(cluster)
+  const path = options.path ?? kubeconfigPath(options.env)
+  const text = await readFile(path, 'utf8').catch(() => undefined)
+  if (text === undefined || !text.includes(name)) return false
+  const binary = kubectl ?? (await findOnPath('kubectl', options.env))
+  if (!binary) {
+    throw new UserError(`cannot remove context ${name} from ${path}: no kubectl found`, {
+      hint: `remove it with "kubectl config delete-context ${name}; kubectl config delete-cluster ${name}; kubectl config delete-user ${name}"`,
+    })
+  }
+  return withTempDir((tmp) =>
+    withFileLock(path, options.lockTimeoutMs, async () => {
+      const work = await copyForEditing(path, tmp)
+      const removed = await deleteEntries(binary, work, name, {unsetCurrent: true})
+      if (removed) await replaceFile(path, await readFile(work))
+      return removed
+    }),
+  )
+}
+
+/** The parts of `kubectl config view -o json` kube-spawn reads. */
+interface KubeconfigJson {
+  'current-context'?: string
+  clusters?: Array<{name: string; cluster?: Record<string, string>}>
+  users?: Array<{name: string; user?: Record<string, string>}>
+  contexts?: Array<{name: string; context?: {cluster?: string; user?: string}}>
+}
+
+async function view(kubectl: string, file: string): Promise<KubeconfigJson> {
+  const {stdout} = await run([kubectl, 'config', `--kubeconfig=${file}`, 'view', '--raw', '-o', 'json'], {timeoutMs: 30_000})
+  try {
+    return JSON.parse(stdout) as KubeconfigJson
+  } catch {
+    throw new UserError(`kubectl config view printed no JSON for ${file}`, {hint: `check ${kubectl}`})
+  }
+}
+
+interface AdminCredentials {
+  server: string
+  /** Files in the temporary directory. */
+  ca: string
+  cert: string
+  key: string
+}
+
+/** The server and certificate files of admin.conf's current context (kubeadm writes exactly one). */
+async function readAdminCredentials(kubectl: string, admin: string, tmp: string, cluster: string): Promise<AdminCredentials> {
+  const config = await view(kubectl, admin)
+  const context = config.contexts?.find((c) => c.name === config['current-context']) ?? config.contexts?.[0]
+  const entry = config.clusters?.find((c) => c.name === context?.context?.cluster)?.cluster
+  const user = config.users?.find((u) => u.name === context?.context?.user)?.user
+  const server = entry?.server
+  const fields = {ca: entry?.['certificate-authority-data'], cert: user?.['client-certificate-data'], key: user?.['client-key-data']}
+  if (!server || !fields.ca || !fields.cert || !fields.key) {
+    throw new UserError(`the admin.conf of cluster ${cluster} lacks the server address or embedded certificates`, {
+      hint: 'it should be the file kubeadm init wrote; re-run "kube-spawn start"',
+    })
+  }
+  const files = {ca: join(tmp, 'ca.crt'), cert: join(tmp, 'client.crt'), key: join(tmp, 'client.key')}
+  for (const key of ['ca', 'cert', 'key'] as const) await writeFile(files[key], Buffer.from(fields[key]!, 'base64'), {mode: 0o600})
+  return {server, ...files}
+}
+
+/** Deletes the named context, cluster and user from `file` where present; returns whether any was. */
+async function deleteEntries(kubectl: string, file: string, name: string, {unsetCurrent}: {unsetCurrent: boolean}): Promise<boolean> {
+  const config = await view(kubectl, file)
+  const has = (list?: Array<{name: string}>) => list?.some((e) => e.name === name) ?? false
+  const steps: string[][] = []
+  if (has(config.contexts)) steps.push(['delete-context', name])
+  if (has(config.clusters)) steps.push(['delete-cluster', name])
+  if (has(config.users)) steps.push(['delete-user', name])
+  if (unsetCurrent && config['current-context'] === name) steps.push(['unset', 'current-context'])
+  for (const step of steps) await run([kubectl, 'config', `--kubeconfig=${file}`, ...step], {timeoutMs: 30_000})
+  return steps.length > 0
+}
+
+/** A private copy of the kubeconfig (or none, when it does not exist yet) for kubectl to edit. */
+async function copyForEditing(path: string, tmp: string): Promise<string> {
+  const work = join(tmp, 'config')
+  await rm(work, {force: true})
+  try {
+    await copyFile(path, work)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+  }
+  return work
+}
+
+/** Writes the kubeconfig atomically, 0600; a symlinked kubeconfig is replaced at its target. */
+async function replaceFile(path: string, data: Uint8Array): Promise<void> {
+  const target = await realpath(path).catch(() => path)
+  await writeFileAtomic(target, data, 0o600)
+}
+
+/**
+ * Runs `fn` holding <path>.lock, created with O_EXCL as kubectl (client-go) does, so neither
+ * overwrites the other's changes. Waits up to `timeoutMs` for another holder.
+ */
+export async function withFileLock<T>(path: string, timeoutMs = 5000, fn: () => Promise<T>): Promise<T> {
+  const lock = `${path}.lock`
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    try {
+      const handle = await open(lock, 'wx', 0o600)
+      await handle.writeFile(`${process.pid}\n`).finally(() => handle.close())
+      break
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+      if (Date.now() >= deadline) {
+        throw new UserError(`${path} is locked: ${lock} exists`, {
+          hint: 'another kubectl or kube-spawn is writing it; if none is running, remove the lock file',
+        })
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  }
+  try {
+    return await fn()
+  } finally {
+    await rm(lock, {force: true})
+  }
+}
+
+async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), 'kube-spawn-kubeconfig-'))
+  try {
+    return await fn(dir)
+  } finally {
+    await rm(dir, {recursive: true, force: true})
+  }
+}
+
+async function findOnPath(command: string, env: Record<string, string | undefined> = process.env): Promise<string | undefined> {
+  for (const dir of (env.PATH ?? '').split(delimiter)) {
+    if (!dir) continue
+    const candidate = join(dir, command)
+    if (await access(candidate, constants.X_OK).then(
+      () => true,
+      () => false,
+    ))
+      return candidate
+  }
+  return undefined
+}
