@@ -8,6 +8,7 @@ import {allocateClusterSubnet, hostNetworks} from '../net/allocate.js'
 import {nodePaths} from '../node/layout.js'
 import {planMachines} from '../node/names.js'
 import {nodeFiles} from '../node/node-files.js'
+import {kubernetesCreateTasks} from '../kubernetes/tasks.js'
 import type {CoreTask, PlanLine} from '../pipeline/runner.js'
 import {withLock} from '../state/store.js'
 import {type ClusterContext, type Env, buildContext, recordBaseImage, runStages} from './context.js'
@@ -101,6 +102,7 @@ export function createTasks(env: Env): CoreTask[] {
         await writeNodeIdentities(ctx as ClusterContext)
       },
     },
+    ...kubernetesCreateTasks(),
   ]
 }
 

@@ -1,4 +1,8 @@
 import {rm} from 'node:fs/promises'
+import {join} from 'node:path'
+
+import {kubernetesArch, kubernetesCacheDir} from '../kubernetes/artifacts.js'
+import {exists} from '../util/fs.js'
 
 import type {Cluster} from '../config/definition.js'
 import {UserError} from '../errors.js'
@@ -8,7 +12,7 @@ import {withLock} from '../state/store.js'
 import {bootNodes, forgetNodes, killNodes, powerOffNodes} from '../node/boot.js'
 import {ensureNetwork, removeNetwork} from '../node/network.js'
 import {type ClusterContext, type Env, buildContext, runStages} from './context.js'
-import {kubernetesStartTasks, KUBERNETES_STAGES, removeKubeconfigContext} from '../kubernetes/tasks.js'
+import {kubernetesStartTasks, kubernetesStopTasks, KUBERNETES_STAGES, removeKubeconfigContext} from '../kubernetes/tasks.js'
 
 export const START_STAGES: readonly Stage[] = ['pre-boot', 'boot', 'post-boot']
 export const STOP_STAGES: readonly Stage[] = ['stop', 'power-off']
@@ -33,7 +37,8 @@ export async function planStart(env: Env, cluster: Cluster, skipClusterInit = fa
 
 function runStart(env: Env, ctx: ClusterContext, skipClusterInit: boolean) {
   const stages = skipClusterInit ? START_STAGES : [...START_STAGES, ...KUBERNETES_STAGES]
-  const core = [...startTasks(), ...(skipClusterInit ? [] : kubernetesStartTasks())]
+  // The binaries are mounted on every boot (pre-boot), so even a --skip-cluster-init boot of an initialized cluster has them.
+  const core = [...startTasks(), ...kubernetesStartTasks().filter((t) => !skipClusterInit || t.stage === 'pre-boot')]
   return runStages(env, ctx, stages, core)
 }
 
@@ -104,6 +109,7 @@ export function startTasks(): CoreTask[] {
 
 function stopTasks(): CoreTask[] {
   return [
+    ...kubernetesStopTasks(),
     {
       stage: 'power-off',
       title: 'Power the nodes off',
@@ -117,7 +123,15 @@ function destroyTasks(env: Env): CoreTask[] {
     {stage: 'remove', title: 'Stop any running node', task: async (ctx) => killNodes(ctx as ClusterContext)},
     {stage: 'remove', title: 'Remove the bridge and firewall rules', task: async (ctx) => removeNetwork(ctx.cluster.clusterName)},
     {stage: 'remove', title: "Remove the nodes' cgroups and registrations", task: async (ctx) => forgetNodes(ctx as ClusterContext)},
-    {stage: 'remove', title: 'Remove the kubeconfig context', task: async (ctx) => removeKubeconfigContext(ctx.cluster.clusterName)},
+    {
+      stage: 'remove',
+      title: 'Remove the kubeconfig context',
+      task: async (ctx) => {
+        // Use the cluster's own kubectl from the cache; the host may have none.
+        const kubectl = join(kubernetesCacheDir(ctx.cacheDir, ctx.cluster.kubernetesVersion, kubernetesArch()), 'kubectl')
+        await removeKubeconfigContext(ctx.cluster.clusterName, (await exists(kubectl)) ? kubectl : undefined)
+      },
+    },
     {
       stage: 'remove',
       title: 'Remove the cluster directory',

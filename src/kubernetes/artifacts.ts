@@ -96,6 +96,7 @@ export async function fetchKubernetes(options: FetchKubernetesOptions): Promise<
 
   if (/^https?:\/\//.test(options.source)) {
     await mkdir(binDir, {recursive: true})
+    await removeStaleTemps(binDir)
     for (const binary of KUBERNETES_BINARIES) {
       if (await isFile(paths[binary])) continue
       await downloadVerified({...options, base: options.source, version, arch, binary, dest: paths[binary]})
@@ -110,6 +111,7 @@ export async function fetchKubernetes(options: FetchKubernetesOptions): Promise<
   }
   const bundle = await checkBundle(options.source, version)
   await mkdir(binDir, {recursive: true})
+  await removeStaleTemps(binDir)
   for (const binary of KUBERNETES_BINARIES) {
     if (await isFile(paths[binary])) continue
     const expected = bundle.sums?.get(binary)
@@ -340,6 +342,15 @@ export async function sha256File(path: string): Promise<string> {
 function tempPath(dest: string): string {
   const slash = dest.lastIndexOf('/')
   return `${dest.slice(0, slash)}/.${dest.slice(slash + 1)}.${randomBytes(6).toString('hex')}.tmp`
+}
+
+/** Temporary files a killed run left behind (an hour old: a running download keeps its file fresh). */
+async function removeStaleTemps(dir: string): Promise<void> {
+  for (const name of await readdir(dir)) {
+    if (!/^\..+\.[0-9a-f]{12}\.tmp$/.test(name)) continue
+    const info = await stat(join(dir, name)).catch(() => undefined)
+    if (info && Date.now() - info.mtimeMs > 3_600_000) await rm(join(dir, name), {force: true})
+  }
 }
 
 async function isFile(path: string): Promise<boolean> {

@@ -71,7 +71,15 @@ export async function mergeKubeconfig(options: MergeKubeconfigOptions): Promise<
     await withFileLock(path, options.lockTimeoutMs, async () => {
       const work = await copyForEditing(path, tmp)
       await deleteEntries(options.kubectl, work, name, {unsetCurrent: false})
-      await kubectl('config', `--kubeconfig=${work}`, 'set-cluster', name, `--server=${credentials.server}`, `--certificate-authority=${credentials.ca}`, '--embed-certs=true')
+      await kubectl(
+        'config',
+        `--kubeconfig=${work}`,
+        'set-cluster',
+        name,
+        `--server=${credentials.server}`,
+        `--certificate-authority=${credentials.ca}`,
+        '--embed-certs=true',
+      )
       await kubectl(
         'config',
         `--kubeconfig=${work}`,
@@ -231,10 +239,12 @@ async function findOnPath(command: string, env: Record<string, string | undefine
   for (const dir of (env.PATH ?? '').split(delimiter)) {
     if (!dir) continue
     const candidate = join(dir, command)
-    if (await access(candidate, constants.X_OK).then(
-      () => true,
-      () => false,
-    ))
+    if (
+      await access(candidate, constants.X_OK).then(
+        () => true,
+        () => false,
+      )
+    )
       return candidate
   }
   return undefined

@@ -179,7 +179,14 @@ function nodeRegistration(cluster: Cluster, traits: VersionTraits, node: RenderN
   // in the KubeletConfiguration does not survive kubeadm (it drops empty fields when it rewrites the
   // config), so the empty value goes in as a flag, which overrides the config file.
   if (!cluster.runtimeConfig.cgroupPerQos) args.push(['enforce-node-allocatable', ''])
-  return {name: node.name, criSocket: criSocketFor(traits, criSocket), kubeletExtraArgs: extraArgs(traits, args)}
+  return {
+    name: node.name,
+    criSocket: criSocketFor(traits, criSocket),
+    // A one-node cluster must run workloads on its control plane: an empty list means no taint
+    // (leaving the field out gets kubeadm's NoSchedule control-plane taint).
+    taints: node.role === 'control-plane' && cluster.nodes === 1 ? [] : undefined,
+    kubeletExtraArgs: extraArgs(traits, args),
+  }
 }
 
 function kubeletConfiguration(cluster: Cluster, traits: VersionTraits): YamlValue {

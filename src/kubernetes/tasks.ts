@@ -1,21 +1,341 @@
+import {X509Certificate, createHash} from 'node:crypto'
+import {readFile} from 'node:fs/promises'
+import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+
+import type {ClusterContext} from '../cluster/context.js'
+import {parseDuration} from '../config/definition.js'
 import {UserError} from '../errors.js'
+import type {LocalNodeHandle} from '../node/handle.js'
 import type {CoreTask} from '../pipeline/runner.js'
-import type {Stage} from '../sdk/index.js'
+import type {Stage, StageContext, StageTaskWrapper} from '../sdk/index.js'
+import {writeFileAtomic} from '../util/fs.js'
+import {run} from '../util/run.js'
+import {type KubernetesArtifacts, KUBERNETES_BINARIES, fetchKubernetes, formatProgress} from './artifacts.js'
+import {mergeKubeconfig} from './kubeconfig.js'
+import {CNI_CONFLIST_PATH, kubeletSystemdFiles, renderCniConflist, renderInitConfig, renderJoinConfig} from './render.js'
+import {versionTraits} from './versions.js'
+
+export {removeKubeconfigContext} from './kubeconfig.js'
 
 export const KUBERNETES_STAGES: readonly Stage[] = ['pre-init', 'init', 'post-init', 'join', 'post-join', 'ready']
 
-export function kubernetesStartTasks(): CoreTask[] {
+/** Where the cached Kubernetes binaries and bundle images appear inside every node (read-only). */
+export const NODE_BIN_DIR = '/opt/kube-spawn/kubernetes/bin'
+export const NODE_IMAGES_DIR = '/opt/kube-spawn/images'
+const INIT_CONFIG = '/etc/kube-spawn/kubeadm-init.yaml'
+const JOIN_CONFIG = '/etc/kube-spawn/kubeadm-join.yaml'
+const ADMIN_CONF = 'admin.conf'
+const ARTIFACTS = 'kubernetes-artifacts'
+
+/** kubeadm 1.20 preflight runs crictl, which Debian lacks; then only that phase is skipped. */
+const PREFLIGHT_WARNING =
+  'crictl is not installed in the nodes, so kubeadm runs with --skip-phases=preflight (its other checks are skipped too)'
+
+const COREDNS_WARNING = 'CoreDNS is not in the offline bundle, so the cluster has no DNS (kubeadm addon/coredns skipped)'
+
+function artifacts(ctx: StageContext): KubernetesArtifacts {
+  const found = ctx.shared.get(ARTIFACTS) as KubernetesArtifacts | undefined
+  if (!found) throw new Error('Kubernetes artifacts were not fetched before they were needed')
+  return found
+}
+
+function controlPlane(ctx: ClusterContext): LocalNodeHandle {
+  return ctx.nodes.find((n) => n.role === 'control-plane')!
+}
+
+/** Fetches (or finds in the cache) and verifies the Kubernetes binaries, with a progress bar. */
+export async function fetchArtifacts(ctx: StageContext, task: StageTaskWrapper): Promise<KubernetesArtifacts> {
+  const fetched = await fetchKubernetes({
+    source: ctx.cluster.kubernetes.source,
+    version: ctx.cluster.kubernetesVersion,
+    cacheDir: ctx.cacheDir,
+    onProgress: (progress) => (task.output = formatProgress(progress)),
+  })
+  ctx.shared.set(ARTIFACTS, fetched)
+  return fetched
+}
+
+/** Create: fetch and verify the binaries, so a bad source fails before any node exists. */
+export function kubernetesCreateTasks(): CoreTask[] {
   return [
     {
-      stage: 'init',
-      title: 'kubeadm init on the control plane',
-      task: async () => {
-        throw new UserError('Kubernetes bootstrap (kubeadm init/join) is not installed in this build', {
-          hint: 'use "kube-spawn start --skip-cluster-init" to boot the nodes only',
-        })
+      stage: 'prepare-image',
+      title: 'Fetch and verify Kubernetes',
+      task: async (ctx, task) => {
+        await fetchArtifacts(ctx, task)
+        task.title = `Fetch and verify Kubernetes ${ctx.cluster.kubernetesVersion} (${ctx.cluster.kubernetes.source})`
+      },
+    },
+    {
+      stage: 'prepare-node',
+      title: 'Install the kubelet unit and the Kubernetes binaries in each node',
+      task: async (ctx) => {
+        const traits = versionTraits(ctx.cluster.kubernetesVersion)
+        for (const node of (ctx as ClusterContext).nodes) {
+          for (const file of kubeletSystemdFiles(ctx.runtime.service, traits)) await node.writeFile(file.path, file.content)
+          for (const binary of KUBERNETES_BINARIES) await node.symlink(`/usr/local/bin/${binary}`, `${NODE_BIN_DIR}/${binary}`)
+        }
       },
     },
   ]
 }
 
-export async function removeKubeconfigContext(_cluster: string): Promise<void> {}
+export function kubernetesStartTasks(): CoreTask[] {
+  const startedAt = Date.now()
+  return [
+    {
+      stage: 'pre-boot',
+      title: 'Mount the Kubernetes binaries into each node',
+      task: async (ctx, task) => {
+        const found = await fetchArtifacts(ctx, task)
+        for (const node of (ctx as ClusterContext).nodes) {
+          node.addBindMount({src: found.binDir, dst: NODE_BIN_DIR, readOnly: true})
+          if (found.images.length > 0) node.addBindMount({src: join(found.images[0], '..'), dst: NODE_IMAGES_DIR, readOnly: true})
+        }
+      },
+    },
+    {
+      stage: 'pre-init',
+      title: 'Import the bundle images into every node',
+      skip: (ctx) => (ctx.cluster.state.initialized ? 'the nodes have them from the first start' : false),
+      task: async (ctx, task) => {
+        const images = artifacts(ctx).images
+        if (images.length === 0) {
+          task.title = 'Import images: none in a release download; the runtime pulls them'
+          return
+        }
+        let done = 0
+        await Promise.all(
+          ctx.nodes.map(async (node) => {
+            for (const image of images) {
+              const name = image.split('/').at(-1)!
+              await node.exec([...ctx.runtime.imageImportCommand, `${NODE_IMAGES_DIR}/${name}`], {timeoutMs: 300_000})
+              task.output = `${++done}/${images.length * ctx.nodes.length} imported`
+            }
+          }),
+        )
+      },
+    },
+    {
+      stage: 'init',
+      title: 'kubeadm init on the control plane',
+      skip: (ctx) => (ctx.cluster.state.initialized ? 'initialized at the first start; the etcd data is kept' : false),
+      task: async (ctx, task) => kubeadmInit(ctx as ClusterContext, task),
+    },
+    {
+      stage: 'join',
+      title: 'kubeadm join the workers, in parallel, pinning the CA',
+      skip: (ctx) =>
+        ctx.cluster.state.initialized ? 'joined at the first start' : ctx.nodes.length < 2 ? 'a single-node cluster has no workers' : false,
+      task: async (ctx, task) => kubeadmJoin(ctx as ClusterContext, task),
+    },
+    {
+      stage: 'post-join',
+      title: 'Configure the pod network (bridge CNI and routes between nodes)',
+      skip: (ctx) => (ctx.cluster.cni === 'none' ? 'cni = "none": apply your own CNI' : false),
+      task: async (ctx) => configurePodNetwork(ctx as ClusterContext),
+    },
+    {
+      stage: 'post-join',
+      title: 'Enable the kubelet in every node for later boots',
+      task: async (ctx) => {
+        await Promise.all(ctx.nodes.map((n) => n.exec(['systemctl', 'enable', 'kubelet.service'])))
+        ctx.cluster.state.initialized = true
+      },
+    },
+    {
+      stage: 'ready',
+      title: 'Wait until every node is Ready',
+      task: async (ctx, task) => waitForReady(ctx as ClusterContext, startedAt, task),
+    },
+    {
+      stage: 'ready',
+      title: 'Write the kubeconfig',
+      task: async (ctx, task) => {
+        const adminConf = await readFile(join(ctx.clusterDir, ADMIN_CONF), 'utf8')
+        const merged = await mergeKubeconfig({cluster: ctx.cluster.clusterName, adminConf, kubectl: artifacts(ctx).kubectl})
+        task.title = `Wrote ${join(ctx.clusterDir, ADMIN_CONF)} and context ${merged.context} in ${merged.path}`
+      },
+    },
+  ]
+}
+
+/** Stop: the kubelet first, so it does not restart the containers the runtime then kills. */
+export function kubernetesStopTasks(): CoreTask[] {
+  return [
+    {
+      stage: 'stop',
+      title: 'Stop the kubelet in every node',
+      skip: (ctx) => (ctx.cluster.state.initialized ? false : 'Kubernetes was never set up'),
+      task: async (ctx) => {
+        await Promise.all(
+          ctx.nodes.map(async (node) => {
+            const running = await node.exec(['true'], {allowFailure: true}).then(
+              () => true,
+              () => false,
+            )
+            if (running) await node.exec(['systemctl', 'stop', 'kubelet.service'], {allowFailure: true, timeoutMs: 30_000})
+          }),
+        )
+      },
+    },
+  ]
+}
+
+async function kubeadmInit(ctx: ClusterContext, task: StageTaskWrapper): Promise<void> {
+  const cp = controlPlane(ctx)
+  await cp.writeFile(
+    INIT_CONFIG,
+    renderInitConfig({cluster: ctx.cluster, node: {name: cp.name, ip: cp.ip, role: cp.role}, criSocket: ctx.runtime.criSocket}),
+    0o600,
+  )
+  const skip = await skippedPhases(ctx, cp)
+  task.output = `kubeadm init --skip-phases=${skip.join(',')}`
+  await cp.exec(['kubeadm', 'init', `--config=${INIT_CONFIG}`, `--skip-phases=${skip.join(',')}`, '--skip-token-print'], {
+    timeoutMs: 600_000,
+    task,
+  })
+  const adminConf = await cp.readFile('/etc/kubernetes/admin.conf')
+  if (!adminConf)
+    throw new UserError(`kubeadm init on ${cp.name} wrote no admin.conf`, {hint: `see kube-spawn exec ${cp.name} -- journalctl -u kubelet`})
+  await writeFileAtomic(join(ctx.clusterDir, ADMIN_CONF), adminConf, 0o600)
+}
+
+/** Skips kubeadm's preflight only when crictl is missing, and CoreDNS only when its image is not available offline. */
+async function skippedPhases(ctx: ClusterContext, node: LocalNodeHandle): Promise<string[]> {
+  const phases: string[] = []
+  const crictl = await node.exec(['sh', '-c', 'command -v crictl'], {allowFailure: true})
+  if (crictl.exitCode !== 0) {
+    phases.push('preflight')
+    if (!ctx.warnings.includes(PREFLIGHT_WARNING)) ctx.warn(PREFLIGHT_WARNING)
+  }
+  const images = artifacts(ctx).images
+  if (images.length > 0 && !images.some((i) => /coredns/.test(i))) {
+    phases.push('addon/coredns')
+    if (!ctx.warnings.includes(COREDNS_WARNING)) ctx.warn(COREDNS_WARNING)
+  }
+  return phases
+}
+
+/** sha256 of the CA's SubjectPublicKeyInfo, as kubeadm's --discovery-token-ca-cert-hash wants it. */
+export function caCertHash(caPem: string): string {
+  const spki = new X509Certificate(caPem).publicKey.export({type: 'spki', format: 'der'})
+  return `sha256:${createHash('sha256').update(spki).digest('hex')}`
+}
+
+async function kubeadmJoin(ctx: ClusterContext, task: StageTaskWrapper): Promise<void> {
+  const cp = controlPlane(ctx)
+  const ca = await cp.readFile('/etc/kubernetes/pki/ca.crt')
+  if (!ca) throw new UserError(`the control plane ${cp.name} has no CA certificate`, {hint: 'destroy and create the cluster again'})
+  const hash = caCertHash(ca)
+  const workers = ctx.nodes.filter((n) => n.role === 'worker')
+  const skip = (await skippedPhases(ctx, workers[0])).filter((p) => p === 'preflight')
+  let joined = 0
+  await Promise.all(
+    workers.map(async (node) => {
+      // Without a static-pod dir the worker's kubelet logs an error every second.
+      await node.exec(['mkdir', '-p', '/etc/kubernetes/manifests'])
+      await node.writeFile(
+        JOIN_CONFIG,
+        renderJoinConfig({
+          cluster: ctx.cluster,
+          node: {name: node.name, ip: node.ip, role: node.role},
+          controlPlaneIp: cp.ip,
+          criSocket: ctx.runtime.criSocket,
+          caCertHash: hash,
+        }),
+        0o600,
+      )
+      await node.exec(['kubeadm', 'join', `--config=${JOIN_CONFIG}`, ...(skip.length ? [`--skip-phases=${skip.join(',')}`] : [])], {
+        timeoutMs: 600_000,
+      })
+      task.output = `${++joined}/${workers.length} joined`
+    }),
+  )
+}
+
+interface NodeObject {
+  metadata: {name: string}
+  spec: {podCIDR?: string}
+  status: {conditions?: Array<{type: string; status: string; lastHeartbeatTime?: string; reason?: string; message?: string}>}
+}
+
+async function kubectl(ctx: StageContext, args: string[], timeoutMs = 20_000) {
+  return run(
+    [
+      artifacts(ctx).kubectl,
+      `--kubeconfig=${join(ctx.clusterDir, ADMIN_CONF)}`,
+      `--request-timeout=${Math.ceil(timeoutMs / 1000)}s`,
+      ...args,
+    ],
+    {
+      timeoutMs: timeoutMs + 5000,
+      allowFailure: true,
+    },
+  )
+}
+
+async function getNodes(ctx: StageContext): Promise<NodeObject[]> {
+  const result = await kubectl(ctx, ['get', 'nodes', '-o', 'json'])
+  if (result.exitCode !== 0) return []
+  return (JSON.parse(result.stdout) as {items: NodeObject[]}).items
+}
+
+/** Each node bridges its pods on its own podCIDR; routes to the other nodes' podCIDRs go via their node IPs. */
+async function configurePodNetwork(ctx: ClusterContext): Promise<void> {
+  const deadline = Date.now() + 120_000
+  let cidrs = new Map<string, string>()
+  while (Date.now() < deadline) {
+    cidrs = new Map((await getNodes(ctx)).filter((n) => n.spec.podCIDR).map((n) => [n.metadata.name, n.spec.podCIDR!]))
+    if (ctx.nodes.every((n) => cidrs.has(n.name))) break
+    await sleep(1000)
+  }
+  const missing = ctx.nodes.filter((n) => !cidrs.has(n.name)).map((n) => n.name)
+  if (missing.length > 0) {
+    throw new UserError(`no pod CIDR was allocated to ${missing.join(', ')}`, {
+      hint: 'check the controller manager: kube-spawn exec <control-plane> -- journalctl -u kubelet',
+    })
+  }
+  await Promise.all(
+    ctx.nodes.map(async (node) => {
+      const routes = ctx.nodes.filter((o) => o !== node).map((o) => `${cidrs.get(o.name)} ${o.ip}`)
+      await node.writeFile(CNI_CONFLIST_PATH, renderCniConflist(cidrs.get(node.name)!))
+      await node.writeFile('/etc/kube-spawn/pod-routes', `${routes.join('\n')}\n`)
+      await node.exec(['/usr/lib/kube-spawn/network-setup.sh'])
+    }),
+  )
+  // The host reaches pods through the node that runs them.
+  for (const node of ctx.nodes) await run(['ip', 'route', 'replace', cidrs.get(node.name)!, 'via', node.ip])
+}
+
+/** Ready by a heartbeat newer than this start: right after a restart the API still shows the old status. */
+async function waitForReady(ctx: ClusterContext, startedAt: number, task: StageTaskWrapper): Promise<void> {
+  const timeoutMs = parseDuration(ctx.cluster.runtimeConfig.timeout)!
+  const deadline = Date.now() + timeoutMs
+  const fresh = (n: NodeObject) => {
+    const ready = n.status.conditions?.find((c) => c.type === 'Ready')
+    // Heartbeats have second resolution; allow for the truncation.
+    return ready?.status === 'True' && Date.parse(ready.lastHeartbeatTime ?? '') >= startedAt - 1000
+  }
+  let nodes: NodeObject[] = []
+  while (Date.now() < deadline) {
+    nodes = await getNodes(ctx)
+    const ready = ctx.nodes.filter((n) => nodes.some((o) => o.metadata.name === n.name && fresh(o)))
+    task.output = `${ready.length}/${ctx.nodes.length} Ready`
+    if (ready.length === ctx.nodes.length) return
+    await sleep(1000)
+  }
+  const reasons = await Promise.all(
+    ctx.nodes
+      .filter((n) => !nodes.some((o) => o.metadata.name === n.name && fresh(o)))
+      .map(async (n) => {
+        const condition = nodes.find((o) => o.metadata.name === n.name)?.status.conditions?.find((c) => c.type === 'Ready')
+        const kubelet = await n.exec(['systemctl', 'is-active', 'kubelet'], {allowFailure: true}).catch(() => undefined)
+        return `${n.name} (${condition ? `${condition.reason}: ${condition.message}` : 'not registered'}; kubelet ${kubelet?.stdout.trim() ?? 'unreachable'})`
+      }),
+  )
+  throw new UserError(`nodes not Ready after ${ctx.cluster.runtimeConfig.timeout}: ${reasons.join('; ')}`, {
+    hint: 'see kube-spawn exec NODE -- journalctl -u kubelet',
+  })
+}

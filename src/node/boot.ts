@@ -184,11 +184,28 @@ async function removeStaleVeth(machine: string): Promise<void> {
   if (shown.exitCode === 0) await run(['ip', 'link', 'del', veth], {allowFailure: true})
 }
 
-/** Node cgroup subtrees (kube-spawn/<machine>) stay in the host hierarchies after a node is gone. */
+/**
+ * Node cgroup subtrees stay in the host hierarchies after a node is gone. Nodes run in a cgroup
+ * namespace rooted at their launcher cgroup, so their kube-spawn/<machine> dirs sit at various depths
+ * (e.g. /sys/fs/cgroup/memory/<launcher's cgroup>/kube-spawn/<machine>): search for them.
+ */
 export async function removeNodeCgroups(machine: string): Promise<void> {
   for (const hierarchy of await cgroupHierarchies()) {
-    await removeTree(`${hierarchy}/kube-spawn/${machine}`)
+    for (const dir of await findNodeCgroups(hierarchy, machine, 8)) await removeTree(dir)
   }
+}
+
+async function findNodeCgroups(dir: string, machine: string, depth: number): Promise<string[]> {
+  if (depth === 0) return []
+  const entries = await readdir(dir, {withFileTypes: true}).catch(() => [])
+  const found: string[] = []
+  for (const e of entries) {
+    if (!e.isDirectory()) continue
+    const child = `${dir}/${e.name}`
+    if (e.name === machine && dir.endsWith('/kube-spawn')) found.push(child)
+    else found.push(...(await findNodeCgroups(child, machine, depth - 1)))
+  }
+  return found
 }
 
 async function removeEmptyCgroupParents(): Promise<void> {

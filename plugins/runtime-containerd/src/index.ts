@@ -43,10 +43,10 @@ Wants=kube-spawn-cgroups.service
 TimeoutStopSec=10s
 `
 
-/** Kills every container, so that stopping containerd does not wait for shims. */
-const KILL_CONTAINERS = `ids=$(ctr -n k8s.io tasks ls -q 2>/dev/null)
-for t in $ids; do ctr -n k8s.io tasks kill -s KILL "$t" 2>/dev/null; done
-for t in $ids; do for i in 1 2 3 4 5 6 7 8 9 10; do ctr -n k8s.io tasks delete "$t" >/dev/null 2>&1 && break; sleep 0.2; done; done`
+/** Kills every container, so that stopping containerd does not wait for shims. containerd removes the
+ * exited tasks itself (a `tasks delete` would race it), so this waits for the task list to empty. */
+const KILL_CONTAINERS = `for t in $(ctr -n k8s.io tasks ls -q 2>/dev/null); do ctr -n k8s.io tasks kill -s KILL "$t" 2>/dev/null; done
+for i in $(seq 1 50); do [ -z "$(ctr -n k8s.io tasks ls -q 2>/dev/null)" ] && break; sleep 0.1; done`
 
 const forEachNode = (ctx: StageContext, work: (node: NodeHandle) => Promise<unknown>) => Promise.all(ctx.nodes.map(work))
 

@@ -1,0 +1,367 @@
+import assert from 'node:assert/strict'
+import {execFileSync, spawnSync} from 'node:child_process'
+import {existsSync} from 'node:fs'
+import {mkdir, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {dirname, join} from 'node:path'
+import {describe, it} from 'node:test'
+import {fileURLToPath} from 'node:url'
+
+import {
+  kubeSpawnDropIn,
+  kubeadmDropIn,
+  kubeletSystemdFiles,
+  kubeletUnit,
+  normalizeCaCertHash,
+  renderCniConflist,
+  renderInitConfig,
+  renderJoinConfig,
+  toYaml,
+  toYamlDocuments,
+  yamlString,
+} from '../../../dist/kubernetes/render.js'
+import {criSocketFor, versionTraits} from '../../../dist/kubernetes/versions.js'
+
+const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), '../../fixtures/golden')
+const UPDATE = process.env.UPDATE_GOLDEN === '1'
+const SOCKET = 'unix:///run/containerd/containerd.sock'
+const CA_HASH = 'sha256:2f6a1c5b3e8d7a9c0b4e6f1d2a3c5e7f9b0d1c2e3f4a5b6c7d8e9f0a1b2c3d4e'
+const FIXTURE_BUNDLE = process.env.KUBE_SPAWN_FIXTURE_BUNDLE ?? '/var/cache/kube-spawn-fixtures/kubernetes-v1.20.2'
+
+type RuntimeConfig = {cgroupPerQos: boolean; failSwapOn: boolean; timeout: string; useLegacyCgroupDriver: boolean}
+
+function cluster(
+  version: string,
+  overrides: {runtimeConfig?: Partial<RuntimeConfig>; network?: Record<string, string>; nodes?: number} = {},
+) {
+  return {
+    clusterName: 'dev',
+    containerRuntime: 'containerd',
+    image: 'debian',
+    kubernetesVersion: version,
+    nodes: overrides.nodes ?? 3,
+    token: 'abcdef.0123456789abcdef',
+    cni: 'bridge' as const,
+    kubernetes: {source: 'https://dl.k8s.io'},
+    network: {
+      subnet: '10.22.0.0/16',
+      clusterSubnet: '10.22.0.0/24',
+      podCidr: '10.244.0.0/16',
+      serviceCidr: '10.96.0.0/12',
+      egress: true,
+      ...overrides.network,
+    },
+    bindmount: {readOnly: [], readWrite: []},
+    runtimeConfig: {cgroupPerQos: true, failSwapOn: false, timeout: '10m', useLegacyCgroupDriver: true, ...overrides.runtimeConfig},
+    pluginConfig: {},
+    machines: [],
+    state: {initialized: false},
+  }
+}
+
+const CP = {name: 'ks-dev-cp', ip: '10.22.0.2', role: 'control-plane' as const}
+const W1 = {name: 'ks-dev-w1', ip: '10.22.0.3', role: 'worker' as const}
+
+/** Each golden version also exercises different settings, so the branches show in the files. */
+const CASES = [
+  {version: 'v1.20.2', cluster: cluster('v1.20.2')},
+  {version: 'v1.25.0', cluster: cluster('v1.25.0', {runtimeConfig: {useLegacyCgroupDriver: false, cgroupPerQos: false}})},
+  {
+    version: 'v1.31.0',
+    cluster: cluster('v1.31.0', {runtimeConfig: {failSwapOn: true}, network: {podCidr: '10.200.0.0/16', serviceCidr: '10.100.0.0/16'}}),
+  },
+]
+
+async function golden(version: string, file: string, actual: string): Promise<void> {
+  const path = join(GOLDEN, version, file)
+  if (UPDATE) {
+    await mkdir(dirname(path), {recursive: true})
+    await writeFile(path, actual)
+    return
+  }
+  const expected = await readFile(path, 'utf8').catch(() => {
+    throw new Error(`golden file ${path} is missing; run with UPDATE_GOLDEN=1 to create it`)
+  })
+  assert.equal(actual, expected, `${path} differs from the renderer's output (UPDATE_GOLDEN=1 rewrites it)`)
+}
+
+describe('golden kubeadm configs', () => {
+  for (const c of CASES) {
+    it(`${c.version}: init.yaml and join.yaml`, async () => {
+      await golden(c.version, 'init.yaml', renderInitConfig({cluster: c.cluster, node: CP, criSocket: SOCKET}))
+      await golden(
+        c.version,
+        'join.yaml',
+        renderJoinConfig({cluster: c.cluster, node: W1, controlPlaneIp: CP.ip, criSocket: SOCKET, caCertHash: CA_HASH}),
+      )
+    })
+  }
+})
+
+describe('renderInitConfig', () => {
+  it('uses the kubeadm API, registry and argument shape of each version', () => {
+    const expectations: Array<[string, string, string, boolean]> = [
+      ['v1.20.2', 'kubeadm.k8s.io/v1beta2', 'k8s.gcr.io', false],
+      ['v1.21.14', 'kubeadm.k8s.io/v1beta2', 'k8s.gcr.io', false],
+      ['v1.22.0', 'kubeadm.k8s.io/v1beta3', 'k8s.gcr.io', false],
+      ['v1.24.3', 'kubeadm.k8s.io/v1beta3', 'k8s.gcr.io', false],
+      ['v1.30.9', 'kubeadm.k8s.io/v1beta3', 'registry.k8s.io', false],
+      ['v1.31.0', 'kubeadm.k8s.io/v1beta4', 'registry.k8s.io', true],
+      ['v1.34.1', 'kubeadm.k8s.io/v1beta4', 'registry.k8s.io', true],
+    ]
+    for (const [version, api, registry, list] of expectations) {
+      const text = renderInitConfig({cluster: cluster(version), node: CP, criSocket: SOCKET})
+      assert.equal(text.match(new RegExp(`^apiVersion: ${api.replace(/\./g, '\\.')}$`, 'gm'))?.length, 2, version)
+      assert.match(text, new RegExp(`^imageRepository: ${registry}$`, 'm'), version)
+      assert.equal(/^ {2}- name: node-ip$/m.test(text), list, `${version} kubeletExtraArgs as list`)
+      assert.equal(/^ {4}node-ip: 10\.22\.0\.2$/m.test(text), !list, `${version} kubeletExtraArgs as map`)
+    }
+  })
+
+  it('writes the CRI socket as a path before 1.24 and as a unix:// URL from 1.24', () => {
+    assert.match(
+      renderInitConfig({cluster: cluster('v1.23.0'), node: CP, criSocket: SOCKET}),
+      /^ {2}criSocket: \/run\/containerd\/containerd\.sock$/m,
+    )
+    assert.match(
+      renderInitConfig({cluster: cluster('v1.24.0'), node: CP, criSocket: SOCKET}),
+      /^ {2}criSocket: "unix:\/\/\/run\/containerd\/containerd\.sock"$/m,
+    )
+    assert.equal(criSocketFor(versionTraits('v1.24.0'), '/run/crio/crio.sock'), 'unix:///run/crio/crio.sock')
+  })
+
+  it('passes --container-runtime=remote to kubelets before 1.27 only', () => {
+    assert.match(renderInitConfig({cluster: cluster('v1.26.5'), node: CP, criSocket: SOCKET}), /container-runtime: remote/)
+    assert.doesNotMatch(renderInitConfig({cluster: cluster('v1.27.0'), node: CP, criSocket: SOCKET}), /container-runtime/)
+  })
+
+  it('uses the given image repository and control-plane address', () => {
+    const text = renderInitConfig({cluster: cluster('v1.25.0'), node: CP, criSocket: SOCKET, imageRepository: 'registry.example:5000/k8s'})
+    assert.match(text, /^imageRepository: "registry\.example:5000\/k8s"$/m)
+    assert.match(text, /^controlPlaneEndpoint: "10\.22\.0\.2:6443"$/m)
+  })
+
+  it('rejects a pod CIDR without a /24 for every node', () => {
+    assert.throws(
+      () => renderInitConfig({cluster: cluster('v1.20.2', {nodes: 5, network: {podCidr: '10.244.0.0/22'}}), node: CP, criSocket: SOCKET}),
+      {name: 'UserError', message: /holds 4 \/24 node ranges, but the cluster has 5 nodes/},
+    )
+    assert.throws(
+      () => renderInitConfig({cluster: cluster('v1.20.2', {network: {podCidr: '10.244.0.0/25'}}), node: CP, criSocket: SOCKET}),
+      {
+        name: 'UserError',
+      },
+    )
+    assert.throws(() => renderInitConfig({cluster: cluster('v1.20.2', {network: {podCidr: '10.0.0.0/7'}}), node: CP, criSocket: SOCKET}), {
+      name: 'UserError',
+    })
+  })
+
+  it('leaves the control plane of a one-node cluster untainted', () => {
+    assert.match(renderInitConfig({cluster: cluster('v1.20.2', {nodes: 1}), node: CP, criSocket: SOCKET}), /^ {2}taints: \[\]$/m)
+    assert.doesNotMatch(renderInitConfig({cluster: cluster('v1.20.2', {nodes: 2}), node: CP, criSocket: SOCKET}), /taints/)
+  })
+
+  it('rejects a node address that is not IPv4', () => {
+    assert.throws(
+      () => renderInitConfig({cluster: cluster('v1.20.2'), node: {...CP, ip: '10.22.0.300'}, criSocket: SOCKET}),
+      /not an IPv4 address/,
+    )
+  })
+
+  it(
+    'is accepted by kubeadm v1.20.2 (fixture)',
+    {skip: !existsSync(join(FIXTURE_BUNDLE, 'bin/kubeadm')) && 'no fixture bundle'},
+    async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'ks-render-'))
+      try {
+        const kubeadm = join(FIXTURE_BUNDLE, 'bin/kubeadm')
+        const c = CASES[0].cluster
+        const init = join(dir, 'init.yaml')
+        const joinFile = join(dir, 'join.yaml')
+        await writeFile(init, renderInitConfig({cluster: c, node: CP, criSocket: SOCKET}))
+        await writeFile(joinFile, renderJoinConfig({cluster: c, node: W1, controlPlaneIp: CP.ip, criSocket: SOCKET, caCertHash: CA_HASH}))
+        const images = execFileSync(kubeadm, ['config', 'images', 'list', '--config', init], {encoding: 'utf8'})
+        assert.match(images, /^k8s\.gcr\.io\/kube-apiserver:v1\.20\.2$/m)
+        for (const file of [init, joinFile]) {
+          const migrated = spawnSync(kubeadm, ['config', 'migrate', '--old-config', file], {encoding: 'utf8'})
+          assert.equal(migrated.status, 0, migrated.stderr)
+          assert.doesNotMatch(migrated.stderr, /unknown field|error/i)
+        }
+        const migratedJoin = execFileSync(kubeadm, ['config', 'migrate', '--old-config', joinFile], {encoding: 'utf8'})
+        assert.match(migratedJoin, /caCertHashes:\n\s+- sha256:2f6a/)
+        assert.doesNotMatch(migratedJoin, /unsafeSkipCAVerification: true/)
+      } finally {
+        await rm(dir, {recursive: true, force: true})
+      }
+    },
+  )
+})
+
+describe('renderJoinConfig', () => {
+  it('always pins the CA and never skips its verification', () => {
+    const text = renderJoinConfig({cluster: cluster('v1.31.0'), node: W1, controlPlaneIp: CP.ip, criSocket: SOCKET, caCertHash: CA_HASH})
+    assert.match(text, /caCertHashes:\n {4}- "sha256:2f6a/)
+    assert.doesNotMatch(text, /unsafeSkipCAVerification/)
+  })
+
+  it('normalizes the CA hash and rejects a malformed one', () => {
+    assert.equal(normalizeCaCertHash(CA_HASH.slice(7).toUpperCase()), CA_HASH)
+    assert.throws(
+      () => renderJoinConfig({cluster: cluster('v1.20.2'), node: W1, controlPlaneIp: CP.ip, criSocket: SOCKET, caCertHash: 'sha256:abc'}),
+      /not a CA certificate hash/,
+    )
+  })
+
+  it('refuses to join a control-plane node', () => {
+    assert.throws(() =>
+      renderJoinConfig({cluster: cluster('v1.20.2'), node: CP, controlPlaneIp: CP.ip, criSocket: SOCKET, caCertHash: CA_HASH}),
+    )
+  })
+})
+
+describe('kubelet units', () => {
+  it('runs /usr/local/bin/kubelet and restarts it quickly', () => {
+    const unit = kubeletUnit()
+    assert.match(unit, /^ExecStart=\/usr\/local\/bin\/kubelet$/m)
+    assert.match(unit, /^Restart=always$/m)
+    assert.match(unit, /^RestartSec=2$/m)
+  })
+
+  it('has the upstream kubeadm drop-in with the kubelet path changed', async () => {
+    const dropIn = kubeadmDropIn(versionTraits('v1.20.2'))
+    assert.match(dropIn, /^ExecStart=$/m)
+    assert.match(
+      dropIn,
+      /^ExecStart=\/usr\/local\/bin\/kubelet \$KUBELET_KUBECONFIG_ARGS \$KUBELET_CONFIG_ARGS \$KUBELET_KUBEADM_ARGS \$KUBELET_EXTRA_ARGS$/m,
+    )
+    assert.match(dropIn, /^EnvironmentFile=-\/var\/lib\/kubelet\/kubeadm-flags\.env$/m)
+    const recipe = '/root/proto/node-files/etc/systemd/system/kubelet.service.d/10-kubeadm.conf'
+    if (existsSync(recipe)) assert.equal(dropIn, await readFile(recipe, 'utf8'))
+  })
+
+  it('orders the kubelet after the runtime and the node units, with a short stop timeout', () => {
+    const dropIn = kubeSpawnDropIn('containerd.service')
+    assert.match(dropIn, /^After=containerd\.service kube-spawn-cgroups\.service kube-spawn-network\.service$/m)
+    assert.match(dropIn, /^Wants=containerd\.service/m)
+    assert.match(dropIn, /^TimeoutStopSec=10s$/m)
+    assert.deepEqual(
+      kubeletSystemdFiles('crio.service').map((f: {path: string}) => f.path),
+      [
+        '/etc/systemd/system/kubelet.service',
+        '/etc/systemd/system/kubelet.service.d/10-kubeadm.conf',
+        '/etc/systemd/system/kubelet.service.d/20-kube-spawn.conf',
+      ],
+    )
+  })
+})
+
+describe('renderCniConflist', () => {
+  it('is a bridge + host-local + portmap chain on the node range', () => {
+    const conf = JSON.parse(renderCniConflist('10.244.1.0/24'))
+    assert.equal(conf.cniVersion, '0.4.0')
+    const [bridge, portmap] = conf.plugins
+    assert.deepEqual(
+      {type: bridge.type, bridge: bridge.bridge, isGateway: bridge.isGateway, ipMasq: bridge.ipMasq, hairpinMode: bridge.hairpinMode},
+      {type: 'bridge', bridge: 'cni0', isGateway: true, ipMasq: false, hairpinMode: true},
+    )
+    assert.equal(bridge.ipam.type, 'host-local')
+    assert.deepEqual(bridge.ipam.ranges, [[{subnet: '10.244.1.0/24'}]])
+    assert.deepEqual(portmap, {type: 'portmap', capabilities: {portMappings: true}})
+  })
+
+  it('rejects a malformed range', () => {
+    assert.throws(() => renderCniConflist('10.244.1.1/24'))
+  })
+})
+
+describe('YAML emitter', () => {
+  it('quotes what would not read back as the same string', () => {
+    for (const text of [
+      'true',
+      'False',
+      'yes',
+      'NO',
+      'on',
+      'off',
+      'y',
+      'n',
+      'null',
+      '~',
+      '',
+      '24',
+      '-1',
+      '0.5',
+      '1e3',
+      '0x1f',
+      '0o17',
+      '.inf',
+      '.NaN',
+      '1:20',
+      '2024-01-02',
+      '0%',
+      'a: b',
+      'a:b',
+      '#x',
+      'x #y',
+      '- x',
+      '*x',
+      '&x',
+      '!x',
+      '|',
+      '>',
+      "'x'",
+      '"x"',
+      '{a}',
+      '[a]',
+      '@x',
+      '`x',
+      ' x',
+      'x ',
+      'a\nb',
+      '%x',
+    ]) {
+      assert.match(yamlString(text), /^".*"$/, JSON.stringify(text))
+      assert.equal(JSON.parse(yamlString(text)), text)
+    }
+    for (const text of [
+      'kube-spawn',
+      '10.22.0.2',
+      '10.244.0.0/16',
+      'v1.20.2',
+      '24h0m0s',
+      '/etc/resolv.conf',
+      'memory.available',
+      'kube-spawn cluster dev',
+      'k8s.gcr.io',
+    ]) {
+      assert.equal(yamlString(text), text)
+    }
+  })
+
+  it('escapes YAML 1.1 line breaks inside quotes', () => {
+    assert.equal(yamlString('a\u2028b'), '"a\\u2028b"')
+  })
+
+  it('writes nested maps, sequences and empty collections in block style', () => {
+    const text = toYaml({
+      a: 1,
+      b: true,
+      c: null,
+      skipped: undefined,
+      d: {e: 'f', g: {}},
+      h: [],
+      i: ['x', {j: 'k', l: ['m']}, ['p', 'q']],
+    })
+    assert.equal(text, 'a: 1\nb: true\nc: null\nd:\n  e: f\n  g: {}\nh: []\ni:\n- x\n- j: k\n  l:\n  - m\n- - p\n  - q\n')
+  })
+
+  it('joins documents with ---', () => {
+    assert.equal(toYamlDocuments([{a: 1}, {b: 2}]), 'a: 1\n---\nb: 2\n')
+  })
+
+  it('refuses values YAML cannot hold', () => {
+    assert.throws(() => toYaml({a: Number.NaN}))
+    assert.throws(() => toYaml([undefined]))
+  })
+})
