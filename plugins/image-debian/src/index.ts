@@ -34,14 +34,15 @@ export interface DebianOptions {
   packages: string[]
 }
 
-/** [plugin-config.image-debian]: release, mirror, extra-packages. */
+/** [plugin-config.image-debian]: release, mirror, extra-packages, exclude-packages. */
 export function debianOptions(ctx: Pick<StageContext, 'pluginConfig' | 'runtime'>): DebianOptions {
   const config = ctx.pluginConfig('image-debian')
-  const extra = Array.isArray(config['extra-packages']) ? config['extra-packages'].map(String) : []
+  const list = (key: string) => (Array.isArray(config[key]) ? (config[key] as unknown[]).map(String) : [])
+  const exclude = new Set(list('exclude-packages'))
   return {
     release: typeof config.release === 'string' ? config.release : DEFAULT_RELEASE,
     mirror: typeof config.mirror === 'string' ? config.mirror : (process.env.KUBE_SPAWN_DEBIAN_MIRROR ?? DEFAULT_MIRROR),
-    packages: [...new Set([...BASE_PACKAGES, ...ctx.runtime.packages, ...extra])].sort(),
+    packages: [...new Set([...BASE_PACKAGES, ...ctx.runtime.packages, ...list('extra-packages')])].filter((p) => !exclude.has(p)).sort(),
   }
 }
 
