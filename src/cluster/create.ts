@@ -10,6 +10,7 @@ import {planMachines} from '../node/names.js'
 import {nodeFiles} from '../node/node-files.js'
 import {kubernetesCreateTasks} from '../kubernetes/tasks.js'
 import type {CoreTask, PlanLine} from '../pipeline/runner.js'
+import {loadCatalog, selectProvider} from '../plugins/providers.js'
 import {withLock} from '../state/store.js'
 import {type ClusterContext, type Env, buildContext, recordBaseImage, runStages} from './context.js'
 
@@ -47,6 +48,10 @@ export async function readDefinition(configFile: string | undefined, overrides: 
 export async function createCluster(env: Env, request: CreateRequest): Promise<CreateResult> {
   const definition = await readDefinition(request.configFile, request.overrides)
   const name = definition.clusterName
+  // Unknown runtimes and images are refused before anything is written.
+  const catalog = await loadCatalog(env.config)
+  selectProvider(catalog.runtimes, 'container runtime', definition.containerRuntime)
+  selectProvider(catalog.images, 'image', definition.image)
   if (request.dryRun) {
     const cluster = await allocate(env, definition)
     const ctx = await buildContext(env, cluster, {dryRun: true})

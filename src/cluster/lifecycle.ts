@@ -60,6 +60,8 @@ async function inCluster(
   work: (ctx: ClusterContext) => Promise<{plan: PlanLine[]}>,
   persist = true,
 ): Promise<LifecycleResult> {
+  // An unknown cluster is an error before anything, even a lock file, is written.
+  await env.root.load(name)
   const act = async () => {
     const cluster = await env.root.load(name)
     const ctx = await buildContext(env, cluster, {dryRun})

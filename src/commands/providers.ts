@@ -16,15 +16,30 @@ export default class Providers extends BaseCommand<typeof Providers> {
 
   async run(): Promise<ProviderRow[]> {
     const rows = toRows(await loadCatalog(this.config))
-    this.log(formatTable(['KIND', 'NAME', 'PLUGIN', 'DESCRIPTION'], rows.map((r) => [r.kind, r.name, r.plugin, r.description])))
+    this.log(
+      formatTable(
+        ['KIND', 'NAME', 'PLUGIN', 'DESCRIPTION'],
+        rows.map((r) => [r.kind, r.name, r.plugin, r.description]),
+      ),
+    )
     return rows
   }
 }
 
 function toRows(catalog: Catalog): ProviderRow[] {
   return [
-    ...catalog.runtimes.map((o) => ({kind: 'runtime' as const, name: o.provider.name, plugin: o.plugin, description: o.provider.description})),
+    ...catalog.runtimes.map((o) => ({
+      kind: 'runtime' as const,
+      name: o.provider.name,
+      plugin: o.plugin,
+      description: o.provider.description,
+    })),
     ...catalog.images.map((o) => ({kind: 'image' as const, name: o.provider.name, plugin: o.plugin, description: o.provider.description})),
-    ...catalog.workarounds.map((o) => ({kind: 'workaround' as const, name: o.provider.name, plugin: o.plugin, description: o.provider.description})),
+    ...catalog.workarounds.map((o) => ({
+      kind: 'workaround' as const,
+      name: o.provider.name,
+      plugin: o.plugin,
+      description: o.provider.description,
+    })),
   ]
 }

@@ -27,14 +27,14 @@ export function planMachines(cluster: Cluster): Machine[] {
   const existing = new Map(cluster.machines.map((m) => [m.name, m]))
   return Array.from({length: cluster.nodes}, (_, index) => {
     const name = machineName(cluster.clusterName, index)
-    return (
-      existing.get(name) ?? {
-        name,
-        role: index === 0 ? 'control-plane' : 'worker',
-        ip: addressInCidr(block, index + 2),
-        running: false,
-        bindmount: {readOnly: [], readWrite: []},
-      }
-    )
+    const given = existing.get(name)
+    // A [[machines]] entry may carry only a name and bind mounts; role and address are kube-spawn's.
+    return {
+      name,
+      role: index === 0 ? 'control-plane' : 'worker',
+      ip: given?.ip ?? addressInCidr(block, index + 2),
+      running: given?.running ?? false,
+      bindmount: given?.bindmount ?? {readOnly: [], readWrite: []},
+    }
   })
 }

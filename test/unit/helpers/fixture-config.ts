@@ -1,0 +1,35 @@
+/**
+ * An oclif Config for test/fixtures/dispatch: a root without commands and two plugins, ks-fixture-alpha
+ * and ks-fixture-beta, linked the way "kube-spawn plugins link" would (through the data dir's
+ * package.json). alpha answers 50 ms after beta, so oclif sees them complete in reverse name order.
+ * Their kube-spawn:tasks handlers look at ctx.mode: "throw" makes beta throw, "hang" makes alpha
+ * never answer.
+ */
+import {Config, settings} from '@oclif/core'
+import {mkdtemp, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+
+import {FIXTURES} from './cli.ts'
+
+export const FIXTURE_ROOT = join(FIXTURES, 'dispatch')
+
+export async function loadFixtureConfig(): Promise<{config: Config; cleanup: () => Promise<void>}> {
+  // The fixture plugins are plain JavaScript; there is nothing to transpile, so no warning about it.
+  settings.enableAutoTranspile = false
+  const dataDir = await mkdtemp(join(tmpdir(), 'ks-fixture-data-'))
+  const link = (name: string) => ({type: 'link', name: `ks-fixture-${name}`, root: join(FIXTURE_ROOT, 'plugins', name)})
+  await writeFile(
+    join(dataDir, 'package.json'),
+    JSON.stringify({private: true, oclif: {schema: 1, plugins: [link('beta'), link('alpha')]}}),
+  )
+  const previous = process.env.KSFIXTURE_DATA_DIR
+  process.env.KSFIXTURE_DATA_DIR = dataDir
+  try {
+    const config = await Config.load({root: FIXTURE_ROOT})
+    return {config, cleanup: () => rm(dataDir, {recursive: true, force: true})}
+  } finally {
+    if (previous === undefined) delete process.env.KSFIXTURE_DATA_DIR
+    else process.env.KSFIXTURE_DATA_DIR = previous
+  }
+}

@@ -1,0 +1,199 @@
+import assert from 'node:assert/strict'
+import type {Config} from '@oclif/core'
+import {after, before, describe, it} from 'node:test'
+
+import {HOST_OWNER, describePlan, formatPlan, planPipeline, runPipeline} from '../../../dist/pipeline/runner.js'
+import type {CoreTask, PlannedTask} from '../../../dist/pipeline/runner.js'
+import {STAGES} from '../../../dist/sdk/index.js'
+import type {StageContext} from '../../../dist/sdk/index.js'
+import {loadFixtureConfig} from '../helpers/fixture-config.ts'
+
+type TestContext = StageContext & {log: string[]; mode?: string}
+
+const fakeContext = (fields: Partial<TestContext> = {}): TestContext => ({log: [], shared: new Map(), ...fields}) as unknown as TestContext
+const logTask = (owner: string, stage: PlannedTask['stage'], title: string): PlannedTask => ({
+  stage,
+  owner,
+  task: {title, task: (ctx) => void (ctx as TestContext).log.push(`${stage}: ${title}`)},
+})
+
+describe('describePlan', () => {
+  it('lists every task with its owner, and why it would be skipped', async () => {
+    const ctx = fakeContext({dryRun: true})
+    const planned: PlannedTask[] = [
+      {stage: 'preflight', owner: HOST_OWNER, task: {title: 'Check the host', task: () => {}}},
+      {stage: 'prepare-image', owner: 'image-debian', task: {title: 'Build', skip: async () => 'image is cached', task: () => {}}},
+      {stage: 'prepare-image', owner: 'image-debian', task: {title: 'Plain skip', skip: true, task: () => {}}},
+      {stage: 'prepare-image', owner: 'image-debian', task: {title: 'Not skipped', skip: () => false, task: () => {}}},
+      {
+        stage: 'prepare-node',
+        owner: 'other',
+        task: {title: 'Disabled', enabled: (c) => !c.dryRun, skip: () => 'never asked', task: () => {}},
+      },
+      {stage: 'prepare-node', owner: 'other', task: {task: () => {}}},
+    ]
+    assert.deepEqual(await describePlan(planned, ctx), [
+      {stage: 'preflight', owner: 'kube-spawn', title: 'Check the host'},
+      {stage: 'prepare-image', owner: 'image-debian', title: 'Build', skipped: 'image is cached'},
+      {stage: 'prepare-image', owner: 'image-debian', title: 'Plain skip', skipped: 'skipped'},
+      {stage: 'prepare-image', owner: 'image-debian', title: 'Not skipped'},
+      {stage: 'prepare-node', owner: 'other', title: 'Disabled', skipped: 'not enabled here'},
+      {stage: 'prepare-node', owner: 'other', title: '(untitled)'},
+    ])
+  })
+
+  it('does not run any task', async () => {
+    const ctx = fakeContext()
+    await describePlan([logTask('x', 'boot', 'Boot')], ctx)
+    assert.deepEqual(ctx.log, [])
+  })
+})
+
+describe('formatPlan', () => {
+  it('groups the lines by stage with [owner] labels and skip reasons', () => {
+    const text = formatPlan('Plan: create cluster "dev":', [
+      {stage: 'preflight', owner: 'kube-spawn', title: 'Check the host'},
+      {stage: 'preflight', owner: 'image-debian', title: 'Check debootstrap', skipped: 'image is cached'},
+      {stage: 'prepare-node', owner: 'runtime-containerd', title: 'Write config'},
+    ])
+    assert.equal(
+      text,
+      [
+        'Plan: create cluster "dev":',
+        '  preflight',
+        '    [kube-spawn] Check the host',
+        '    [image-debian] Check debootstrap  (skipped: image is cached)',
+        '  prepare-node',
+        '    [runtime-containerd] Write config',
+      ].join('\n'),
+    )
+  })
+
+  it('says when there is nothing to do', () => {
+    assert.equal(formatPlan('Plan:', []), 'Plan:\n  (nothing to do)')
+  })
+})
+
+describe('runPipeline', () => {
+  it('runs the tasks stage by stage, in order, silently', async () => {
+    const ctx = fakeContext()
+    const planned = [
+      logTask(HOST_OWNER, 'pre-boot', 'bridge'),
+      logTask('workaround-varlib', 'pre-boot', 'mounts'),
+      logTask(HOST_OWNER, 'boot', 'boot'),
+      logTask('runtime-containerd', 'post-boot', 'wait'),
+    ]
+    await runPipeline(planned, ctx, 'silent')
+    assert.deepEqual(ctx.log, ['pre-boot: bridge', 'pre-boot: mounts', 'boot: boot', 'post-boot: wait'])
+  })
+
+  it('skips tasks that say so', async () => {
+    const ctx = fakeContext()
+    const skipped: PlannedTask = {
+      stage: 'boot',
+      owner: 'x',
+      task: {title: 'skipped', skip: () => 'not needed', task: () => assert.fail('ran')},
+    }
+    await runPipeline([skipped, logTask('x', 'boot', 'after')], ctx, 'silent')
+    assert.deepEqual(ctx.log, ['boot: after'])
+  })
+
+  it("surfaces a failing task's error and runs nothing after it", async () => {
+    const ctx = fakeContext()
+    const failure = new Error('kubeadm init failed')
+    const failing: PlannedTask = {
+      stage: 'init',
+      owner: HOST_OWNER,
+      task: {
+        title: 'kubeadm init',
+        task: () => {
+          throw failure
+        },
+      },
+    }
+    await assert.rejects(
+      runPipeline(
+        [logTask('x', 'pre-init', 'before'), failing, logTask('x', 'init', 'same stage'), logTask('x', 'join', 'later')],
+        ctx,
+        'silent',
+      ),
+      (e) => {
+        assert.equal(e, failure)
+        return true
+      },
+    )
+    assert.deepEqual(ctx.log, ['pre-init: before'])
+  })
+
+  it('keeps the [owner] label when a task retitles itself', async () => {
+    const ctx = fakeContext()
+    const retitling: PlannedTask = {
+      stage: 'prepare-image',
+      owner: 'image-debian',
+      task: {
+        title: 'Build the image',
+        task: (c, task) => {
+          assert.equal(task.title, '[image-debian] Build the image')
+          task.title = 'Built the image in 3 s'
+          ;(c as TestContext).log.push(task.title)
+        },
+      },
+    }
+    await runPipeline([retitling], ctx, 'silent')
+    assert.deepEqual(ctx.log, ['[image-debian] Built the image in 3 s'])
+  })
+
+  it('does nothing for an empty plan', async () => {
+    await runPipeline([], fakeContext(), 'silent')
+  })
+})
+
+describe('planPipeline (fixture plugins)', () => {
+  let config: Config
+  let cleanup: () => Promise<void>
+  before(async () => {
+    ;({config, cleanup} = await loadFixtureConfig())
+  })
+  after(async () => cleanup())
+
+  it("puts the host's tasks first in each stage, then the plugins' in plugin-name order, stages in STAGES order", async () => {
+    const core: CoreTask[] = [
+      {stage: 'boot', title: 'Boot the nodes', task: () => {}},
+      {stage: 'pre-boot', title: 'Create the bridge', task: () => {}},
+    ]
+    const planned = await planPipeline(config, fakeContext(), ['boot', 'pre-boot'], core)
+    assert.deepEqual(
+      planned.map((p) => `${p.stage} [${p.owner}] ${String(p.task.title)}`),
+      [
+        'pre-boot [kube-spawn] Create the bridge',
+        'pre-boot [ks-fixture-alpha] alpha pre-boot',
+        'pre-boot [ks-fixture-beta] beta pre-boot',
+        'pre-boot [ks-fixture-beta] beta pre-boot skipped',
+        'boot [kube-spawn] Boot the nodes',
+        'boot [ks-fixture-alpha] alpha boot',
+        'boot [ks-fixture-beta] beta boot',
+        'boot [ks-fixture-beta] beta boot skipped',
+      ],
+    )
+    assert.ok(STAGES.indexOf('pre-boot') < STAGES.indexOf('boot'))
+  })
+
+  it('plans, describes and runs the plugin tasks', async () => {
+    const ctx = fakeContext()
+    const planned = await planPipeline(config, ctx, ['post-join'], [])
+    assert.deepEqual(await describePlan(planned, ctx), [
+      {stage: 'post-join', owner: 'ks-fixture-alpha', title: 'alpha post-join'},
+      {stage: 'post-join', owner: 'ks-fixture-beta', title: 'beta post-join'},
+      {stage: 'post-join', owner: 'ks-fixture-beta', title: 'beta post-join skipped', skipped: 'nothing to do'},
+    ])
+    await runPipeline(planned, ctx, 'silent')
+    assert.deepEqual(ctx.log, ['alpha post-join', 'beta post-join'])
+  })
+
+  it('fails naming the plugin when one fails to plan', async () => {
+    await assert.rejects(
+      planPipeline(config, fakeContext({mode: 'throw'}), ['boot'], []),
+      /plugin ks-fixture-beta failed in hook kube-spawn:tasks/,
+    )
+  })
+})
