@@ -1,9 +1,9 @@
 import {randomBytes} from 'node:crypto'
-import {mkdir, readFile} from 'node:fs/promises'
+import {mkdir, readFile, stat} from 'node:fs/promises'
 
 import {type Cluster, type DefinitionOverrides, parseToml, resolveDefinition} from '../config/definition.js'
 import {UserError} from '../errors.js'
-import {assertHostReady, checkHost} from '../host/preflight.js'
+import {assertHostReady, checkDisk, checkHost} from '../host/preflight.js'
 import {allocateClusterSubnet, hostNetworks} from '../net/allocate.js'
 import {nodePaths} from '../node/layout.js'
 import {planMachines} from '../node/names.js'
@@ -27,6 +27,7 @@ export interface CreateRequest {
 export interface CreateResult {
   cluster: Cluster
   plan: PlanLine[]
+  warnings: string[]
 }
 
 /** Reads the definition (file, then flag overrides) and checks it, without touching the state root. */
@@ -56,7 +57,7 @@ export async function createCluster(env: Env, request: CreateRequest): Promise<C
     const cluster = await allocate(env, definition)
     const ctx = await buildContext(env, cluster, {dryRun: true})
     const {plan} = await runStages(env, ctx, CREATE_STAGES, createTasks(env))
-    return {cluster, plan}
+    return {cluster, plan, warnings: ctx.warnings}
   }
   await env.root.ensure()
   return withLock(env.root, name, async () => {
@@ -74,7 +75,7 @@ export async function createCluster(env: Env, request: CreateRequest): Promise<C
     try {
       const ctx = await buildContext(env, cluster)
       await runStages(env, ctx, CREATE_STAGES, createTasks(env))
-      return {cluster, plan: []}
+      return {cluster, plan: [], warnings: ctx.warnings}
     } catch (error) {
       if (!request.retain) await env.root.remove(name)
       throw error
@@ -96,7 +97,17 @@ export function createTasks(env: Env): CoreTask[] {
       stage: 'preflight',
       title: 'Check the host',
       task: async (ctx) => {
-        assertHostReady(await checkHost({stateRoot: env.root.path, nodes: ctx.cluster.nodes, imageCached: false}))
+        assertHostReady(await checkHost({stateRoot: env.root.path}))
+      },
+    },
+    {
+      stage: 'prepare-image',
+      title: 'Check free disk space',
+      task: async (ctx) => {
+        // The base image may live in a cache on another filesystem; count it only where it would land.
+        const cache = await stat(ctx.cacheDir).catch(() => undefined)
+        const elsewhere = cache !== undefined && cache.dev !== (await stat(env.root.path)).dev
+        assertHostReady(await checkDisk({stateRoot: env.root.path, nodes: ctx.cluster.nodes, imageCached: elsewhere}))
       },
     },
     {

@@ -16,11 +16,11 @@ export async function upCluster(env: Env, request: CreateRequest & {skipClusterI
   const name = created.cluster.clusterName
   if (request.dryRun) {
     const startPlan = await planStart(env, created.cluster, request.skipClusterInit)
-    return {cluster: created.cluster, plan: [...created.plan, ...startPlan], warnings: []}
+    return {cluster: created.cluster, plan: [...created.plan, ...startPlan], warnings: created.warnings}
   }
   try {
     const started = await startCluster(env, name, {skipClusterInit: request.skipClusterInit})
-    return {cluster: started.cluster, plan: [], warnings: started.warnings}
+    return {cluster: started.cluster, plan: [], warnings: [...created.warnings, ...started.warnings]}
   } catch (error) {
     if (!request.retain) await destroyCluster(env, name).catch(() => undefined)
     throw error

@@ -24,6 +24,7 @@ run "kube-spawn start" next, or use "kube-spawn up" for both.`
       dryRun: this.flags['dry-run'],
       retain: this.flags.retain,
     })
+    this.warnAll(result.warnings)
     const {cluster} = result
     if (this.flags['dry-run']) {
       this.log(

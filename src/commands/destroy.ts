@@ -17,6 +17,7 @@ export default class Destroy extends BaseCommand<typeof Destroy> {
 
   async run(): Promise<LifecycleResult> {
     const result = await destroyCluster(this.env, this.clusterName, {dryRun: this.flags['dry-run']})
+    this.warnAll(result.warnings)
     if (this.flags['dry-run']) {
       this.log(formatPlan(`Plan: destroy cluster "${this.clusterName}":`, result.plan))
       return result

@@ -10,6 +10,7 @@ export default class Stop extends BaseCommand<typeof Stop> {
 
   async run(): Promise<LifecycleResult> {
     const result = await stopCluster(this.env, this.clusterName, {dryRun: this.flags['dry-run']})
+    this.warnAll(result.warnings)
     if (this.flags['dry-run']) this.log(formatPlan(`Plan: stop cluster "${this.clusterName}":`, result.plan))
     else this.log(`Cluster "${this.clusterName}" is stopped.`)
     return result

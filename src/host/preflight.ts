@@ -17,15 +17,7 @@ export const BYTES_PER_NODE = 400 * 1024 ** 2
 export const BASE_IMAGE_BYTES = 600 * 1024 ** 2
 
 /** The host checks `create` runs; each failure names its fix. `stateRoot` is where the nodes will live. */
-export async function checkHost({
-  stateRoot,
-  nodes,
-  imageCached,
-}: {
-  stateRoot: string
-  nodes: number
-  imageCached: boolean
-}): Promise<CheckFailure[]> {
+export async function checkHost({stateRoot}: {stateRoot: string}): Promise<CheckFailure[]> {
   const failures: CheckFailure[] = []
   const fail = (check: string, problem: string, fix: string) => failures.push({check, problem, fix})
 
@@ -49,18 +41,6 @@ export async function checkHost({
       'use --dir on a real filesystem (ext4, xfs, btrfs)',
     )
   }
-  if (storage) {
-    const need = nodes * BYTES_PER_NODE + (imageCached ? 0 : BASE_IMAGE_BYTES)
-    const free = storage.bavail * storage.bsize
-    if (free < need) {
-      fail(
-        'disk',
-        `${stateRoot} has ${gib(free)} free, the cluster needs about ${gib(need)}`,
-        'free some space or use --dir on a larger filesystem',
-      )
-    }
-  }
-
   for (const tool of ['ip', 'iptables', 'nsenter']) {
     const found = await run(['sh', '-c', `command -v ${tool}`], {allowFailure: true})
     if (found.exitCode !== 0)
@@ -96,6 +76,34 @@ export async function checkHost({
     )
 
   return failures
+}
+
+/**
+ * Free space in the state root against the estimated need. It runs after the preflight stage, so a
+ * plugin that makes room (the storage-pool workaround) does so first.
+ */
+export async function checkDisk({
+  stateRoot,
+  nodes,
+  imageCached,
+}: {
+  stateRoot: string
+  nodes: number
+  imageCached: boolean
+}): Promise<CheckFailure[]> {
+  const storage = await statfs(stateRoot).catch(() => undefined)
+  if (!storage) return []
+  const need = nodes * BYTES_PER_NODE + (imageCached ? 0 : BASE_IMAGE_BYTES)
+  const free = storage.bavail * storage.bsize
+  return free < need
+    ? [
+        {
+          check: 'disk',
+          problem: `${stateRoot} has ${gib(free)} free, the cluster needs about ${gib(need)}`,
+          fix: 'free some space or use --dir on a larger filesystem',
+        },
+      ]
+    : []
 }
 
 /** Throws one error for the first failure, with the others counted. */

@@ -1,4 +1,6 @@
-import {readdir, readFile, rm, rmdir, stat, writeFile} from 'node:fs/promises'
+import {mkdtemp, readdir, readFile, rm, rmdir, stat, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {dirname, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import type {ClusterContext} from '../cluster/context.js'
@@ -187,11 +189,19 @@ async function removeStaleVeth(machine: string): Promise<void> {
 /**
  * Node cgroup subtrees stay in the host hierarchies after a node is gone. Nodes run in a cgroup
  * namespace rooted at their launcher cgroup, so their kube-spawn/<machine> dirs sit at various depths
- * (e.g. /sys/fs/cgroup/memory/<launcher's cgroup>/kube-spawn/<machine>): search for them.
+ * (e.g. /sys/fs/cgroup/memory/<launcher's cgroup>/kube-spawn/<machine>): search for them. The
+ * kube-spawn parent goes too once it is empty, or it keeps the launcher's cgroup from being removed.
+ * Where kube-spawn itself runs in a container, the hierarchies it sees are read-only mounts; then a
+ * private writable mount of the same hierarchy is used.
  */
 export async function removeNodeCgroups(machine: string): Promise<void> {
   for (const hierarchy of await cgroupHierarchies()) {
-    for (const dir of await findNodeCgroups(hierarchy, machine, 8)) await removeTree(dir)
+    await withWritableHierarchy(hierarchy, async (root) => {
+      for (const dir of await findNodeCgroups(root, machine, 8)) {
+        await removeTree(dir)
+        await rmdir(dirname(dir)).catch(() => undefined)
+      }
+    })
   }
 }
 
@@ -209,16 +219,62 @@ async function findNodeCgroups(dir: string, machine: string, depth: number): Pro
 }
 
 async function removeEmptyCgroupParents(): Promise<void> {
-  for (const hierarchy of await cgroupHierarchies()) await rmdir(`${hierarchy}/kube-spawn`).catch(() => undefined)
+  for (const hierarchy of await cgroupHierarchies()) {
+    await withWritableHierarchy(hierarchy, (root) => rmdir(`${root}/kube-spawn`).catch(() => undefined))
+  }
 }
 
-async function cgroupHierarchies(): Promise<string[]> {
-  const mounts = await readFile('/proc/self/mounts', 'utf8')
+interface CgroupHierarchy {
+  path: string
+  type: 'cgroup' | 'cgroup2'
+  /** The mount options that select the hierarchy: its controllers, or name=... */
+  select: string[]
+  readOnly: boolean
+}
+
+async function cgroupHierarchies(): Promise<CgroupHierarchy[]> {
+  const [mounts, cgroups] = await Promise.all([readFile('/proc/self/mounts', 'utf8'), readFile('/proc/cgroups', 'utf8').catch(() => '')])
+  const controllers = new Set(cgroups.split('\n').map((line) => line.split('\t')[0]))
   return mounts
     .split('\n')
     .map((line) => line.split(' '))
     .filter(([, path, type]) => (type === 'cgroup' || type === 'cgroup2') && path?.startsWith('/sys/fs/cgroup'))
-    .map(([, path]) => path)
+    .map(([, path, type, options]) => {
+      const list = options.split(',')
+      return {
+        path,
+        type: type as CgroupHierarchy['type'],
+        select: list.filter((o) => controllers.has(o) || o.startsWith('name=')),
+        readOnly: list.includes('ro'),
+      }
+    })
+}
+
+/** Runs work on the hierarchy's root; a read-only one is mounted again, writable, at a private path. */
+async function withWritableHierarchy(hierarchy: CgroupHierarchy, work: (root: string) => Promise<unknown>): Promise<void> {
+  if (!hierarchy.readOnly) {
+    await work(hierarchy.path)
+    return
+  }
+  if (hierarchy.type === 'cgroup' && hierarchy.select.length === 0) return
+  const temp = await mkdtemp(join(tmpdir(), 'kube-spawn-cgroot-'))
+  const source =
+    hierarchy.type === 'cgroup2'
+      ? ['-t', 'cgroup2', 'cgroup2']
+      : [
+          '-t',
+          'cgroup',
+          '-o',
+          [...(hierarchy.select.every((o) => o.startsWith('name=')) ? ['none'] : []), ...hierarchy.select].join(','),
+          'cgroup',
+        ]
+  const mounted = await run(['mount', ...source, temp], {allowFailure: true})
+  try {
+    if (mounted.exitCode === 0) await work(temp)
+  } finally {
+    if (mounted.exitCode === 0) await run(['umount', temp], {allowFailure: true})
+    await rmdir(temp).catch(() => undefined)
+  }
 }
 
 /** cgroup directories can only be removed with rmdir, deepest first. */

@@ -155,7 +155,7 @@ export interface TasksHookOptions {
 }
 
 export type KubeSpawnHooks = Hooks & {
-  'kube-spawn:providers': {options: Record<string, never>; return: Provides}
+  'kube-spawn:providers': {options: Record<never, never>; return: Provides}
   'kube-spawn:tasks': {options: TasksHookOptions; return: StageTask[] | undefined}
 }
 
