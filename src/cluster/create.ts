@@ -96,7 +96,7 @@ export function createTasks(env: Env): CoreTask[] {
     {
       stage: 'preflight',
       title: 'Check the host',
-      task: async (ctx) => {
+      task: async () => {
         assertHostReady(await checkHost({stateRoot: env.root.path}))
       },
     },
