@@ -49,6 +49,8 @@ export interface KubernetesArtifacts {
   kubeadm: string
   kubelet: string
   kubectl: string
+  /** crictl, when the bundle has one (bin/crictl). */
+  crictl?: string
   /** The bundle's image archives (docker-archive tars), sorted by name; empty for a release download. */
   images: string[]
 }
@@ -122,7 +124,12 @@ export async function fetchKubernetes(options: FetchKubernetesOptions): Promise<
     }
     await copyVerified(join(bundle.dir, 'bin', binary), paths[binary], expected, `${binary} ${version} in ${bundle.dir}`)
   }
-  return {binDir, ...paths, images: bundle.images}
+  // crictl is optional: with it in the nodes, kubeadm's preflight can run.
+  const crictl = join(binDir, 'crictl')
+  if (!(await isFile(crictl)) && (await isFile(join(bundle.dir, 'bin', 'crictl')))) {
+    await copyVerified(join(bundle.dir, 'bin', 'crictl'), crictl, bundle.sums?.get('crictl'), `crictl in ${bundle.dir}`)
+  }
+  return {binDir, ...paths, images: bundle.images, ...((await isFile(crictl)) ? {crictl} : {})}
 }
 
 // ---------------------------------------------------------------------------------------------------

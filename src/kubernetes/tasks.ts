@@ -75,6 +75,13 @@ export function kubernetesCreateTasks(): CoreTask[] {
         for (const node of (ctx as ClusterContext).nodes) {
           for (const file of kubeletSystemdFiles(ctx.runtime.service, traits)) await node.writeFile(file.path, file.content)
           for (const binary of KUBERNETES_BINARIES) await node.symlink(`/usr/local/bin/${binary}`, `${NODE_BIN_DIR}/${binary}`)
+          if (artifacts(ctx).crictl) {
+            await node.symlink('/usr/local/bin/crictl', `${NODE_BIN_DIR}/crictl`)
+            await node.writeFile(
+              '/etc/crictl.yaml',
+              `runtime-endpoint: ${ctx.runtime.criSocket}\nimage-endpoint: ${ctx.runtime.criSocket}\n`,
+            )
+          }
         }
       },
     },
