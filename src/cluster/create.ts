@@ -4,7 +4,7 @@ import {mkdir, readFile, stat} from 'node:fs/promises'
 import {type Cluster, type DefinitionOverrides, parseToml, resolveDefinition} from '../config/definition.js'
 import {UserError} from '../errors.js'
 import {assertHostReady, checkDisk, checkHost} from '../host/preflight.js'
-import {allocateClusterSubnet, hostNetworks} from '../net/allocate.js'
+import {allocateClusterSubnet, allocatePodCidr, hostNetworks} from '../net/allocate.js'
 import {nodePaths} from '../node/layout.js'
 import {planMachines} from '../node/names.js'
 import {nodeFiles} from '../node/node-files.js'
@@ -86,7 +86,8 @@ export async function createCluster(env: Env, request: CreateRequest): Promise<C
 async function allocate(env: Env, definition: Cluster): Promise<Cluster> {
   const others = await Promise.all((await env.root.list()).filter((n) => n !== definition.clusterName).map((n) => env.root.load(n)))
   const clusterSubnet = allocateClusterSubnet(definition, others, await hostNetworks())
-  const cluster = {...definition, network: {...definition.network, clusterSubnet}}
+  const podCidr = allocatePodCidr(definition, others)
+  const cluster = {...definition, network: {...definition.network, clusterSubnet, podCidr}}
   return {...cluster, machines: planMachines(cluster)}
 }
 

@@ -2,7 +2,7 @@ import {execa} from 'execa'
 
 import type {Cluster} from '../config/definition.js'
 import {UserError} from '../errors.js'
-import {type Cidr, allocateBlock, formatCidr, parseCidr} from './cidr.js'
+import {type Cidr, allocateBlock, cidrsOverlap, formatCidr, parseCidr} from './cidr.js'
 
 /** Every IPv4 network configured on the host's interfaces, so a new cluster never shadows one. */
 export async function hostNetworks(): Promise<Cidr[]> {
@@ -44,5 +44,29 @@ export function allocateClusterSubnet(cluster: Cluster, others: Cluster[], host:
       hint: 'destroy an unused cluster or use a larger subnet',
     })
   }
+  return formatCidr(block)
+}
+
+export const DEFAULT_POD_CIDR = '10.244.0.0/16'
+/** Where clusters left at the default pod CIDR move to when another cluster already has it. */
+const POD_CIDR_RANGE = '10.240.0.0/12'
+
+/**
+ * The host routes every pod CIDR to the node running it, so two clusters' pod CIDRs must not
+ * overlap. A cluster left at the default moves to a free /16; one the user chose is an error.
+ */
+export function allocatePodCidr(cluster: Cluster, others: Cluster[]): string {
+  const wanted = parseCidr(cluster.network.podCidr)!
+  const taken = others.map((o) => parseCidr(o.network.podCidr)!)
+  const clash = others.find((o) => cidrsOverlap(parseCidr(o.network.podCidr)!, wanted))
+  if (!clash) return cluster.network.podCidr
+  if (cluster.network.podCidr !== DEFAULT_POD_CIDR) {
+    throw new UserError(`network.pod-cidr ${cluster.network.podCidr} overlaps cluster "${clash.clusterName}"'s ${clash.network.podCidr}`, {
+      hint: 'choose another pod-cidr, or leave it out to have a free one allocated',
+    })
+  }
+  const own = [cluster.network.subnet, cluster.network.serviceCidr].map((c) => parseCidr(c)!)
+  const block = allocateBlock(parseCidr(POD_CIDR_RANGE)!, 16, [...taken, ...own])
+  if (!block) throw new UserError('no free /16 pod network left in 10.240.0.0/12', {hint: 'set network.pod-cidr explicitly'})
   return formatCidr(block)
 }

@@ -32,7 +32,7 @@ export async function bootNodes(ctx: ClusterContext, task: StageTaskWrapper): Pr
     ctx.nodes.map(async (node) => {
       if ((await leaderPid(ctx.clusterDir, node.name)) !== undefined) return
       const paths = nodePaths(ctx.clusterDir, node.name)
-      await removeStaleVeth(node.name)
+      await removeStaleVeth(ctx.clusterDir, node.name)
       await mountOverlay(base, paths)
       await node.writeFile('/etc/resolv.conf', resolvConf)
       const started = Date.now()
@@ -43,6 +43,7 @@ export async function bootNodes(ctx: ClusterContext, task: StageTaskWrapper): Pr
         mounts: node.mounts,
       })
       await waitForSystemd(ctx, node.name)
+      await recordVeth(ctx, node.name)
       booted++
       task.output = `${node.name} running after ${((Date.now() - started) / 1000).toFixed(1)} s (${booted}/${ctx.nodes.length})`
     }),
@@ -132,7 +133,7 @@ async function releaseNode(ctx: ClusterContext, machine: string): Promise<void> 
   const paths = nodePaths(ctx.clusterDir, machine)
   await unmount(paths.rootfs)
   await rm(paths.leaderFile, {force: true})
-  await removeStaleVeth(machine)
+  await removeStaleVeth(ctx.clusterDir, machine)
 }
 
 /** True once the leader and the node's nspawn process are gone. */
@@ -179,11 +180,30 @@ export async function isMounted(path: string): Promise<boolean> {
   return mounts.split('\n').some((line) => line.split(' ')[1] === path)
 }
 
-/** After a crash nspawn leaves vb-<machine> behind and the next boot fails with "File exists". */
-async function removeStaleVeth(machine: string): Promise<void> {
-  const veth = `vb-${machine}`.slice(0, 15)
-  const shown = await run(['ip', 'link', 'show', veth], {allowFailure: true})
-  if (shown.exitCode === 0) await run(['ip', 'link', 'del', veth], {allowFailure: true})
+/**
+ * After a crash nspawn leaves the node's host-side veth behind and the next boot fails with "File
+ * exists". nspawn shortens long names with a hash, so the name is recorded at boot rather than guessed.
+ */
+async function removeStaleVeth(clusterDir: string, machine: string): Promise<void> {
+  const file = join(nodePaths(clusterDir, machine).dir, 'veth')
+  const veth = (await readFile(file, 'utf8').catch(() => '')).trim()
+  if (veth) {
+    const shown = await run(['ip', 'link', 'show', veth], {allowFailure: true})
+    if (shown.exitCode === 0) await run(['ip', 'link', 'del', veth], {allowFailure: true})
+  }
+  await rm(file, {force: true})
+}
+
+/** The host end of the node's host0: the interface whose index host0's iflink names. */
+async function recordVeth(ctx: ClusterContext, machine: string): Promise<void> {
+  const node = ctx.nodes.find((n) => n.name === machine)!
+  const iflink = (await node.exec(['cat', '/sys/class/net/host0/iflink'], {allowFailure: true})).stdout.trim()
+  for (const name of await readdir('/sys/class/net').catch(() => [] as string[])) {
+    if ((await readFile(`/sys/class/net/${name}/ifindex`, 'utf8').catch(() => '')).trim() === iflink) {
+      await writeFile(join(nodePaths(ctx.clusterDir, machine).dir, 'veth'), `${name}\n`)
+      return
+    }
+  }
 }
 
 /**

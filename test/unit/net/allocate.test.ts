@@ -3,7 +3,7 @@ import {describe, it} from 'node:test'
 
 import {resolveDefinition} from '../../../dist/config/definition.js'
 import type {Cluster} from '../../../dist/config/definition.js'
-import {allocateClusterSubnet} from '../../../dist/net/allocate.js'
+import {allocateClusterSubnet, allocatePodCidr} from '../../../dist/net/allocate.js'
 import {parseCidr} from '../../../dist/net/cidr.js'
 import type {Cidr} from '../../../dist/net/cidr.js'
 import {UserError} from '../../../dist/errors.js'
@@ -55,6 +55,27 @@ describe('allocateClusterSubnet', () => {
     assert.throws(
       () => allocateClusterSubnet(a, [b], []),
       (error: unknown) => error instanceof UserError && error.message === 'no free /24 left in network.subnet 10.22.0.0/24',
+    )
+  })
+})
+
+describe('allocatePodCidr', () => {
+  it('keeps the pod CIDR when no other cluster uses it', async () => {
+    assert.equal(allocatePodCidr(await cluster('a'), [await cluster('b', {'pod-cidr': '10.100.0.0/16'})]), '10.244.0.0/16')
+  })
+
+  it('moves a cluster left at the default to a free /16 when another cluster has the default', async () => {
+    const others = [await cluster('b'), await cluster('c', {'pod-cidr': '10.240.0.0/16'})]
+    assert.equal(allocatePodCidr(await cluster('a'), others), '10.241.0.0/16')
+  })
+
+  it('refuses a pod CIDR the user chose that overlaps another cluster', async () => {
+    const others = [await cluster('b', {'pod-cidr': '10.100.0.0/16'})]
+    assert.throws(
+      () => allocatePodCidr({...(others[0] as Cluster), clusterName: 'a'} as Cluster, others),
+      (e: unknown) => {
+        return e instanceof UserError && /overlaps cluster "b"/.test(e.message)
+      },
     )
   })
 })
