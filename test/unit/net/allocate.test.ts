@@ -61,7 +61,7 @@ describe('allocateClusterSubnet', () => {
 
 describe('allocatePodCidr', () => {
   it('keeps the pod CIDR when no other cluster uses it', async () => {
-    assert.equal(allocatePodCidr(await cluster('a'), [await cluster('b', {'pod-cidr': '10.100.0.0/16'})]), '10.244.0.0/16')
+    assert.equal(allocatePodCidr(await cluster('a'), [await cluster('b', {'pod-cidr': '10.200.0.0/16'})]), '10.244.0.0/16')
   })
 
   it('moves a cluster left at the default to a free /16 when another cluster has the default', async () => {
@@ -70,7 +70,7 @@ describe('allocatePodCidr', () => {
   })
 
   it('refuses a pod CIDR the user chose that overlaps another cluster', async () => {
-    const others = [await cluster('b', {'pod-cidr': '10.100.0.0/16'})]
+    const others = [await cluster('b', {'pod-cidr': '10.200.0.0/16'})]
     assert.throws(
       () => allocatePodCidr({...(others[0] as Cluster), clusterName: 'a'} as Cluster, others),
       (e: unknown) => {
