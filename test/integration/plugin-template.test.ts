@@ -77,7 +77,8 @@ function cleanEnv(): Record<string, string | undefined> {
     key.startsWith('OCLIF_') ||
     key === 'NODE_TEST_CONTEXT' ||
     (/^npm_/i.test(key) && !NPM_NETWORK_SETTINGS.test(key))
-  return Object.fromEntries(Object.entries(process.env).filter(([key]) => !drop(key)))
+  // Plain output to match on, whatever the caller's terminal and CI settings.
+  return {...Object.fromEntries(Object.entries(process.env).filter(([key]) => !drop(key))), NO_COLOR: '1', FORCE_COLOR: '0'}
 }
 
 /** `node bin/run.js ...args` with this run's data dir, state root, cache and kubeconfig. */

@@ -1,0 +1,331 @@
+/**
+ * Helpers for the integration tests: they run the real CLI as root against real nodes, and look at
+ * the host (processes, links, iptables, mounts) to check what it left behind.
+ */
+import {spawn} from 'node:child_process'
+import {randomBytes} from 'node:crypto'
+import {existsSync} from 'node:fs'
+import {mkdtemp, readdir, readFile, rm, writeFile} from 'node:fs/promises'
+import {join, resolve} from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+export const REPO = fileURLToPath(new URL('../../', import.meta.url))
+/** The Debian base image is built into this cache once and shared by every test run (and the bench). */
+export const TEST_CACHE_DIR = process.env.KUBE_SPAWN_TEST_CACHE_DIR || '/var/cache/kube-spawn-test'
+/** Every state root of a test lives here; test/integration/cleanup.sh sweeps them. */
+export const STATE_ROOT_PREFIX = '/tmp/kube-spawn-test-'
+export const CLEANUP_SCRIPT = join(REPO, 'test', 'integration', 'cleanup.sh')
+
+/**
+ * The shared fixtures sit beside the clone in CI (<repo>/../shared); KUBE_SPAWN_SHARED_DIR overrides.
+ * prepare-bundle unpacks the offline Kubernetes v1.20.2 bundle (binaries and image archives).
+ */
+export const PREPARE_BUNDLE = join(
+  process.env.KUBE_SPAWN_SHARED_DIR || resolve(REPO, '..', 'shared'),
+  'fixtures',
+  'kubernetes',
+  'prepare-bundle',
+)
+
+/** Why the integration suites cannot run here, or false. They boot containers, so they need root on Linux. */
+export const SKIP_REASON: string | false =
+  process.platform !== 'linux' ? 'needs Linux' : process.getuid?.() !== 0 ? 'needs root (systemd-nspawn, bridges, iptables)' : false
+
+export interface CliResult {
+  code: number | null
+  stdout: string
+  stderr: string
+  ms: number
+}
+
+export interface RunOptions {
+  env?: Record<string, string>
+  timeoutMs?: number
+  input?: string
+}
+
+/** Runs a program; never rejects on a non-zero exit, kills it after timeoutMs. */
+export function runProgram(file: string, args: string[], {env = {}, timeoutMs = 10 * 60_000, input}: RunOptions = {}): Promise<CliResult> {
+  const started = Date.now()
+  return new Promise((done, fail) => {
+    const child = spawn(file, args, {env: {...process.env, ...env}, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe']})
+    let stdout = ''
+    let stderr = ''
+    const timer = setTimeout(() => {
+      stderr += `\n[test] killed after ${timeoutMs} ms`
+      child.kill('SIGKILL')
+    }, timeoutMs)
+    child.stdout!.on('data', (chunk) => (stdout += chunk))
+    child.stderr!.on('data', (chunk) => (stderr += chunk))
+    child.on('error', (error) => {
+      clearTimeout(timer)
+      fail(error)
+    })
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      done({code, stdout, stderr, ms: Date.now() - started})
+    })
+    if (input !== undefined) {
+      child.stdin!.on('error', () => undefined)
+      child.stdin!.end(input)
+    }
+  })
+}
+
+/** The environment the CLI runs with: no stray KUBE_SPAWN_* settings, the shared test cache. */
+export function cliEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const base = Object.fromEntries(
+    Object.entries(process.env).filter(
+      ([key, value]) => value !== undefined && !key.startsWith('KUBE_SPAWN_') && key !== 'NODE_TEST_CONTEXT',
+    ),
+  ) as Record<string, string>
+  return {...base, CI: 'true', KUBE_SPAWN_CACHE_DIR: TEST_CACHE_DIR, ...extra}
+}
+
+/** `node bin/run.js ...args` with this test's node binary. */
+export function kubeSpawn(args: string[], options: RunOptions = {}): Promise<CliResult> {
+  return new Promise((done, fail) => {
+    const started = Date.now()
+    const timeoutMs = options.timeoutMs ?? 10 * 60_000
+    const child = spawn(process.execPath, [join(REPO, 'bin', 'run.js'), ...args], {
+      cwd: REPO,
+      env: cliEnv(options.env),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    let stderr = ''
+    const timer = setTimeout(() => {
+      stderr += `\n[test] killed after ${timeoutMs} ms`
+      child.kill('SIGKILL')
+    }, timeoutMs)
+    child.stdout!.on('data', (chunk) => (stdout += chunk))
+    child.stderr!.on('data', (chunk) => (stderr += chunk))
+    child.on('error', (error) => {
+      clearTimeout(timer)
+      fail(error)
+    })
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      done({code, stdout, stderr, ms: Date.now() - started})
+    })
+  })
+}
+
+/** A failure message with what the command printed. */
+export function explain(what: string, result: CliResult): string {
+  const tail = (text: string) => text.trim().split('\n').slice(-25).join('\n')
+  return `${what} exited with ${result.code}\n--- stdout ---\n${tail(result.stdout)}\n--- stderr ---\n${tail(result.stderr)}`
+}
+
+/**
+ * Names every cluster and state root of one test run. .ci/run sets KST_RUN_ID so that its cleanup
+ * trap removes exactly what this run made (other runs on the same host keep theirs).
+ */
+export const RUN_ID = (() => {
+  const id = process.env.KST_RUN_ID || randomBytes(2).toString('hex')
+  if (!/^[0-9a-z]{1,4}$/.test(id)) throw new Error(`KST_RUN_ID "${id}" must be 1 to 4 lowercase letters or digits`)
+  return id
+})()
+
+/**
+ * A cluster name unique to this test: kst-<run><kind><hex>, at most 11 characters, so the bridge
+ * (ks-<cluster>) fits Linux's 15 and the machines are ks-kst-<run>...; cleanup.sh goes by that prefix.
+ */
+export function uniqueClusterName(kind: string): string {
+  if (!/^[a-z]$/.test(kind)) throw new Error(`cluster kind "${kind}" must be one letter`)
+  return `kst-${RUN_ID}${kind}${randomBytes(1).toString('hex')}`
+}
+
+/** A fresh state root: /tmp/kube-spawn-test-<run>-<label>-XXXXXX. */
+export async function makeStateRoot(label: string): Promise<string> {
+  return mkdtemp(`${STATE_ROOT_PREFIX}${RUN_ID}-${label}-`)
+}
+
+/** A cluster definition that never lets traffic leave the host (egress = false), and takes Kubernetes from the offline bundle. */
+export function isolatedDefinition({
+  name,
+  nodes,
+  bundle,
+  extra = '',
+}: {
+  name: string
+  nodes: number
+  bundle: string
+  extra?: string
+}): string {
+  return `cluster-name = "${name}"
+nodes = ${nodes}
+
+[network]
+egress = false
+
+[kubernetes]
+source = "${bundle}"
+${extra}`
+}
+
+export async function writeDefinition(stateRoot: string, text: string): Promise<string> {
+  if (!/^\s*egress\s*=\s*false\s*$/m.test(text)) throw new Error('test clusters must be isolated (egress = false)')
+  const path = join(stateRoot, 'kspawn-test.toml')
+  await writeFile(path, text)
+  return path
+}
+
+let bundlePath: string | undefined
+/** Prepares (once per process) the offline Kubernetes fixture bundle and returns its directory. */
+export async function fixtureBundle(): Promise<string> {
+  if (bundlePath) return bundlePath
+  if (!existsSync(PREPARE_BUNDLE)) throw new Error(`fixture script not found: ${PREPARE_BUNDLE} (set KUBE_SPAWN_SHARED_DIR)`)
+  const result = await runProgram('bash', [PREPARE_BUNDLE], {timeoutMs: 15 * 60_000})
+  if (result.code !== 0) throw new Error(explain('prepare-bundle', result))
+  bundlePath = result.stdout.trim().split('\n').at(-1)!
+  return bundlePath
+}
+
+export interface StatusJson {
+  name: string
+  subnet: string
+  bridge: string
+  backend: string
+  machines: {name: string; ip: string; role: string; running: boolean}[]
+}
+
+export class Cli {
+  readonly stateRoot: string
+  readonly cluster: string
+  readonly env: Record<string, string>
+
+  constructor(stateRoot: string, cluster: string, env: Record<string, string> = {}) {
+    this.stateRoot = stateRoot
+    this.cluster = cluster
+    this.env = env
+  }
+
+  /** Runs a cluster command and fails the test with its output unless it exits 0. */
+  async ok(args: string[], timeoutMs = 10 * 60_000): Promise<CliResult> {
+    const result = await this.run(args, timeoutMs)
+    if (result.code !== 0) throw new Error(explain(`kube-spawn ${args.join(' ')}`, result))
+    return result
+  }
+
+  run(args: string[], timeoutMs = 10 * 60_000): Promise<CliResult> {
+    return kubeSpawn([...args, '--dir', this.stateRoot, '-c', this.cluster], {timeoutMs, env: this.env})
+  }
+
+  /** `kube-spawn exec NODE -- argv`; resolves to the result whatever the exit code. */
+  exec(node: string, argv: string[], timeoutMs = 60_000): Promise<CliResult> {
+    return kubeSpawn(['exec', '--dir', this.stateRoot, '-c', this.cluster, node, '--', ...argv], {timeoutMs, env: this.env})
+  }
+
+  async status(): Promise<StatusJson> {
+    const result = await this.ok(['status', '--json'], 60_000)
+    return JSON.parse(result.stdout) as StatusJson
+  }
+
+  get clusterDir(): string {
+    return join(this.stateRoot, this.cluster)
+  }
+}
+
+/** The host's address on a cluster bridge: the first address of the cluster subnet (10.22.x.1). */
+export function bridgeAddress(subnet: string): string {
+  const [base] = subnet.split('/')
+  const parts = base.split('.').map(Number)
+  parts[3] += 1
+  return parts.join('.')
+}
+
+/** The machine name of a systemd-nspawn process, or undefined for any other process. */
+async function nspawnMachine(pid: string): Promise<string | undefined> {
+  const args = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0')
+  if (!args[0]?.endsWith('systemd-nspawn')) return undefined
+  for (let i = 1; i < args.length; i++) {
+    if (args[i].startsWith('--machine=')) return args[i].slice('--machine='.length)
+    if ((args[i] === '-M' || args[i] === '--machine') && i + 1 < args.length) return args[i + 1]
+  }
+  return undefined
+}
+
+/** PIDs of the systemd-nspawn processes running any of the given machines. */
+export async function nspawnProcesses(machines: string[]): Promise<{pid: number; machine: string}[]> {
+  const found: {pid: number; machine: string}[] = []
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    const machine = await nspawnMachine(entry)
+    if (machine && machines.includes(machine)) found.push({pid: Number(entry), machine})
+  }
+  return found
+}
+
+export async function linkExists(name: string): Promise<boolean> {
+  return (await runProgram('ip', ['link', 'show', name], {timeoutMs: 10_000})).code === 0
+}
+
+/** iptables-save lines (filter and nat) carrying the cluster's comment kube-spawn:<cluster>. */
+export async function iptablesRulesOf(cluster: string): Promise<string[]> {
+  const comment = new RegExp(`--comment "?kube-spawn:${cluster}"?( |$)`)
+  const lines: string[] = []
+  for (const table of ['filter', 'nat']) {
+    const result = await runProgram('iptables-save', ['-t', table], {timeoutMs: 30_000})
+    lines.push(...result.stdout.split('\n').filter((l) => comment.test(l)))
+  }
+  return lines
+}
+
+/** Mount points at or below dir, as the host sees them. */
+export async function mountsUnder(dir: string): Promise<string[]> {
+  const root = dir.replace(/\/$/, '')
+  return (await readFile('/proc/self/mounts', 'utf8'))
+    .split('\n')
+    .map((l) => l.split(' ')[1])
+    .filter((p): p is string => p !== undefined && (p === root || p.startsWith(`${root}/`)))
+}
+
+/**
+ * The cgroup directories kube-spawn/<machine> of the given machines, in any host hierarchy and at any
+ * depth (a node creates them below its cgroup-namespace root, which need not be the hierarchy's root).
+ */
+export async function nodeCgroupDirs(machines: string[]): Promise<string[]> {
+  const hierarchies = (await readFile('/proc/self/mounts', 'utf8'))
+    .split('\n')
+    .map((l) => l.split(' '))
+    .filter(([, path, type]) => (type === 'cgroup' || type === 'cgroup2') && path?.startsWith('/sys/fs/cgroup/'))
+    .map(([, path]) => path)
+  const found: string[] = []
+  const walk = async (dir: string, depth: number): Promise<void> => {
+    if (depth === 0) return
+    for (const entry of await readdir(dir, {withFileTypes: true}).catch(() => [])) {
+      if (!entry.isDirectory()) continue
+      const child = `${dir}/${entry.name}`
+      if (dir.endsWith('/kube-spawn') && machines.includes(entry.name)) found.push(child)
+      else await walk(child, depth - 1)
+    }
+  }
+  for (const hierarchy of hierarchies) await walk(hierarchy, 10)
+  return found
+}
+
+/**
+ * Removes whatever the test's cluster left behind: cleanup.sh with the cluster's own name, so that
+ * concurrent runs are untouched, then the state root itself.
+ */
+export async function cleanupCluster(namePrefix: string, stateRoot: string): Promise<string> {
+  const result = await runProgram('bash', [CLEANUP_SCRIPT, namePrefix, stateRoot], {timeoutMs: 120_000})
+  if ((await mountsUnder(stateRoot)).length === 0) await rm(stateRoot, {recursive: true, force: true})
+  return result.stdout + result.stderr
+}
+
+/** Polls check() until it returns true or the timeout passes. */
+export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, intervalMs = 100): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    if (await check()) return true
+    if (Date.now() > deadline) return false
+    await new Promise((r) => setTimeout(r, intervalMs))
+  }
+}
+
+/** Seconds with one decimal, for the timing lines the tests print. */
+export function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)} s`
+}

@@ -1,0 +1,231 @@
+/**
+ * Real nodes on this host (standalone backend, no machined): create, boot, stop, boot again and
+ * destroy an isolated 3-node cluster, checking the host after each step; then that containerd's data
+ * lives in a host directory and survives a restart. Needs root, systemd-nspawn and debootstrap.
+ */
+import assert from 'node:assert/strict'
+import {readdir, stat} from 'node:fs/promises'
+import {join} from 'node:path'
+import {after, before, describe, it} from 'node:test'
+
+import {
+  Cli,
+  SKIP_REASON,
+  type StatusJson,
+  bridgeAddress,
+  cleanupCluster,
+  fixtureBundle,
+  iptablesRulesOf,
+  isolatedDefinition,
+  linkExists,
+  makeStateRoot,
+  mountsUnder,
+  nodeCgroupDirs,
+  nspawnProcesses,
+  seconds,
+  uniqueClusterName,
+  waitFor,
+  writeDefinition,
+} from './helpers.ts'
+
+/** The first create may build the Debian image with debootstrap (about 2 minutes, longer on a slow mirror). */
+const CREATE_TIMEOUT = 30 * 60_000
+const STEP_TIMEOUT = 5 * 60_000
+
+const log = (line: string) => console.log(`# ${line}`)
+
+describe('a 3-node isolated cluster, standalone backend', {skip: SKIP_REASON}, () => {
+  const cluster = uniqueClusterName('n')
+  let stateRoot: string
+  let cli: Cli
+  let config: string
+  let machines: string[] = []
+  let firstStatus: StatusJson
+
+  before(async () => {
+    stateRoot = await makeStateRoot('nodes')
+    cli = new Cli(stateRoot, cluster)
+    config = await writeDefinition(stateRoot, isolatedDefinition({name: cluster, nodes: 3, bundle: await fixtureBundle()}))
+  })
+
+  after(async () => {
+    // Even when an assertion failed: destroy, then sweep whatever destroy missed.
+    if (stateRoot) {
+      await cli.run(['destroy'], STEP_TIMEOUT).catch(() => undefined)
+      const swept = await cleanupCluster(cluster, stateRoot)
+      if (swept.trim()) log(`cleanup after ${cluster}:\n${swept.trim()}`)
+    }
+  })
+
+  it('creates the cluster', {timeout: CREATE_TIMEOUT}, async () => {
+    const created = await cli.ok(['create', '--config', config], CREATE_TIMEOUT)
+    log(`create: ${seconds(created.ms)}`)
+    const status = await cli.status()
+    assert.equal(status.machines.length, 3)
+    machines = status.machines.map((m) => m.name)
+    assert.deepEqual(machines, [`ks-${cluster}-cp`, `ks-${cluster}-w1`, `ks-${cluster}-w2`])
+    assert.ok(status.machines.every((m) => !m.running))
+  })
+
+  it('boots every node with start --skip-cluster-init', {timeout: STEP_TIMEOUT}, async () => {
+    const started = await cli.ok(['start', '--skip-cluster-init'], STEP_TIMEOUT)
+    log(`start (3 nodes): ${seconds(started.ms)}`)
+    firstStatus = await cli.status()
+    assert.equal(firstStatus.backend, 'standalone')
+    assert.ok(
+      firstStatus.machines.every((m) => m.running),
+      JSON.stringify(firstStatus.machines),
+    )
+    assert.equal((await nspawnProcesses(machines)).length, 3)
+  })
+
+  it('runs systemd and containerd in every node', {timeout: STEP_TIMEOUT}, async () => {
+    for (const node of machines) {
+      const system = await cli.exec(node, ['systemctl', 'is-system-running'])
+      assert.match(system.stdout.trim(), /^(running|degraded)$/, `${node}: ${system.stdout}${system.stderr}`)
+      const containerd = await cli.exec(node, ['systemctl', 'is-active', 'containerd'])
+      assert.equal(containerd.stdout.trim(), 'active', `${node}: containerd is ${containerd.stdout}${containerd.stderr}`)
+      assert.equal(containerd.code, 0)
+    }
+  })
+
+  it('lets every node reach every other node and the host bridge', {timeout: STEP_TIMEOUT}, async () => {
+    const gateway = bridgeAddress(firstStatus.subnet)
+    assert.match(gateway, /^10\.22\.\d+\.1$/)
+    for (const from of firstStatus.machines) {
+      const targets = [gateway, ...firstStatus.machines.filter((m) => m.name !== from.name).map((m) => m.ip)]
+      for (const ip of targets) {
+        const ping = await cli.exec(from.name, ['ping', '-c', '1', '-W', '2', ip])
+        assert.equal(ping.code, 0, `${from.name} -> ${ip}: ${ping.stdout}${ping.stderr}`)
+      }
+    }
+  })
+
+  it('exec runs in the node and passes its exit code through', {timeout: STEP_TIMEOUT}, async () => {
+    for (const node of machines) {
+      const hostname = await cli.exec(node, ['hostname'])
+      assert.equal(hostname.code, 0, hostname.stderr)
+      assert.equal(hostname.stdout.trim(), node)
+    }
+    const seven = await cli.exec(machines[1], ['sh', '-c', 'exit 7'])
+    assert.equal(seven.code, 7)
+  })
+
+  it('stop leaves no nspawn process of the cluster', {timeout: STEP_TIMEOUT}, async () => {
+    const marker = await cli.exec(machines[2], ['sh', '-c', `echo ${cluster}-kept > /root/kst-marker && sync`])
+    assert.equal(marker.code, 0, marker.stderr)
+    const stopped = await cli.ok(['stop'], STEP_TIMEOUT)
+    log(`stop (3 nodes): ${seconds(stopped.ms)}`)
+    assert.deepEqual(await nspawnProcesses(machines), [])
+    const status = await cli.status()
+    assert.ok(
+      status.machines.every((m) => !m.running),
+      JSON.stringify(status.machines),
+    )
+    // The nodes' roots are unmounted while they are off.
+    assert.deepEqual(await mountsUnder(stateRoot), [])
+  })
+
+  it('start brings the same nodes back with the same addresses and data', {timeout: STEP_TIMEOUT}, async () => {
+    const started = await cli.ok(['start', '--skip-cluster-init'], STEP_TIMEOUT)
+    log(`start again (3 nodes): ${seconds(started.ms)}`)
+    const status = await cli.status()
+    assert.deepEqual(
+      status.machines.map((m) => [m.name, m.ip, m.running]),
+      firstStatus.machines.map((m) => [m.name, m.ip, true]),
+    )
+    assert.equal(status.subnet, firstStatus.subnet)
+    const marker = await cli.exec(machines[2], ['cat', '/root/kst-marker'])
+    assert.equal(marker.code, 0, marker.stderr)
+    assert.equal(marker.stdout.trim(), `${cluster}-kept`)
+    // The address is live again, not just recorded.
+    const ping = await cli.exec(machines[0], ['ping', '-c', '1', '-W', '2', status.machines[2].ip])
+    assert.equal(ping.code, 0, ping.stdout + ping.stderr)
+  })
+
+  it('destroy leaves nothing behind', {timeout: STEP_TIMEOUT}, async () => {
+    const bridge = firstStatus.bridge
+    assert.ok(await linkExists(bridge), `bridge ${bridge} exists before destroy`)
+    assert.notDeepEqual(await iptablesRulesOf(cluster), [], 'the cluster has iptables rules before destroy')
+    const destroyed = await cli.ok(['destroy'], STEP_TIMEOUT)
+    log(`destroy (3 running nodes): ${seconds(destroyed.ms)}`)
+    assert.ok(await waitFor(async () => (await nspawnProcesses(machines)).length === 0, 5000), 'no nspawn process is left')
+    assert.equal(await linkExists(bridge), false, `bridge ${bridge} is gone`)
+    assert.deepEqual(await iptablesRulesOf(cluster), [])
+    assert.deepEqual(await mountsUnder(stateRoot), [])
+    assert.deepEqual(await nodeCgroupDirs(machines), [], "the nodes' cgroup subtrees are removed")
+    await assert.rejects(stat(cli.clusterDir), {code: 'ENOENT'})
+  })
+})
+
+describe('containerd data lives on the host (workaround-varlib)', {skip: SKIP_REASON}, () => {
+  const cluster = uniqueClusterName('v')
+  const machine = `ks-${cluster}-cp`
+  const IMAGE = 'k8s.gcr.io/pause:3.2'
+  let stateRoot: string
+  let cli: Cli
+  let config: string
+  let hostDir: string
+
+  before(async () => {
+    stateRoot = await makeStateRoot('varlib')
+    cli = new Cli(stateRoot, cluster)
+    const bundle = await fixtureBundle()
+    // The bundle's image archives, read-only in the node, through the definition's [bindmount].
+    const extra = `
+[bindmount]
+read-only = [{src = "${join(bundle, 'images')}", dst = "/mnt/kst-images"}]
+`
+    config = await writeDefinition(stateRoot, isolatedDefinition({name: cluster, nodes: 1, bundle, extra}))
+    hostDir = join(stateRoot, cluster, 'nodes', machine, 'var-lib', 'containerd')
+  })
+
+  after(async () => {
+    if (stateRoot) {
+      await cli.run(['destroy'], STEP_TIMEOUT).catch(() => undefined)
+      const swept = await cleanupCluster(cluster, stateRoot)
+      if (swept.trim()) log(`cleanup after ${cluster}:\n${swept.trim()}`)
+    }
+  })
+
+  const images = async () => {
+    const listed = await cli.exec(machine, ['ctr', '-n', 'k8s.io', 'images', 'ls', '-q'])
+    assert.equal(listed.code, 0, listed.stderr)
+    return listed.stdout.split('\n').map((l) => l.trim())
+  }
+
+  it('boots a node whose /var/lib/containerd is a host directory', {timeout: CREATE_TIMEOUT}, async () => {
+    const up = await cli.ok(['up', '--skip-cluster-init', '--config', config], CREATE_TIMEOUT)
+    log(`up (1 node): ${seconds(up.ms)}`)
+    assert.ok((await stat(hostDir)).isDirectory(), `${hostDir} exists`)
+    // containerd keeps its metadata there, not in the node's overlay layer.
+    assert.ok(
+      await waitFor(async () => (await readdir(hostDir)).includes('io.containerd.metadata.v1.bolt'), 10_000),
+      `containerd's metadata is in ${hostDir}: ${(await readdir(hostDir)).join(', ')}`,
+    )
+    const upperContainerd = join(stateRoot, cluster, 'nodes', machine, 'upper', 'var', 'lib', 'containerd')
+    const inLayer = await readdir(upperContainerd).catch(() => [] as string[])
+    assert.deepEqual(inLayer, [], "nothing of containerd's lands in the node's own layer")
+  })
+
+  it('imports an image archive with ctr, into the host directory', {timeout: STEP_TIMEOUT}, async () => {
+    const imported = await cli.exec(machine, ['ctr', '-n', 'k8s.io', 'images', 'import', '/mnt/kst-images/pause.tar'], 120_000)
+    assert.equal(imported.code, 0, imported.stdout + imported.stderr)
+    assert.ok((await images()).includes(IMAGE), `${IMAGE} is listed`)
+    const blobs = await readdir(join(hostDir, 'io.containerd.content.v1.content', 'blobs', 'sha256'))
+    assert.ok(blobs.length >= 2, `the image's blobs are in the host directory (${blobs.length})`)
+  })
+
+  it('still lists the image after stop and start', {timeout: STEP_TIMEOUT}, async () => {
+    await cli.ok(['stop'], STEP_TIMEOUT)
+    await cli.ok(['start', '--skip-cluster-init'], STEP_TIMEOUT)
+    assert.ok((await images()).includes(IMAGE), `${IMAGE} is listed after a restart`)
+  })
+
+  it('destroy removes the node and its data', {timeout: STEP_TIMEOUT}, async () => {
+    await cli.ok(['destroy'], STEP_TIMEOUT)
+    assert.deepEqual(await nspawnProcesses([machine]), [])
+    assert.deepEqual(await mountsUnder(stateRoot), [])
+    await assert.rejects(stat(hostDir), {code: 'ENOENT'})
+  })
+})
