@@ -44,11 +44,19 @@ export interface RunOptions {
   input?: string
 }
 
-/** Runs a program; never rejects on a non-zero exit, kills it after timeoutMs. */
-export function runProgram(file: string, args: string[], {env = {}, timeoutMs = 10 * 60_000, input}: RunOptions = {}): Promise<CliResult> {
+/** Runs a program; never rejects on a non-zero exit, kills it after timeoutMs. `fullEnv` replaces the environment. */
+export function runProgram(
+  file: string,
+  args: string[],
+  {env = {}, timeoutMs = 10 * 60_000, input, fullEnv, cwd}: RunOptions & {fullEnv?: Record<string, string>; cwd?: string} = {},
+): Promise<CliResult> {
   const started = Date.now()
   return new Promise((done, fail) => {
-    const child = spawn(file, args, {env: {...process.env, ...env}, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe']})
+    const child = spawn(file, args, {
+      cwd,
+      env: fullEnv ?? {...process.env, ...env},
+      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    })
     let stdout = ''
     let stderr = ''
     const timer = setTimeout(() => {
@@ -84,31 +92,7 @@ export function cliEnv(extra: Record<string, string> = {}): Record<string, strin
 
 /** `node bin/run.js ...args` with this test's node binary. */
 export function kubeSpawn(args: string[], options: RunOptions = {}): Promise<CliResult> {
-  return new Promise((done, fail) => {
-    const started = Date.now()
-    const timeoutMs = options.timeoutMs ?? 10 * 60_000
-    const child = spawn(process.execPath, [join(REPO, 'bin', 'run.js'), ...args], {
-      cwd: REPO,
-      env: cliEnv(options.env),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    const timer = setTimeout(() => {
-      stderr += `\n[test] killed after ${timeoutMs} ms`
-      child.kill('SIGKILL')
-    }, timeoutMs)
-    child.stdout!.on('data', (chunk) => (stdout += chunk))
-    child.stderr!.on('data', (chunk) => (stderr += chunk))
-    child.on('error', (error) => {
-      clearTimeout(timer)
-      fail(error)
-    })
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      done({code, stdout, stderr, ms: Date.now() - started})
-    })
-  })
+  return runProgram(process.execPath, [join(REPO, 'bin', 'run.js'), ...args], {...options, cwd: REPO, fullEnv: cliEnv(options.env)})
 }
 
 /** A failure message with what the command printed. */
