@@ -7,8 +7,8 @@ import {formatPlan} from '../pipeline/runner.js'
 
 export default class Start extends BaseCommand<typeof Start> {
   static summary = 'Boot the nodes of a created cluster and bring Kubernetes up (or back, after a stop).'
-  static description = `The first start runs kubeadm init on the control plane and kubeadm join on the workers; later
-starts boot the same nodes with the same addresses and data, without running kubeadm again.`
+  static description =
+    'The first start runs kubeadm init on the control plane and kubeadm join on the workers. Later starts boot the same nodes with the same addresses and data, without running kubeadm again.'
 
   static examples = ['<%= config.bin %> start', '<%= config.bin %> start -c dev --skip-cluster-init']
 
