@@ -42,7 +42,8 @@ export async function buildContext(
   const clusterDir = env.root.clusterDir(cluster.clusterName)
   const warnings: string[] = []
   const baseImage = await readBaseImage(clusterDir)
-  return {
+  // Nodes read through to the base image, which the image plugin may set only later (prepare-image).
+  const ctx: ClusterContext = {
     baseImage,
     cluster,
     clusterDir,
@@ -55,7 +56,7 @@ export async function buildContext(
       sandboxImage: sandboxImage(versionTraits(cluster.kubernetesVersion)),
       cgroupDriver: cluster.runtimeConfig.useLegacyCgroupDriver ? 'cgroupfs' : 'systemd',
     },
-    nodes: cluster.machines.map((m) => new LocalNodeHandle(m, clusterDir)),
+    nodes: cluster.machines.map((m) => new LocalNodeHandle(m, clusterDir, () => ctx.baseImage?.rootfs)),
     dryRun,
     pluginConfig: (name) => (cluster.pluginConfig[name] ?? {}) as Record<string, unknown>,
     run: (argv, options) => run(argv, options),
@@ -64,6 +65,7 @@ export async function buildContext(
     warnings,
     catalog,
   }
+  return ctx
 }
 
 export interface PipelineOutcome {

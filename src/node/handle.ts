@@ -67,6 +67,8 @@ export class LocalNodeHandle implements NodeHandle {
   constructor(
     private readonly machine: Machine,
     private readonly clusterDir: string,
+    /** The base image's root, for reads while the node is not running. */
+    private readonly lowerDir: () => string | undefined = () => undefined,
   ) {
     this.paths = nodePaths(clusterDir, machine.name)
   }
@@ -114,9 +116,12 @@ export class LocalNodeHandle implements NodeHandle {
     await symlink(target, at)
   }
 
+  /** From the merged root while the node runs; else from its own layer, then the base image. */
   async readFile(path: string): Promise<string | undefined> {
-    const base = (await isMountPoint(this.paths.rootfs)) ? this.paths.rootfs : this.paths.upper
-    return readFile(await resolveInRoot(base, path), 'utf8').catch(() => undefined)
+    const read = async (root: string) => readFile(await resolveInRoot(root, path), 'utf8').catch(() => undefined)
+    if (await isMountPoint(this.paths.rootfs)) return read(this.paths.rootfs)
+    const lower = this.lowerDir()
+    return (await read(this.paths.upper)) ?? (lower ? read(lower) : undefined)
   }
 
   addBindMount(mount: NodeMount): void {

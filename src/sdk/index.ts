@@ -113,7 +113,7 @@ export interface NodeHandle {
   exec(argv: string[], options?: RunOptions): Promise<ExecResult>
   /** Writes a file into the node's root filesystem (works whether or not it is running). */
   writeFile(path: string, content: string, mode?: number): Promise<void>
-  /** Reads a file from the node's root filesystem; undefined when absent. */
+  /** Reads a file from the node's root filesystem (its own layer over the base image when it is not running); undefined when absent. */
   readFile(path: string): Promise<string | undefined>
   /** Adds a bind mount for the node's next boot (call it in the pre-boot stage). */
   addBindMount(mount: BindMount & {readOnly?: boolean}): void
