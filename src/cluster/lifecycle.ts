@@ -5,11 +5,10 @@ import {kubernetesArch, kubernetesCacheDir} from '../kubernetes/artifacts.js'
 import {exists} from '../util/fs.js'
 
 import type {Cluster} from '../config/definition.js'
-import {UserError} from '../errors.js'
 import type {CoreTask, PlanLine} from '../pipeline/runner.js'
 import type {Stage} from '../sdk/index.js'
 import {withLock} from '../state/store.js'
-import {bootNodes, forgetNodes, killNodes, powerOffNodes} from '../node/boot.js'
+import {POWER_OFF_TIMEOUT_MS, bootNodes, endNodes, forgetNodes} from '../node/boot.js'
 import {ensureNetwork, removeNetwork} from '../node/network.js'
 import {type ClusterContext, type Env, buildContext, runStages} from './context.js'
 import {kubernetesStartTasks, kubernetesStopTasks, KUBERNETES_STAGES, removeKubeconfigContext} from '../kubernetes/tasks.js'
@@ -115,14 +114,14 @@ function stopTasks(): CoreTask[] {
     {
       stage: 'power-off',
       title: 'Power the nodes off',
-      task: async (ctx, task) => powerOffNodes(ctx as ClusterContext, task),
+      task: async (ctx, task) => endNodes(ctx as ClusterContext, POWER_OFF_TIMEOUT_MS, task),
     },
   ]
 }
 
 function destroyTasks(env: Env): CoreTask[] {
   return [
-    {stage: 'remove', title: 'Stop any running node', task: async (ctx) => killNodes(ctx as ClusterContext)},
+    {stage: 'remove', title: 'Stop any running node', task: async (ctx) => endNodes(ctx as ClusterContext, 0)},
     {stage: 'remove', title: 'Remove the bridge and firewall rules', task: async (ctx) => removeNetwork(ctx.cluster.clusterName)},
     {stage: 'remove', title: "Remove the nodes' cgroups and registrations", task: async (ctx) => forgetNodes(ctx as ClusterContext)},
     {
@@ -148,8 +147,4 @@ function destroyTasks(env: Env): CoreTask[] {
 function allUserMounts(cluster: Cluster): number {
   const count = (b: Cluster['bindmount']) => b.readOnly.length + b.readWrite.length
   return count(cluster.bindmount) + cluster.machines.reduce((n, m) => n + count(m.bindmount), 0)
-}
-
-export function notInitializedError(name: string): UserError {
-  return new UserError(`cluster "${name}" has no Kubernetes yet`, {hint: `run "kube-spawn start -c ${name}"`})
 }

@@ -84,35 +84,22 @@ async function waitForSystemd(ctx: ClusterContext, machine: string): Promise<voi
   })
 }
 
-/** Orderly power-off of every running node, then a forced kill of any that overruns the timeout. */
-export async function powerOffNodes(ctx: ClusterContext, task?: StageTaskWrapper): Promise<void> {
+/**
+ * Ends every running node: with a grace period, an orderly power-off first and a forced kill of any
+ * node that overruns it; with none (destroy), the forced kill at once.
+ */
+export async function endNodes(ctx: ClusterContext, graceMs: number, task?: StageTaskWrapper): Promise<void> {
   const backend = backendFor(ctx.host.machined)
   await Promise.all(
     ctx.nodes.map(async (node) => {
       const leader = await leaderPid(ctx.clusterDir, node.name)
       if (leader !== undefined) {
-        await backend.requestPowerOff(node.name, leader)
-        if (!(await waitGone(node.name, leader, POWER_OFF_TIMEOUT_MS))) {
-          if (task) task.output = `${node.name} did not power off in ${POWER_OFF_TIMEOUT_MS / 1000} s; killing it`
+        if (graceMs > 0) await backend.requestPowerOff(node.name, leader)
+        if (graceMs === 0 || !(await waitGone(node.name, leader, graceMs))) {
+          if (task && graceMs > 0) task.output = `${node.name} did not power off in ${graceMs / 1000} s; killing it`
           await backend.kill(node.name, leader)
           await waitGone(node.name, leader, 10_000)
         }
-      }
-      await releaseNode(ctx, node.name)
-    }),
-  )
-  for (const m of ctx.cluster.machines) m.running = false
-}
-
-/** Ends every node at once (destroy). */
-export async function killNodes(ctx: ClusterContext): Promise<void> {
-  const backend = backendFor(ctx.host.machined)
-  await Promise.all(
-    ctx.nodes.map(async (node) => {
-      const leader = await leaderPid(ctx.clusterDir, node.name)
-      if (leader !== undefined) {
-        await backend.kill(node.name, leader)
-        await waitGone(node.name, leader, 10_000)
       }
       await releaseNode(ctx, node.name)
     }),
@@ -151,7 +138,7 @@ async function waitGone(machine: string, leader: number, timeoutMs: number): Pro
 }
 
 /** PIDs of systemd-nspawn processes running the given machine. */
-export async function nspawnPids(machine: string): Promise<number[]> {
+async function nspawnPids(machine: string): Promise<number[]> {
   const pids: number[] = []
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue
@@ -175,7 +162,7 @@ async function unmount(path: string): Promise<void> {
   if (await isMounted(path)) await run(['umount', '-l', path], {allowFailure: true})
 }
 
-export async function isMounted(path: string): Promise<boolean> {
+async function isMounted(path: string): Promise<boolean> {
   const mounts = await readFile('/proc/self/mounts', 'utf8')
   return mounts.split('\n').some((line) => line.split(' ')[1] === path)
 }
@@ -214,7 +201,7 @@ async function recordVeth(ctx: ClusterContext, machine: string): Promise<void> {
  * Where kube-spawn itself runs in a container, the hierarchies it sees are read-only mounts; then a
  * private writable mount of the same hierarchy is used.
  */
-export async function removeNodeCgroups(machine: string): Promise<void> {
+async function removeNodeCgroups(machine: string): Promise<void> {
   for (const hierarchy of await cgroupHierarchies()) {
     await withWritableHierarchy(hierarchy, async (root) => {
       for (const dir of await findNodeCgroups(root, machine, 8)) {

@@ -73,17 +73,6 @@ export async function removeRules(cluster: string): Promise<void> {
   }
 }
 
-/** Lists the rules still present for a cluster (tests and destroy verification use it). */
-export async function listRules(cluster: string): Promise<string[]> {
-  const comment = ruleComment(cluster)
-  const lines: string[] = []
-  for (const table of ['filter', 'nat']) {
-    const {stdout} = await run(['iptables-save', '-t', table], {allowFailure: true})
-    lines.push(...stdout.split('\n').filter((l) => l.includes(comment)))
-  }
-  return lines
-}
-
 function splitRule(text: string): string[] {
   return [...text.matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2])
 }

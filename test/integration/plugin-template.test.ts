@@ -10,13 +10,15 @@
  * bundle of ../shared/fixtures/kubernetes/prepare-bundle.
  */
 import assert from 'node:assert/strict'
-import {execFile, spawn} from 'node:child_process'
+import {execFile} from 'node:child_process'
 import {cp, mkdir, mkdtemp, readFile, readdir, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {fileURLToPath} from 'node:url'
 import {promisify} from 'node:util'
+
+import {runProgram} from './helpers.ts'
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const TEMPLATE = join(REPO, 'examples', 'plugin-template')
@@ -51,16 +53,10 @@ let tarball = ''
 let clusterStarted = false
 let env: Record<string, string> = {}
 
+/** Runs a program with exactly this environment (the shared helper, with the environment replaced). */
 function spawnCollect(command: string, args: string[], options: {cwd: string; env: Record<string, string | undefined>}): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {...options, stdio: ['ignore', 'pipe', 'pipe']})
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (chunk) => (stdout += chunk))
-    child.stderr.on('data', (chunk) => (stderr += chunk))
-    child.on('error', reject)
-    child.on('close', (code) => resolve({code, stdout, stderr}))
-  })
+  const fullEnv = Object.fromEntries(Object.entries(options.env).filter((e): e is [string, string] => e[1] !== undefined))
+  return runProgram(command, args, {cwd: options.cwd, fullEnv})
 }
 
 /** What npm may need from the caller's environment to reach the registry; every other npm_* variable is dropped. */
