@@ -22,10 +22,15 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 # --- Debian packages ---------------------------------------------------------------------------------
-# systemd-container: systemd-nspawn.  debootstrap: builds the node base image.  iptables, iproute2:
-# bridges and isolation rules.  util-linux: nsenter, mount.  xz-utils: Kubernetes fixture.
-# btrfs-progs, kmod: image storage and module loading.  python3: the Kubernetes fixture's image builder.
-PACKAGES=(systemd-container debootstrap iptables iproute2 util-linux xz-utils btrfs-progs kmod ca-certificates)
+# systemd-container: systemd-nspawn, machinectl.  debootstrap: builds the node base image.  iptables,
+# iproute2: bridges and isolation rules.  util-linux: nsenter, findmnt, fallocate.  mount: mount,
+# losetup (the storage-pool workaround and its test).  btrfs-progs: mkfs.btrfs, btrfs (storage pools).
+# kmod: modprobe.  socat: the host binary workaround-socat puts into nodes (and its test).
+# The Kubernetes fixture (../shared/fixtures/kubernetes/prepare-bundle) builds its images from xz-utils,
+# python3, etcd-server, busybox-static and conntrack; installed here, so that the tests never run
+# apt-get themselves.
+PACKAGES=(systemd-container debootstrap iptables iproute2 util-linux mount btrfs-progs kmod socat ca-certificates
+  xz-utils etcd-server busybox-static conntrack)
 command -v python3 >/dev/null || PACKAGES+=(python3)
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -44,6 +49,10 @@ if ((${#missing[@]})); then
     say "install failed; apt-get update and retry"
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+  # etcd-server starts a host etcd where systemd runs; the fixture wants only the binary.
+  if [[ " ${missing[*]} " == *" etcd-server "* ]] && command -v systemctl >/dev/null; then
+    systemctl disable --now etcd >/dev/null 2>&1 || true
   fi
 else
   say "Debian packages: all present (${PACKAGES[*]})"

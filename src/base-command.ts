@@ -2,9 +2,10 @@ import {Command, Flags, type Interfaces} from '@oclif/core'
 
 import {type Env} from './cluster/context.js'
 import {redactToken} from './config/definition.js'
-import {UserError} from './errors.js'
+import {findUserError} from './errors.js'
 import type {RendererName} from './pipeline/runner.js'
 import {StateRoot} from './state/store.js'
+import {type InterruptTrap, trapInterrupts} from './util/interrupt.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
@@ -17,6 +18,8 @@ export const DEFAULT_STATE_ROOT = '/var/lib/kube-spawn'
  */
 export abstract class BaseCommand<T extends typeof Command> extends Command {
   static enableJsonFlag = true
+  /** Commands that build things (create, start, up) clean up after Ctrl-C or SIGTERM instead of dying. */
+  static interruptible = false
 
   static baseFlags = {
     dir: Flags.directory({
@@ -35,6 +38,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   protected flags!: BaseFlags<T>
   protected args!: BaseArgs<T>
+  private interruptTrap?: InterruptTrap
 
   async init(): Promise<void> {
     await super.init()
@@ -47,6 +51,12 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     })
     this.flags = flags as BaseFlags<T>
     this.args = args as BaseArgs<T>
+    if ((this.ctor as typeof BaseCommand).interruptible) this.interruptTrap = trapInterrupts()
+  }
+
+  protected async finally(error: Error | undefined): Promise<unknown> {
+    this.interruptTrap?.release()
+    return super.finally(error)
   }
 
   /** The cluster named by -c, or "default". */
@@ -60,6 +70,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       config: this.config,
       root: new StateRoot(this.flags.dir, process.env.KUBE_SPAWN_CACHE_DIR || undefined),
       renderer: this.renderer,
+      signal: this.interruptTrap?.signal,
     }
   }
 
@@ -70,9 +81,17 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return 'default'
   }
 
-  /** Warnings collected by a pipeline, on stderr so that --json output stays clean. */
+  /**
+   * Warnings collected by a pipeline, on stderr so that --json output stays clean. Written directly:
+   * oclif's logToStderr prints nothing under --json, and a warning must never vanish.
+   */
   protected warnAll(warnings: string[]): void {
-    for (const w of warnings) this.logToStderr(`kube-spawn: warning: ${w}`)
+    for (const w of warnings) this.stderr(`kube-spawn: warning: ${w}`)
+  }
+
+  /** A line on stderr in every mode, --json included. */
+  protected stderr(line: string): void {
+    process.stderr.write(`${line}\n`)
   }
 
   /** --json output never carries the secret half of a bootstrap token. */
@@ -84,17 +103,17 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     const verbose = this.argv.includes('--verbose')
     const user = findUserError(error)
     if (user) {
-      if (verbose && user.stack) this.logToStderr(user.stack)
+      if (verbose && user.stack) this.stderr(user.stack)
       if (this.jsonEnabled()) this.logJson({error: {message: user.line, exitCode: user.exitCode}})
-      else this.logToStderr(`kube-spawn: ${user.line}`)
+      else this.stderr(`kube-spawn: ${user.line}`)
       this.exit(user.exitCode)
     }
     // oclif's own errors (bad flags, exit) keep their handling; anything else is still one line.
     if (error.oclif || (error as {code?: string}).code === 'EEXIT') return super.catch(error)
-    if (verbose && error.stack) this.logToStderr(error.stack)
+    if (verbose && error.stack) this.stderr(error.stack)
     const message = error.message.split('\n')[0]
     if (this.jsonEnabled()) this.logJson({error: {message, exitCode: 1}})
-    else this.logToStderr(`kube-spawn: ${message}${verbose ? '' : ' (--verbose for details)'}`)
+    else this.stderr(`kube-spawn: ${message}${verbose ? '' : ' (--verbose for details)'}`)
     this.exit(1)
   }
 }
@@ -108,12 +127,4 @@ function redactTokens(value: unknown): unknown {
       key === 'token' && typeof child === 'string' ? redactToken(child) : redactTokens(child),
     ]),
   )
-}
-
-/** Listr and oclif wrap errors; the UserError may be a cause further down. */
-function findUserError(error: unknown): UserError | undefined {
-  for (let e = error as {cause?: unknown} | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
-    if (e instanceof UserError) return e
-  }
-  return undefined
 }

@@ -19,6 +19,40 @@ export class UserError extends Error {
   }
 }
 
+/**
+ * Something on the host failed rather than the input: a command (iptables, kubeadm, nspawn) exited
+ * non-zero, a node did not boot or become Ready. Exit code 1; bad input keeps UserError's 2.
+ */
+export class HostError extends UserError {
+  constructor(message: string, options: {hint?: string; cause?: unknown} = {}) {
+    super(message, {...options, exitCode: 1})
+    this.name = 'HostError'
+  }
+}
+
+/** The command was interrupted by a signal; the exit code is the shell's 128 + signal number. */
+export class Interrupted extends UserError {
+  constructor(readonly signal: 'SIGINT' | 'SIGTERM') {
+    super(`interrupted by ${signal}`, {exitCode: signal === 'SIGINT' ? 130 : 143})
+    this.name = 'Interrupted'
+  }
+}
+
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
+}
+
+/** Listr and oclif wrap errors; the UserError may be a cause further down. */
+export function findUserError(error: unknown): UserError | undefined {
+  for (let e = error as {cause?: unknown} | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    if (e instanceof UserError) return e
+  }
+  return undefined
+}
+
+/** The failure as the user sees it, with a note added to its hint (e.g. where its logs were saved). */
+export function withNote(error: unknown, note: string): UserError {
+  const user = findUserError(error)
+  const message = user?.message ?? errorMessage(error).split('\n')[0]
+  return new UserError(message, {hint: user?.hint ? `${user.hint}; ${note}` : note, exitCode: user?.exitCode ?? 1, cause: error})
 }

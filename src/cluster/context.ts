@@ -2,7 +2,7 @@ import type {Config} from '@oclif/core'
 import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {UserError} from '../errors.js'
+import {UserError, errorMessage} from '../errors.js'
 import {writeFileAtomic} from '../util/fs.js'
 
 import type {Cluster} from '../config/definition.js'
@@ -11,8 +11,8 @@ import {sandboxImage, versionTraits} from '../kubernetes/versions.js'
 import {LocalNodeHandle} from '../node/handle.js'
 import type {CoreTask, PlanLine, RendererName} from '../pipeline/runner.js'
 import {describePlan, planPipeline, runPipeline} from '../pipeline/runner.js'
-import {type Catalog, loadCatalog, selectProvider} from '../plugins/providers.js'
-import type {HostInfo, Stage, StageContext} from '../sdk/index.js'
+import {type Catalog, type Offer, loadCatalog, selectProvider} from '../plugins/providers.js'
+import type {HostInfo, RuntimeProvider, Stage, StageContext} from '../sdk/index.js'
 import type {StateRoot} from '../state/store.js'
 import {run} from '../util/run.js'
 
@@ -21,6 +21,8 @@ export interface Env {
   config: Config
   root: StateRoot
   renderer: RendererName
+  /** Aborted on Ctrl-C or SIGTERM during create, start and up (util/interrupt.ts). */
+  signal?: AbortSignal
 }
 
 /** The host's own context, a StageContext with the concrete node handles. */
@@ -28,19 +30,51 @@ export interface ClusterContext extends StageContext {
   readonly nodes: LocalNodeHandle[]
   readonly warnings: string[]
   readonly catalog: Catalog
+  /** Built with ContextOptions.withoutPlugins: plugin failures are warnings. */
+  readonly withoutPlugins: boolean
+  /** The plugins that provide the runtime and the image. */
+  readonly providerPlugins: RecordedProviders
+}
+
+/** Which plugin provided the runtime and the image at create, so that a warning can name a plugin that is gone. */
+interface RecordedProviders {
+  runtime: string
+  image: string
+}
+
+export interface ContextOptions {
+  dryRun?: boolean
+  host?: HostInfo
+  /**
+   * For stop, destroy and export logs, which must work whatever the plugins do: a missing runtime or
+   * image plugin, or a plugin that fails, becomes a warning naming it, and kube-spawn's own tasks run.
+   */
+  withoutPlugins?: boolean
 }
 
 /** Selects the runtime and image the cluster names and builds the context its pipelines run with. */
 export async function buildContext(
   env: Env,
   cluster: Cluster,
-  {dryRun = false, host}: {dryRun?: boolean; host?: HostInfo} = {},
+  {dryRun = false, host, withoutPlugins = false}: ContextOptions = {},
 ): Promise<ClusterContext> {
-  const catalog = await loadCatalog(env.config)
-  const runtime = selectProvider(catalog.runtimes, 'container runtime', cluster.containerRuntime).provider
-  const image = selectProvider(catalog.images, 'image', cluster.image).provider
-  const clusterDir = env.root.clusterDir(cluster.clusterName)
   const warnings: string[] = []
+  const tolerate = withoutPlugins ? {onPluginFailure: (message: string) => warnings.push(`${message}; ${TEARDOWN_WITHOUT}`)} : {}
+  const catalog = await loadCatalog(env.config, tolerate)
+  const clusterDir = env.root.clusterDir(cluster.clusterName)
+  const recorded = await readJson<RecordedProviders>(join(clusterDir, PROVIDERS_FILE))
+  const chosen = <T extends {name: string}>(offers: Offer<T>[], kind: 'container runtime' | 'image', name: string, standIn: T) => {
+    try {
+      return selectProvider(offers, kind, name)
+    } catch (error) {
+      if (!withoutPlugins) throw error
+      const plugin = recorded?.[kind === 'image' ? 'image' : 'runtime'] ?? 'unknown'
+      warnings.push(`the ${kind} plugin of this cluster (${plugin}) is missing or broken: ${errorMessage(error)}; ${TEARDOWN_WITHOUT}`)
+      return {plugin, provider: standIn}
+    }
+  }
+  const runtime = chosen(catalog.runtimes, 'container runtime', cluster.containerRuntime, absentRuntime(cluster.containerRuntime))
+  const image = chosen(catalog.images, 'image', cluster.image, {name: cluster.image, description: 'not installed'})
   const baseImage = await readBaseImage(clusterDir)
   // Nodes read through to the base image, which the image plugin may set only later (prepare-image).
   const ctx: ClusterContext = {
@@ -48,24 +82,43 @@ export async function buildContext(
     cluster,
     clusterDir,
     cacheDir: env.root.cacheDir,
-    runtime,
-    image,
+    runtime: runtime.provider,
+    image: image.provider,
+    providerPlugins: {runtime: runtime.plugin, image: image.plugin},
     host: host ?? (await detectHost()),
     kubernetes: {
       version: cluster.kubernetesVersion,
       sandboxImage: sandboxImage(versionTraits(cluster.kubernetesVersion)),
       cgroupDriver: cluster.runtimeConfig.useLegacyCgroupDriver ? 'cgroupfs' : 'systemd',
     },
-    nodes: cluster.machines.map((m) => new LocalNodeHandle(m, clusterDir, () => ctx.baseImage?.rootfs)),
+    nodes: cluster.machines.map((m) => new LocalNodeHandle(m, clusterDir, () => ctx.baseImage?.rootfs, env.signal)),
     dryRun,
     pluginConfig: (name) => (cluster.pluginConfig[name] ?? {}) as Record<string, unknown>,
-    run: (argv, options) => run(argv, options),
+    run: (argv, options) => run(argv, {signal: env.signal, ...options}),
     warn: (message) => warnings.push(message),
     shared: new Map(),
+    signal: env.signal,
     warnings,
     catalog,
+    withoutPlugins,
   }
   return ctx
+}
+
+const TEARDOWN_WITHOUT = "kube-spawn's own teardown runs without that plugin's tasks"
+
+/** Stands in for the runtime of a cluster whose runtime plugin is gone: no tasks of its own, no service to ask. */
+function absentRuntime(name: string): RuntimeProvider {
+  return {
+    name,
+    description: 'not installed',
+    packages: [],
+    dataDir: '',
+    criSocket: '',
+    service: '',
+    imageImportCommand: [],
+    readinessCommand: [],
+  }
 }
 
 export interface PipelineOutcome {
@@ -75,22 +128,37 @@ export interface PipelineOutcome {
 
 /** Plans the stages; with dryRun returns the plan only, else runs it. */
 export async function runStages(env: Env, ctx: ClusterContext, stages: readonly Stage[], core: CoreTask[]): Promise<PipelineOutcome> {
-  const planned = await planPipeline(env.config, ctx, stages, core)
+  const planned = await planPipeline(
+    env.config,
+    ctx,
+    stages,
+    core,
+    ctx.withoutPlugins ? {onPluginFailure: (m) => ctx.warn(`${m}; ${TEARDOWN_WITHOUT}`)} : {},
+  )
   if (ctx.dryRun) return {plan: await describePlan(planned, ctx), ran: false}
   await runPipeline(planned, ctx, env.renderer)
   return {plan: [], ran: true}
 }
 
 const BASE_IMAGE_FILE = 'base-image.json'
+const PROVIDERS_FILE = 'providers.json'
 
-/** The base image a cluster's node layers sit on, recorded at create so start uses the very same one. */
-export async function recordBaseImage(ctx: StageContext): Promise<void> {
+/**
+ * The base image a cluster's node layers sit on, recorded at create so start uses the very same one;
+ * and the plugins behind the runtime and image.
+ */
+export async function recordBaseImage(ctx: ClusterContext): Promise<void> {
   if (!ctx.baseImage)
     throw new UserError(`image plugin "${ctx.image.name}" set no base image in prepare-image`, {hint: 'fix or reinstall that plugin'})
   await writeFileAtomic(join(ctx.clusterDir, BASE_IMAGE_FILE), `${JSON.stringify(ctx.baseImage)}\n`, 0o600)
+  await writeFileAtomic(join(ctx.clusterDir, PROVIDERS_FILE), `${JSON.stringify(ctx.providerPlugins)}\n`, 0o600)
 }
 
 async function readBaseImage(clusterDir: string): Promise<StageContext['baseImage']> {
-  const text = await readFile(join(clusterDir, BASE_IMAGE_FILE), 'utf8').catch(() => undefined)
-  return text ? (JSON.parse(text) as StageContext['baseImage']) : undefined
+  return readJson<StageContext['baseImage']>(join(clusterDir, BASE_IMAGE_FILE))
+}
+
+async function readJson<T>(path: string): Promise<T | undefined> {
+  const text = await readFile(path, 'utf8').catch(() => undefined)
+  return text ? (JSON.parse(text) as T) : undefined
 }

@@ -2,7 +2,7 @@ import {randomBytes} from 'node:crypto'
 import {mkdir, readFile, stat} from 'node:fs/promises'
 
 import {type Cluster, type DefinitionOverrides, parseToml, resolveDefinition} from '../config/definition.js'
-import {UserError} from '../errors.js'
+import {Interrupted, UserError, withNote} from '../errors.js'
 import {assertHostReady, checkDisk, checkHost} from '../host/preflight.js'
 import {allocateClusterSubnet, allocatePodCidr, hostNetworks} from '../net/allocate.js'
 import {nodePaths} from '../node/layout.js'
@@ -78,7 +78,11 @@ export async function createCluster(env: Env, request: CreateRequest): Promise<C
       return {cluster, plan: [], warnings: ctx.warnings}
     } catch (error) {
       if (!request.retain) await env.root.remove(name)
-      throw error
+      if (!(error instanceof Interrupted)) throw error
+      throw withNote(
+        error,
+        request.retain ? `what was made is kept (--retain); remove it with "kube-spawn destroy -c ${name}"` : 'the new cluster was removed',
+      )
     }
   })
 }
@@ -115,7 +119,7 @@ export function createTasks(env: Env): CoreTask[] {
       stage: 'prepare-node',
       title: 'Lay out each node: own layer, identity, address and host fixes',
       task: async (ctx) => {
-        await recordBaseImage(ctx)
+        await recordBaseImage(ctx as ClusterContext)
         await writeNodeIdentities(ctx as ClusterContext)
       },
     },

@@ -1,6 +1,8 @@
 import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
 
+import {Interrupted, type UserError, withNote} from '../errors.js'
+
 import {kubernetesArch, kubernetesCacheDir} from '../kubernetes/artifacts.js'
 import {exists} from '../util/fs.js'
 
@@ -11,6 +13,7 @@ import {withLock} from '../state/store.js'
 import {POWER_OFF_TIMEOUT_MS, bootNodes, endNodes, forgetNodes} from '../node/boot.js'
 import {ensureNetwork, removeNetwork} from '../node/network.js'
 import {type ClusterContext, type Env, buildContext, runStages} from './context.js'
+import {collectLogs, timestampName} from './diagnostics.js'
 import {kubernetesStartTasks, kubernetesStopTasks, KUBERNETES_STAGES, removeKubeconfigContext} from '../kubernetes/tasks.js'
 
 export const START_STAGES: readonly Stage[] = ['pre-boot', 'boot', 'post-boot']
@@ -23,9 +26,39 @@ export interface LifecycleResult {
   warnings: string[]
 }
 
-/** Boots the nodes and, unless skipClusterInit, brings up Kubernetes on them (or back, after a stop). */
-export async function startCluster(env: Env, name: string, {dryRun = false, skipClusterInit = false} = {}): Promise<LifecycleResult> {
-  return inCluster(env, name, dryRun, (ctx) => runStart(env, ctx, skipClusterInit))
+export interface StartOptions {
+  dryRun?: boolean
+  skipClusterInit?: boolean
+  /** Keep the nodes running after an interrupt, for debugging. */
+  retain?: boolean
+  /** Where a failure's logs go, in a <timestamp> directory; default <cluster dir>/logs. */
+  logsParent?: string
+}
+
+/**
+ * Boots the nodes and, unless skipClusterInit, brings up Kubernetes on them (or back, after a stop).
+ * A failure first saves what explains it (collectLogs) and names the directory in its error; an
+ * interrupt stops the nodes again, so the cluster is left stopped and startable.
+ */
+export async function startCluster(env: Env, name: string, options: StartOptions = {}): Promise<LifecycleResult> {
+  const {dryRun = false, skipClusterInit = false} = options
+  return inCluster(env, name, dryRun, async (ctx) => {
+    try {
+      return await runStart(env, ctx, skipClusterInit)
+    } catch (error) {
+      throw dryRun ? error : await afterFailedStart(ctx, error, options)
+    }
+  })
+}
+
+async function afterFailedStart(ctx: ClusterContext, error: unknown, {retain = false, logsParent}: StartOptions): Promise<UserError> {
+  if (error instanceof Interrupted) {
+    if (retain) return withNote(error, 'the nodes keep running (--retain); stop them with "kube-spawn stop"')
+    await endNodes(ctx, 0)
+    return withNote(error, `the nodes were stopped; start them again with "kube-spawn start -c ${ctx.cluster.clusterName}"`)
+  }
+  const dir = await collectLogs(ctx, join(logsParent ?? join(ctx.clusterDir, 'logs'), timestampName()))
+  return withNote(error, `logs saved in ${dir}`)
 }
 
 /** The start plan of a cluster that exists only as a definition yet (up --dry-run). */
@@ -41,14 +74,28 @@ function runStart(env: Env, ctx: ClusterContext, skipClusterInit: boolean) {
   return runStages(env, ctx, stages, core)
 }
 
-/** Powers every node off; their layers and data stay. */
+/** Powers every node off; their layers and data stay. Works without the cluster's plugins. */
 export async function stopCluster(env: Env, name: string, {dryRun = false} = {}): Promise<LifecycleResult> {
-  return inCluster(env, name, dryRun, (ctx) => runStages(env, ctx, STOP_STAGES, stopTasks()))
+  return inCluster(env, name, dryRun, (ctx) => runStages(env, ctx, STOP_STAGES, stopTasks()), {withoutPlugins: true})
 }
 
-/** Removes every trace of the cluster: nodes, layers, bridge, rules, mounts, cgroups, kubeconfig context, directory. */
+/**
+ * Removes every trace of the cluster: nodes, layers, bridge, rules, mounts, cgroups, kubeconfig
+ * context, directory. Works without the cluster's plugins.
+ */
 export async function destroyCluster(env: Env, name: string, {dryRun = false} = {}): Promise<LifecycleResult> {
-  return inCluster(env, name, dryRun, (ctx) => runStages(env, ctx, DESTROY_STAGES, destroyTasks(env)), false)
+  return inCluster(env, name, dryRun, (ctx) => runStages(env, ctx, DESTROY_STAGES, destroyTasks(env)), {
+    persist: false,
+    withoutPlugins: true,
+  })
+}
+
+/** Saves the logs of a cluster's nodes (running or not) into dir, default <cluster dir>/logs/<timestamp>. */
+export async function exportLogs(env: Env, name: string, dir?: string): Promise<{path: string; warnings: string[]}> {
+  const cluster = await env.root.load(name)
+  const ctx = await buildContext(env, cluster, {withoutPlugins: true})
+  const path = await collectLogs(ctx, dir ?? join(ctx.clusterDir, 'logs', timestampName()))
+  return {path, warnings: ctx.warnings}
 }
 
 /** Runs work on the loaded cluster under its lock, and records the machines' state afterwards, even on failure. */
@@ -57,13 +104,13 @@ async function inCluster(
   name: string,
   dryRun: boolean,
   work: (ctx: ClusterContext) => Promise<{plan: PlanLine[]}>,
-  persist = true,
+  {persist = true, withoutPlugins = false} = {},
 ): Promise<LifecycleResult> {
   // An unknown cluster is an error before anything, even a lock file, is written.
   await env.root.load(name)
   const act = async () => {
     const cluster = await env.root.load(name)
-    const ctx = await buildContext(env, cluster, {dryRun})
+    const ctx = await buildContext(env, cluster, {dryRun, withoutPlugins})
     try {
       const {plan} = await work(ctx)
       return {cluster: ctx.cluster, plan, warnings: ctx.warnings}

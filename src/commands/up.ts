@@ -6,8 +6,10 @@ import {definitionFlags, dryRunFlag, overridesFrom} from '../flags.js'
 import {formatPlan} from '../pipeline/runner.js'
 
 export default class Up extends BaseCommand<typeof Up> {
+  static interruptible = true
   static summary = 'Create and start a cluster in one step.'
-  static description = 'A failed up removes what it made, unless --retain.'
+  static description =
+    "A failed up saves the nodes' logs under <dir>/logs/<cluster>/<timestamp> (the error names the directory), then removes what it made, unless --retain. Ctrl-C (or SIGTERM) stops the running step and removes what up made; a second Ctrl-C exits at once."
   static examples = ['<%= config.bin %> up --nodes 3', '<%= config.bin %> up --config kspawn.toml', '<%= config.bin %> up --dry-run']
   static flags = {
     ...definitionFlags,

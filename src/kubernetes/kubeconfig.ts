@@ -12,11 +12,19 @@
  * kubectl rewrites the whole file, like any `kubectl config set-*` the user runs (comments go).
  *
  * Credentials never appear on a command line: they pass through files in a 0700 temporary directory.
+ *
+ * kubeadm's own admin.conf is another matter: kube-spawn reads it and rewrites its server address
+ * (see withServer) with the `yaml` package, which keeps everything else as kubeadm wrote it.
+ *
+ * Under sudo, "the user's kubeconfig" is the invoking user's, not root's (see kubeconfigPath), and
+ * it stays theirs: the file and any directory created for it are chowned to SUDO_UID:SUDO_GID.
  */
-import {constants} from 'node:fs'
-import {access, copyFile, mkdir, mkdtemp, open, readFile, realpath, rm, writeFile} from 'node:fs/promises'
+import {spawnSync} from 'node:child_process'
+import {constants, readFileSync} from 'node:fs'
+import {access, chown, copyFile, mkdir, mkdtemp, open, readFile, realpath, rm, stat, writeFile} from 'node:fs/promises'
 import {homedir, tmpdir} from 'node:os'
-import {delimiter, dirname, join} from 'node:path'
+import {delimiter, dirname, join, resolve} from 'node:path'
+import {parseDocument} from 'yaml'
 
 import {validateClusterName} from '../config/definition.js'
 import {UserError} from '../errors.js'
@@ -26,7 +34,7 @@ import {run} from '../util/run.js'
 export interface KubeconfigOptions {
   /** The kubeconfig to edit; defaults to kubeconfigPath(env). */
   path?: string
-  /** Where KUBECONFIG and HOME are read from (default process.env). */
+  /** Where KUBECONFIG, HOME and sudo's SUDO_* are read from (default process.env). */
   env?: Record<string, string | undefined>
   /** How long to wait for another writer's lock (default 5 s). */
   lockTimeoutMs?: number
@@ -48,11 +56,101 @@ export function contextName(cluster: string): string {
   return `kube-spawn-${cluster}`
 }
 
-/** The kubeconfig kube-spawn writes: the first path in $KUBECONFIG, else ~/.kube/config. */
-export function kubeconfigPath(env: Record<string, string | undefined> = process.env): string {
+/** The user who ran `sudo kube-spawn`, by sudo's SUDO_USER, SUDO_UID and SUDO_GID. */
+export interface SudoUser {
+  name: string
+  uid: number
+  gid: number
+}
+
+/** Who ran kube-spawn through sudo, when it runs as root with sudo's variables set; else undefined. */
+export function sudoUser(env: Record<string, string | undefined> = process.env, processUid = process.getuid?.()): SudoUser | undefined {
+  const id = (value: string | undefined) => (value !== undefined && /^\d+$/.test(value) ? Number(value) : undefined)
+  const uid = id(env.SUDO_UID)
+  const gid = id(env.SUDO_GID)
+  if (processUid !== 0 || !env.SUDO_USER || uid === undefined || gid === undefined) return undefined
+  return {name: env.SUDO_USER, uid, gid}
+}
+
+/**
+ * A user's home directory from the passwd database: `getent passwd`, so that users from LDAP or sssd
+ * count too, or /etc/passwd where there is no getent.
+ */
+export function passwdHome(uid: number): string | undefined {
+  const getent = spawnSync('getent', ['passwd', String(uid)], {encoding: 'utf8'})
+  const entry = getent.error
+    ? readFileSync('/etc/passwd', 'utf8')
+        .split('\n')
+        .find((line) => line.split(':')[2] === String(uid))
+    : getent.stdout.split('\n')[0]
+  return entry?.split(':')[5] || undefined
+}
+
+export interface KubeconfigPathOptions {
+  /** The uid kube-spawn runs as (default: the process's). */
+  processUid?: number
+  /** Looks up a home directory by uid (default: passwdHome). */
+  homeOf?: (uid: number) => string | undefined
+}
+
+/**
+ * The kubeconfig kube-spawn writes: the first path in $KUBECONFIG, else ~/.kube/config. Under sudo
+ * that is the invoking user's ~/.kube/config, with the home directory from the passwd database:
+ * sudo may have set HOME to root's.
+ */
+export function kubeconfigPath(
+  env: Record<string, string | undefined> = process.env,
+  {processUid = process.getuid?.(), homeOf = passwdHome}: KubeconfigPathOptions = {},
+): string {
   const first = (env.KUBECONFIG ?? '').split(delimiter).find((p) => p !== '')
   if (first) return first
-  return join(env.HOME || homedir(), '.kube', 'config')
+  const sudo = sudoUser(env, processUid)
+  if (!sudo) return join(env.HOME || homedir(), '.kube', 'config')
+  const home = homeOf(sudo.uid)
+  if (!home) {
+    throw new UserError(`cannot find the home directory of ${sudo.name} (uid ${sudo.uid}), who ran kube-spawn through sudo`, {
+      hint: 'set KUBECONFIG to the kubeconfig kube-spawn should write',
+    })
+  }
+  return join(home, '.kube', 'config')
+}
+
+/** The current context of a kubeconfig and its cluster's server (kubeadm's admin.conf has one of each). */
+export function describeKubeconfig(text: string, source: string): {context?: string; server: string} {
+  const {context, server} = locateServer(text, source)
+  return {context, server}
+}
+
+/** The kubeconfig with its current context's cluster pointing at `server`, and everything else as it was. */
+export function withServer(text: string, server: string, source: string): string {
+  const {document, clusterIndex} = locateServer(text, source)
+  document.setIn(['clusters', clusterIndex, 'cluster', 'server'], server)
+  // kubeadm's (and kubectl's) layout: sequences not indented under their key, long lines not folded.
+  return document.toString({lineWidth: 0, indentSeq: false})
+}
+
+const NOT_ADMIN_CONF_HINT = "it should be kubeadm's admin.conf, which is also in the control plane node at /etc/kubernetes/admin.conf"
+
+function locateServer(text: string, source: string) {
+  const document = parseDocument(text)
+  if (document.errors.length > 0) {
+    throw new UserError(`${source} is not valid YAML: ${document.errors[0].message.split('\n')[0].replace(/:$/, '')}`, {
+      hint: NOT_ADMIN_CONF_HINT,
+    })
+  }
+  const config = (document.toJS() ?? {}) as KubeconfigJson
+  const contexts = Array.isArray(config.contexts) ? config.contexts : []
+  const clusters = Array.isArray(config.clusters) ? config.clusters : []
+  const context = contexts.find((c) => c.name === config['current-context']) ?? contexts[0]
+  const named = clusters.findIndex((c) => c.name === context?.context?.cluster)
+  const clusterIndex = named >= 0 ? named : clusters.length === 1 ? 0 : -1
+  const server = clusters[clusterIndex]?.cluster?.server as unknown
+  if (typeof server !== 'string' || server === '') {
+    throw new UserError(`${source} names no API server for its current context`, {
+      hint: NOT_ADMIN_CONF_HINT,
+    })
+  }
+  return {document, clusterIndex, context: context?.name, server}
 }
 
 /** Adds (or replaces) the cluster's entries in the user's kubeconfig; returns the file and context name. */
@@ -60,6 +158,7 @@ export async function mergeKubeconfig(options: MergeKubeconfigOptions): Promise<
   validateClusterName(options.cluster)
   const name = contextName(options.cluster)
   const path = options.path ?? kubeconfigPath(options.env)
+  const sudo = sudoUser(options.env)
   const kubectl = (...args: string[]) => run([options.kubectl, ...args], {timeoutMs: 30_000})
 
   return withTempDir(async (tmp) => {
@@ -67,7 +166,7 @@ export async function mergeKubeconfig(options: MergeKubeconfigOptions): Promise<
     await writeFile(admin, options.adminConf, {mode: 0o600})
     const credentials = await readAdminCredentials(options.kubectl, admin, tmp, options.cluster)
 
-    await mkdir(dirname(path), {recursive: true, mode: 0o700})
+    await makeDirectory(dirname(path), sudo)
     await withFileLock(path, options.lockTimeoutMs, async () => {
       const work = await copyForEditing(path, tmp)
       await deleteEntries(options.kubectl, work, name, {unsetCurrent: false})
@@ -91,7 +190,7 @@ export async function mergeKubeconfig(options: MergeKubeconfigOptions): Promise<
       )
       await kubectl('config', `--kubeconfig=${work}`, 'set-context', name, `--cluster=${name}`, `--user=${name}`)
       if (options.useContext ?? true) await kubectl('config', `--kubeconfig=${work}`, 'use-context', name)
-      await replaceFile(path, await readFile(work))
+      await replaceFile(path, await readFile(work), sudo)
     })
     return {path, context: name}
   })
@@ -117,7 +216,7 @@ export async function removeKubeconfigContext(cluster: string, kubectl?: string,
     withFileLock(path, options.lockTimeoutMs, async () => {
       const work = await copyForEditing(path, tmp)
       const removed = await deleteEntries(binary, work, name, {unsetCurrent: true})
-      if (removed) await replaceFile(path, await readFile(work))
+      if (removed) await replaceFile(path, await readFile(work), sudoUser(options.env))
       return removed
     }),
   )
@@ -191,10 +290,30 @@ async function copyForEditing(path: string, tmp: string): Promise<string> {
   return work
 }
 
-/** Writes the kubeconfig atomically, 0600; a symlinked kubeconfig is replaced at its target. */
-async function replaceFile(path: string, data: Uint8Array): Promise<void> {
+/**
+ * Writes the kubeconfig atomically, 0600; a symlinked kubeconfig is replaced at its target. The new
+ * file belongs to the sudo user, if any, else to the old file's owner: the rename must not hand a
+ * user's file to root.
+ */
+async function replaceFile(path: string, data: Uint8Array, sudo: SudoUser | undefined): Promise<void> {
   const target = await realpath(path).catch(() => path)
+  const previous = await stat(target).catch(() => undefined)
   await writeFileAtomic(target, data, 0o600)
+  const owner = sudo ?? previous
+  if (!owner) return
+  const written = await stat(target)
+  if (written.uid !== owner.uid || written.gid !== owner.gid) await chown(target, owner.uid, owner.gid)
+}
+
+/** Creates the kubeconfig's directory (0700) where missing; under sudo what it creates is the sudo user's. */
+async function makeDirectory(dir: string, sudo: SudoUser | undefined): Promise<void> {
+  const first = await mkdir(dir, {recursive: true, mode: 0o700})
+  if (!first || !sudo) return
+  // mkdir names the topmost directory it made; it and those below it, down to `dir`, are new.
+  for (let created = resolve(dir); ; created = dirname(created)) {
+    await chown(created, sudo.uid, sudo.gid)
+    if (created === resolve(first) || created === dirname(created)) break
+  }
 }
 
 /**

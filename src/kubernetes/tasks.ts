@@ -5,7 +5,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import type {ClusterContext} from '../cluster/context.js'
 import {parseDuration} from '../config/definition.js'
-import {UserError} from '../errors.js'
+import {HostError, UserError} from '../errors.js'
 import type {LocalNodeHandle} from '../node/handle.js'
 import type {CoreTask} from '../pipeline/runner.js'
 import type {Stage, StageContext, StageTaskWrapper} from '../sdk/index.js'
@@ -31,6 +31,18 @@ const ARTIFACTS = 'kubernetes-artifacts'
 /** kubeadm 1.20 preflight runs crictl, which Debian lacks; then only that phase is skipped. */
 const PREFLIGHT_WARNING =
   'crictl is not installed in the nodes, so kubeadm runs with --skip-phases=preflight (its other checks are skipped too)'
+
+/**
+ * An interrupted or failed first start can leave certificates, manifests, kubeconfigs and etcd data
+ * behind; kubeadm init or join then half-reuses them. kubeadm reset needs crictl, which the nodes may
+ * lack, and the node was rebooted (so no container of that run is left): removing the files is enough.
+ */
+const CLEAR_UNFINISHED_KUBEADM = `set -e
+if [ -e /etc/kubernetes/pki ] || [ -e /etc/kubernetes/kubelet.conf ] || [ -e /var/lib/etcd/member ] || ls /etc/kubernetes/manifests/*.yaml >/dev/null 2>&1; then
+  systemctl stop kubelet.service 2>/dev/null || true
+  rm -rf /etc/kubernetes/pki /etc/kubernetes/manifests /etc/kubernetes/*.conf /var/lib/etcd /var/lib/kubelet/pki /var/lib/kubelet/config.yaml /var/lib/kubelet/kubeadm-flags.env
+  echo cleared
+fi`
 
 const COREDNS_WARNING = 'CoreDNS is not in the offline bundle, so the cluster has no DNS (kubeadm addon/coredns skipped)'
 
@@ -100,6 +112,16 @@ export function kubernetesStartTasks(): CoreTask[] {
           node.addBindMount({src: found.binDir, dst: NODE_BIN_DIR, readOnly: true})
           if (found.images.length > 0) node.addBindMount({src: join(found.images[0], '..'), dst: NODE_IMAGES_DIR, readOnly: true})
         }
+      },
+    },
+    {
+      stage: 'pre-init',
+      title: 'Clear what an unfinished kubeadm run left in the nodes',
+      skip: (ctx) => (ctx.cluster.state.initialized ? 'initialized at the first start' : false),
+      task: async (ctx, task) => {
+        const cleared = await Promise.all(ctx.nodes.map((node) => node.exec(['sh', '-c', CLEAR_UNFINISHED_KUBEADM])))
+        const count = cleared.filter((r) => r.stdout.includes('cleared')).length
+        task.title = count > 0 ? `Cleared an unfinished kubeadm run from ${count} node(s)` : 'No unfinished kubeadm run to clear'
       },
     },
     {
@@ -202,10 +224,11 @@ async function kubeadmInit(ctx: ClusterContext, task: StageTaskWrapper): Promise
   await cp.exec(['kubeadm', 'init', `--config=${INIT_CONFIG}`, `--skip-phases=${skip.join(',')}`, '--skip-token-print'], {
     timeoutMs: 600_000,
     task,
+    logFile: join(cp.dir, 'kubeadm-init.log'),
   })
   const adminConf = await cp.readFile('/etc/kubernetes/admin.conf')
   if (!adminConf)
-    throw new UserError(`kubeadm init on ${cp.name} wrote no admin.conf`, {hint: `see kube-spawn exec ${cp.name} -- journalctl -u kubelet`})
+    throw new HostError(`kubeadm init on ${cp.name} wrote no admin.conf`, {hint: `see kube-spawn exec ${cp.name} -- journalctl -u kubelet`})
   await writeFileAtomic(join(ctx.clusterDir, ADMIN_CONF), adminConf, 0o600)
 }
 
@@ -256,6 +279,7 @@ async function kubeadmJoin(ctx: ClusterContext, task: StageTaskWrapper): Promise
       )
       await node.exec(['kubeadm', 'join', `--config=${JOIN_CONFIG}`, ...(skip.length ? [`--skip-phases=${skip.join(',')}`] : [])], {
         timeoutMs: 600_000,
+        logFile: join(node.dir, 'kubeadm-join.log'),
       })
       task.output = `${++joined}/${workers.length} joined`
     }),
@@ -294,13 +318,14 @@ async function configurePodNetwork(ctx: ClusterContext): Promise<void> {
   const deadline = Date.now() + 120_000
   let cidrs = new Map<string, string>()
   while (Date.now() < deadline) {
+    ctx.signal?.throwIfAborted()
     cidrs = new Map((await getNodes(ctx)).filter((n) => n.spec.podCIDR).map((n) => [n.metadata.name, n.spec.podCIDR!]))
     if (ctx.nodes.every((n) => cidrs.has(n.name))) break
     await sleep(1000)
   }
   const missing = ctx.nodes.filter((n) => !cidrs.has(n.name)).map((n) => n.name)
   if (missing.length > 0) {
-    throw new UserError(`no pod CIDR was allocated to ${missing.join(', ')}`, {
+    throw new HostError(`no pod CIDR was allocated to ${missing.join(', ')}`, {
       hint: 'check the controller manager: kube-spawn exec <control-plane> -- journalctl -u kubelet',
     })
   }
@@ -327,6 +352,7 @@ async function waitForReady(ctx: ClusterContext, startedAt: number, task: StageT
   }
   let nodes: NodeObject[] = []
   while (Date.now() < deadline) {
+    ctx.signal?.throwIfAborted()
     nodes = await getNodes(ctx)
     const ready = ctx.nodes.filter((n) => nodes.some((o) => o.metadata.name === n.name && fresh(o)))
     task.output = `${ready.length}/${ctx.nodes.length} Ready`
@@ -342,7 +368,7 @@ async function waitForReady(ctx: ClusterContext, startedAt: number, task: StageT
         return `${n.name} (${condition ? `${condition.reason}: ${condition.message}` : 'not registered'}; kubelet ${kubelet?.stdout.trim() ?? 'unreachable'})`
       }),
   )
-  throw new UserError(`nodes not Ready after ${ctx.cluster.runtimeConfig.timeout}: ${reasons.join('; ')}`, {
+  throw new HostError(`nodes not Ready after ${ctx.cluster.runtimeConfig.timeout}: ${reasons.join('; ')}`, {
     hint: 'see kube-spawn exec NODE -- journalctl -u kubelet',
   })
 }

@@ -4,7 +4,7 @@ import {dirname, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import type {ClusterContext} from '../cluster/context.js'
-import {UserError} from '../errors.js'
+import {HostError, UserError} from '../errors.js'
 import type {StageTaskWrapper} from '../sdk/index.js'
 import {run} from '../util/run.js'
 import {leaderPid} from './handle.js'
@@ -31,11 +31,14 @@ export async function bootNodes(ctx: ClusterContext, task: StageTaskWrapper): Pr
   await Promise.all(
     ctx.nodes.map(async (node) => {
       if ((await leaderPid(ctx.clusterDir, node.name)) !== undefined) return
+      // Nothing new may start once the command is interrupted: the teardown would miss it.
+      ctx.signal?.throwIfAborted()
       const paths = nodePaths(ctx.clusterDir, node.name)
       await removeStaleVeth(ctx.clusterDir, node.name)
       await mountOverlay(base, paths)
       await node.writeFile('/etc/resolv.conf', resolvConf)
       const started = Date.now()
+      ctx.signal?.throwIfAborted()
       await backend.start({
         clusterDir: ctx.clusterDir,
         machine: node.name,
@@ -57,6 +60,7 @@ async function waitForSystemd(ctx: ClusterContext, machine: string): Promise<voi
   const deadline = Date.now() + BOOT_TIMEOUT_MS
   let state = ''
   while (Date.now() < deadline) {
+    ctx.signal?.throwIfAborted()
     const result = await node.exec(['systemctl', 'is-system-running'], {allowFailure: true, timeoutMs: 10_000}).catch(() => undefined)
     state = result?.stdout.trim() ?? ''
     if (state === 'running') return
@@ -79,7 +83,7 @@ async function waitForSystemd(ctx: ClusterContext, machine: string): Promise<voi
     .split('\n')
     .slice(-3)
     .join(' | ')
-  throw new UserError(`node ${machine} did not finish booting (systemd state "${state || 'unknown'}")${console ? `: ${console}` : ''}`, {
+  throw new HostError(`node ${machine} did not finish booting (systemd state "${state || 'unknown'}")${console ? `: ${console}` : ''}`, {
     hint: `see ${nodePaths(ctx.clusterDir, machine).console}`,
   })
 }

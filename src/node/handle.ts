@@ -2,10 +2,10 @@ import {chmod, lstat, mkdir, readFile, rm, stat, symlink, unlink, writeFile} fro
 import {dirname} from 'node:path'
 
 import type {BindMount, Machine} from '../config/definition.js'
-import {UserError} from '../errors.js'
-import type {ExecResult, NodeHandle, RunOptions} from '../sdk/index.js'
+import {HostError} from '../errors.js'
+import type {ExecResult, NodeHandle} from '../sdk/index.js'
 import {resolveInRoot} from '../util/chroot-path.js'
-import {run} from '../util/run.js'
+import {type HostRunOptions, run} from '../util/run.js'
 import {nodePaths} from './layout.js'
 
 export type NodeMount = BindMount & {readOnly?: boolean}
@@ -69,6 +69,8 @@ export class LocalNodeHandle implements NodeHandle {
     private readonly clusterDir: string,
     /** The base image's root, for reads while the node is not running. */
     private readonly lowerDir: () => string | undefined = () => undefined,
+    /** Kills commands run in the node when the command is interrupted. */
+    private readonly signal?: AbortSignal,
   ) {
     this.paths = nodePaths(clusterDir, machine.name)
   }
@@ -89,12 +91,16 @@ export class LocalNodeHandle implements NodeHandle {
     return this.paths.dir
   }
 
-  async exec(argv: string[], options: RunOptions = {}): Promise<ExecResult> {
+  async exec(argv: string[], options: HostRunOptions = {}): Promise<ExecResult> {
     const pid = await leaderPid(this.clusterDir, this.machine.name)
     if (pid === undefined) {
-      throw new UserError(`node ${this.machine.name} is not running`, {hint: 'start the cluster first (kube-spawn start)'})
+      throw new HostError(`node ${this.machine.name} is not running`, {hint: 'start the cluster first (kube-spawn start)'})
     }
-    return run([...nodeExecPrefix(pid), ...argv], options)
+    return run([...nodeExecPrefix(pid), ...argv], {
+      signal: this.signal,
+      shownAs: {name: `${argv[0]} in node ${this.name}`, argv},
+      ...options,
+    })
   }
 
   /** Written into the merged root while the node runs, else into its own layer, which the next boot shows. */

@@ -2,7 +2,7 @@ import {spawn} from 'node:child_process'
 import {mkdir, open, readFile, rm} from 'node:fs/promises'
 import {setTimeout as sleep} from 'node:timers/promises'
 
-import {UserError} from '../errors.js'
+import {HostError} from '../errors.js'
 import {run} from '../util/run.js'
 import type {NodeMount} from './handle.js'
 import {recordLeader} from './handle.js'
@@ -114,7 +114,7 @@ export const machinedBackend: MachineBackend = {
       await sleep(100)
     }
     const journal = await run(['journalctl', '-u', unitName(spec.machine), '-n', '5', '--no-pager', '-o', 'cat'], {allowFailure: true})
-    throw new UserError(`node ${spec.machine} did not register with machined: ${journal.stdout.trim().split('\n').join(' | ')}`, {
+    throw new HostError(`node ${spec.machine} did not register with machined: ${journal.stdout.trim().split('\n').join(' | ')}`, {
       hint: `see journalctl -u ${unitName(spec.machine)}`,
     })
   },
@@ -157,7 +157,7 @@ async function waitForLeader(spec: BootSpec, nspawnPid: number, exited: Promise<
   }
   await rm(paths.leaderFile, {force: true})
   const tail = (await readFile(paths.console, 'utf8').catch(() => '')).trim().split('\n').slice(-3).join(' | ')
-  throw new UserError(
+  throw new HostError(
     `node ${spec.machine} did not start${done === undefined ? ' within 30 s' : ` (nspawn exited with ${done})`}: ${tail}`,
     {hint: `see ${paths.console}`},
   )

@@ -26,13 +26,19 @@ for dir in /sys/fs/cgroup/*; do
   [ "$(findmnt -n -o FSROOT --mountpoint "$dir" | tail -n1)" = "/$SUB" ] && continue
   case "$name" in systemd) opt=none,name=systemd ;; *) opt=$name ;; esac
   mount -t cgroup -o "$opt" cgroup "$TMP"
-  mkdir -p "$TMP/kube-spawn"
-  case "$name" in *cpuset*)
-    # children of a cpuset cgroup get no cpus or mems unless they clone them
-    echo 1 > "$TMP/cgroup.clone_children"
-    echo 1 > "$TMP/kube-spawn/cgroup.clone_children" ;;
-  esac
   mkdir -p "$TMP/$SUB"
+  case "$name" in *cpuset*)
+    # A new cpuset cgroup has no cpus or mems unless its parent had clone_children set when it was
+    # made, and the host's root has it off after a boot: runc then fails every container with "no
+    # space left on device". Fill kube-spawn/ from the root and the node's own from kube-spawn/ (also
+    # when an earlier run left them empty), and let the pods' cgroups below inherit.
+    for cg in "$TMP/kube-spawn" "$TMP/$SUB"; do
+      for f in cpuset.cpus cpuset.mems; do
+        [ -n "$(cat "$cg/$f")" ] || cat "\${cg%/*}/$f" > "$cg/$f"
+      done
+      echo 1 > "$cg/cgroup.clone_children"
+    done ;;
+  esac
   while mountpoint -q "$dir"; do umount -l "$dir"; done
   mount --bind "$TMP/$SUB" "$dir"
   umount "$TMP"

@@ -1,7 +1,7 @@
 import type {Config} from '@oclif/core'
 import {Listr, type ListrRendererValue} from 'listr2'
 
-import {dispatch, shortPluginName} from '../plugins/dispatch.js'
+import {type DispatchOptions, dispatch, shortPluginName} from '../plugins/dispatch.js'
 import type {Stage, StageContext, StageTask} from '../sdk/index.js'
 import {STAGES} from '../sdk/index.js'
 
@@ -36,14 +36,20 @@ export type RendererName = 'default' | 'simple' | 'silent' | 'test'
  * Collects the tasks of the given stages: for each stage the host's own tasks, then the tasks that
  * plugins return from the kube-spawn:tasks hook, in plugin-name order.
  */
-export async function planPipeline(config: Config, ctx: StageContext, stages: readonly Stage[], core: CoreTask[]): Promise<PlannedTask[]> {
+export async function planPipeline(
+  config: Config,
+  ctx: StageContext,
+  stages: readonly Stage[],
+  core: CoreTask[],
+  options: DispatchOptions = {},
+): Promise<PlannedTask[]> {
   const ordered = STAGES.filter((stage) => stages.includes(stage))
   const planned: PlannedTask[] = []
   for (const stage of ordered) {
     for (const c of core.filter((t) => t.stage === stage)) {
       planned.push({stage, owner: HOST_OWNER, task: {title: c.title, task: c.task, skip: c.skip}})
     }
-    for (const {plugin, result} of await dispatch(config, 'kube-spawn:tasks', {stage, ctx})) {
+    for (const {plugin, result} of await dispatch(config, 'kube-spawn:tasks', {stage, ctx}, options)) {
       for (const task of result ?? []) planned.push({stage, owner: shortPluginName(plugin), task})
     }
   }
@@ -76,7 +82,14 @@ export function formatPlan(heading: string, lines: PlanLine[]): string {
   return out.join('\n')
 }
 
-/** Runs the planned tasks: one parent task per stage, its tasks inserted with task.newListr and titled [owner]. */
+/** How long an interrupted task may take to notice the abort and settle before the pipeline gives up on it. */
+export const ABORT_GRACE_MS = 10_000
+
+/**
+ * Runs the planned tasks: one parent task per stage, its tasks inserted with task.newListr and titled
+ * [owner]. When ctx.signal aborts, no further task starts and the running one is given ABORT_GRACE_MS
+ * to settle (its commands are killed through the signal) before the run rejects with the abort reason.
+ */
 export async function runPipeline(planned: PlannedTask[], ctx: StageContext, renderer: RendererName): Promise<void> {
   const stages = [...new Set(planned.map((p) => p.stage))]
   const list = new Listr<StageContext, ListrRendererValue, ListrRendererValue>(
@@ -84,7 +97,7 @@ export async function runPipeline(planned: PlannedTask[], ctx: StageContext, ren
       title: stage,
       task: (_ctx, task) =>
         task.newListr(
-          planned.filter((p) => p.stage === stage).map(({owner, task: t}) => labelled(owner, t)),
+          planned.filter((p) => p.stage === stage).map(({owner, task: t}) => labelled(owner, t, ctx.signal)),
           {concurrent: false, exitOnError: true},
         ),
     })),
@@ -94,19 +107,22 @@ export async function runPipeline(planned: PlannedTask[], ctx: StageContext, ren
       fallbackRenderer: 'simple',
       rendererOptions: {collapseSubtasks: false, showErrorMessage: false},
       exitOnError: true,
+      // listr2 would exit the process on SIGINT; kube-spawn tears down first (util/interrupt.ts).
+      registerSignalListeners: false,
     } as never,
   )
   await list.run()
 }
 
-/** Prefixes the title with [owner], also when the task retitles itself while it runs. */
-function labelled(owner: string, t: StageTask): StageTask {
+/** Prefixes the title with [owner], also when the task retitles itself while it runs; stops at an abort. */
+function labelled(owner: string, t: StageTask, signal: AbortSignal | undefined): StageTask {
   const label = (title: unknown) => `[${owner}] ${typeof title === 'string' ? title : ''}`
   return {
     ...t,
     title: label(t.title),
-    task: (ctx, wrapper) =>
-      t.task(
+    task: async (ctx, wrapper) => {
+      signal?.throwIfAborted()
+      const work = t.task(
         ctx,
         new Proxy(wrapper, {
           set: (target, prop, value) => Reflect.set(target, prop, prop === 'title' ? label(value) : value),
@@ -115,6 +131,32 @@ function labelled(owner: string, t: StageTask): StageTask {
             return typeof value === 'function' ? value.bind(target) : value
           },
         }),
+      )
+      return signal ? settleOrAbort(Promise.resolve(work), signal) : work
+    },
+  }
+}
+
+/** The work's own outcome; after an abort, the abort reason once the work settles or the grace runs out. */
+async function settleOrAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  let onAbort: () => void = () => undefined
+  const aborted = new Promise<void>((resolve) => {
+    onAbort = resolve
+    if (signal.aborted) resolve()
+    else signal.addEventListener('abort', onAbort, {once: true})
+  })
+  try {
+    const first = await Promise.race([
+      work.then(
+        () => 'done' as const,
+        () => 'done' as const,
       ),
+      aborted.then(() => 'aborted' as const),
+    ])
+    if (first === 'done') return await work
+    await Promise.race([work.catch(() => undefined), new Promise((resolve) => setTimeout(resolve, ABORT_GRACE_MS).unref())])
+    throw signal.reason
+  } finally {
+    signal.removeEventListener('abort', onAbort)
   }
 }

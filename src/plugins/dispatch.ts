@@ -12,6 +12,15 @@ export interface HookAnswer<T> {
 
 type KubeSpawnEvent = 'kube-spawn:providers' | 'kube-spawn:tasks'
 
+export interface DispatchOptions {
+  timeoutMs?: number
+  /**
+   * Teardown must not depend on plugins: with this set, a failing plugin is reported here (and its
+   * answer left out) instead of failing the command.
+   */
+  onPluginFailure?: (message: string) => void
+}
+
 /**
  * The one way kube-spawn runs its hooks. oclif runs the handlers concurrently, returns them in
  * completion order and swallows failures; this sorts the answers by plugin name, turns any failure
@@ -21,7 +30,7 @@ export async function dispatch<K extends KubeSpawnEvent>(
   config: Config,
   event: K,
   options: KubeSpawnHooks[K]['options'],
-  timeoutMs = HOOK_TIMEOUT_MS,
+  {timeoutMs = HOOK_TIMEOUT_MS, onPluginFailure}: DispatchOptions = {},
 ): Promise<Array<HookAnswer<KubeSpawnHooks[K]['return']>>> {
   // oclif's timeout timer is unref'd: a handler whose promise never settles and that holds no handle
   // of its own would let the process exit in the middle of the hook. Keep the event loop alive until
@@ -34,12 +43,12 @@ export async function dispatch<K extends KubeSpawnEvent>(
     clearInterval(keepAlive)
   }
   const {successes, failures} = outcome
-  if (failures.length > 0) {
-    const [first] = [...failures].sort((a, b) => a.plugin.name.localeCompare(b.plugin.name))
-    throw new UserError(`plugin ${first.plugin.name} failed in hook ${event}: ${errorMessage(first.error)}`, {
-      hint: 'fix or uninstall that plugin (kube-spawn plugins)',
-      cause: first.error,
-    })
+  const sorted = [...failures].sort((a, b) => a.plugin.name.localeCompare(b.plugin.name))
+  const describe = (failure: (typeof sorted)[number]) =>
+    `plugin ${failure.plugin.name} failed in hook ${event}: ${errorMessage(failure.error)}`
+  if (onPluginFailure) for (const failure of sorted) onPluginFailure(describe(failure))
+  else if (sorted.length > 0) {
+    throw new UserError(describe(sorted[0]), {hint: 'fix or uninstall that plugin (kube-spawn plugins)', cause: sorted[0].error})
   }
   return successes.map(({plugin, result}) => ({plugin: plugin.name, result})).sort((a, b) => a.plugin.localeCompare(b.plugin))
 }

@@ -2,7 +2,7 @@ import type {Config} from '@oclif/core'
 
 import {UserError} from '../errors.js'
 import type {ImageProvider, RuntimeProvider, WorkaroundInfo} from '../sdk/index.js'
-import {dispatch, shortPluginName} from './dispatch.js'
+import {type DispatchOptions, dispatch, shortPluginName} from './dispatch.js'
 
 export interface Offer<T> {
   plugin: string
@@ -16,8 +16,8 @@ export interface Catalog {
 }
 
 /** Asks every installed plugin what it provides. */
-export async function loadCatalog(config: Config): Promise<Catalog> {
-  const answers = await dispatch(config, 'kube-spawn:providers', {})
+export async function loadCatalog(config: Config, options: DispatchOptions = {}): Promise<Catalog> {
+  const answers = await dispatch(config, 'kube-spawn:providers', {}, options)
   const offers = <T>(pick: (p: (typeof answers)[number]['result']) => T[] | undefined): Offer<T>[] =>
     answers.flatMap(({plugin, result}) => (pick(result ?? {}) ?? []).map((provider) => ({plugin: shortPluginName(plugin), provider})))
   return {

@@ -100,6 +100,11 @@ export interface RunOptions {
   task?: StageTaskWrapper
   /** Return a non-zero exit instead of throwing. */
   allowFailure?: boolean
+  /**
+   * Kills the command when this aborts. ctx.run and node.exec pass the pipeline's own signal (aborted
+   * on Ctrl-C or SIGTERM) by default; give another only for work that must outlive an interrupt.
+   */
+  signal?: AbortSignal
 }
 
 /** A node as plugins see it. */
@@ -142,6 +147,11 @@ export interface StageContext {
   warn(message: string): void
   /** Free-form values plugins hand to later stages, keyed by plugin name. */
   readonly shared: Map<string, unknown>
+  /**
+   * Aborted when the user interrupts the command (Ctrl-C, SIGTERM). ctx.run and node.exec already
+   * honour it; a task that waits in a loop of its own should call signal.throwIfAborted() each round.
+   */
+  readonly signal?: AbortSignal
 }
 
 export type StageTaskWrapper = ListrTaskWrapper<StageContext, ListrDefaultRenderer, ListrSimpleRenderer>

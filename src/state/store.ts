@@ -7,7 +7,7 @@ import {exists, writeFileAtomic} from '../util/fs.js'
 
 export const DEFINITION_FILE = 'kspawn.toml'
 /** Names under the state root that are not clusters. */
-const RESERVED = new Set(['cache'])
+const RESERVED = new Set(['cache', 'logs'])
 
 /**
  * The state root (default /var/lib/kube-spawn): one directory per cluster holding kspawn.toml and the
@@ -22,6 +22,11 @@ export class StateRoot {
 
   get cacheDir(): string {
     return this.cacheOverride ?? join(this.path, 'cache')
+  }
+
+  /** Logs of failed `up` runs, whose cluster directory the cleanup removed: logs/<cluster>/<timestamp>. */
+  get logsDir(): string {
+    return join(this.path, 'logs')
   }
 
   clusterDir(name: string): string {

@@ -148,9 +148,9 @@ source = "${bundle}"
 ${extra}`
 }
 
-export async function writeDefinition(stateRoot: string, text: string): Promise<string> {
+export async function writeDefinition(stateRoot: string, text: string, file = 'kspawn-test.toml'): Promise<string> {
   if (!/^\s*egress\s*=\s*false\s*$/m.test(text)) throw new Error('test clusters must be isolated (egress = false)')
-  const path = join(stateRoot, 'kspawn-test.toml')
+  const path = join(stateRoot, file)
   await writeFile(path, text)
   return path
 }
@@ -312,4 +312,86 @@ export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, 
 /** Seconds with one decimal, for the timing lines the tests print. */
 export function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`
+}
+
+/** What a cluster may leave on the host; each list must be empty once it is gone (or stopped, for the first three). */
+export interface Residue {
+  processes: string[]
+  mounts: string[]
+  cgroups: string[]
+  bridge: boolean
+  rules: string[]
+  clusterDir: boolean
+}
+
+/** Everything of the cluster still on the host: nspawn processes, mounts, cgroups, bridge, iptables rules, directory. */
+export async function residueOf(cluster: string, machines: string[], stateRoot: string): Promise<Residue> {
+  return {
+    processes: (await nspawnProcesses(machines)).map((p) => `${p.machine} (pid ${p.pid})`),
+    mounts: await mountsUnder(stateRoot),
+    cgroups: await nodeCgroupDirs(machines),
+    bridge: await linkExists(`ks-${cluster}`),
+    rules: await iptablesRulesOf(cluster),
+    clusterDir: existsSync(join(stateRoot, cluster)),
+  }
+}
+
+export const NO_RESIDUE: Residue = {processes: [], mounts: [], cgroups: [], bridge: false, rules: [], clusterDir: false}
+
+/** The machine names kube-spawn gives a cluster's nodes. */
+export function machineNames(cluster: string, nodes: number): string[] {
+  return [`ks-${cluster}-cp`, ...Array.from({length: nodes - 1}, (_, i) => `ks-${cluster}-w${i + 1}`)]
+}
+
+/**
+ * Runs the CLI and sends it `signal` once its output has shown `when` (and `afterMs` more have
+ * passed), as a user pressing Ctrl-C at that point would. Resolves to the result and whether the
+ * signal was sent; a command that ends before the cue is not signalled.
+ */
+export function interruptCli(
+  args: string[],
+  {
+    when,
+    afterMs = 0,
+    signal = 'SIGINT',
+    env = {},
+    timeoutMs = 10 * 60_000,
+  }: {when: RegExp; afterMs?: number; signal?: NodeJS.Signals; env?: Record<string, string>; timeoutMs?: number},
+): Promise<CliResult & {signalled: boolean}> {
+  const started = Date.now()
+  return new Promise((done, fail) => {
+    const child = spawn(process.execPath, [join(REPO, 'bin', 'run.js'), ...args], {
+      cwd: REPO,
+      env: cliEnv(env),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    let stderr = ''
+    let signalled = false
+    let cued = false
+    const watch = () => {
+      if (cued || !when.test(stdout)) return
+      cued = true
+      setTimeout(() => {
+        signalled = child.exitCode === null && child.kill(signal)
+      }, afterMs)
+    }
+    const timer = setTimeout(() => {
+      stderr += `\n[test] killed after ${timeoutMs} ms`
+      child.kill('SIGKILL')
+    }, timeoutMs)
+    child.stdout!.on('data', (chunk) => {
+      stdout += chunk
+      watch()
+    })
+    child.stderr!.on('data', (chunk) => (stderr += chunk))
+    child.on('error', (error) => {
+      clearTimeout(timer)
+      fail(error)
+    })
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      done({code, stdout, stderr, ms: Date.now() - started, signalled})
+    })
+  })
 }

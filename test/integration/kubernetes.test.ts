@@ -105,14 +105,15 @@ let kubeconfig = ''
 const clusterDir = () => join(root, CLUSTER)
 const adminConf = () => join(clusterDir(), 'admin.conf')
 
-/** The CLI as a user runs it: its own state root, the shared test cache, a private kubeconfig. */
-function cli(args: string[], timeoutMs = 15 * MINUTE): Promise<Result> {
+/** The CLI as a user runs it: its own state root, the shared test cache, a private kubeconfig; `input` is its stdin. */
+function cli(args: string[], timeoutMs = 15 * MINUTE, input?: string): Promise<Result> {
   const env = Object.fromEntries(
     Object.entries(process.env).filter(([key]) => !key.startsWith('KUBE_SPAWN_') && key !== 'NODE_TEST_CONTEXT'),
   )
   // --dir right after the command id: anything after `--` belongs to the command run in a node.
   return run([process.execPath, join(REPO, 'bin', 'run.js'), args[0], '--dir', root, ...args.slice(1)], {
     env: {...env, KUBE_SPAWN_CACHE_DIR: CACHE_DIR, KUBECONFIG: kubeconfig, CI: 'true'},
+    input,
     timeoutMs,
   })
 }
@@ -515,6 +516,58 @@ describe('Kubernetes cluster lifecycle (3 nodes, isolated, offline bundle)', {sk
     assert.equal(result.code, 0, `kubectl --context=${CONTEXT} get nodes failed: ${tail(result)}`)
     assert.equal(result.stdout.trim().split('\n').length, 3, `context ${CONTEXT} should see 3 nodes: ${result.stdout}`)
   })
+
+  step(
+    'kubeconfig prints admin.conf; its --raw YAML reaches the cluster from the host, --internal --raw from inside the control plane',
+    2 * MINUTE,
+    async () => {
+      const path = await cli(['kubeconfig', '-c', CLUSTER], MINUTE)
+      assert.equal(path.code, 0, `kube-spawn kubeconfig failed: ${tail(path)}`)
+      assert.equal(path.stdout, `${adminConf()}\n`, "kube-spawn kubeconfig should print the path of the cluster's admin.conf")
+
+      const raw = await cli(['kubeconfig', '-c', CLUSTER, '--raw'], MINUTE)
+      assert.equal(raw.code, 0, `kube-spawn kubeconfig --raw failed: ${tail(raw)}`)
+      const copy = join(root, 'kubeconfig-raw')
+      await writeFile(copy, raw.stdout, {mode: 0o600})
+      const fromHost = await run([
+        join(bundle, 'bin', 'kubectl'),
+        `--kubeconfig=${copy}`,
+        '--request-timeout=20s',
+        'get',
+        'nodes',
+        '-o',
+        'name',
+      ])
+      assert.equal(fromHost.code, 0, `kubectl with the output of kubeconfig --raw failed: ${tail(fromHost)}`)
+      assert.deepEqual(
+        fromHost.stdout.trim().split('\n').sort(),
+        MACHINES.map((m) => `node/${m}`).sort(),
+        'kubeconfig --raw should see the three nodes',
+      )
+
+      const internal = await cli(['kubeconfig', '-c', CLUSTER, '--internal', '--raw'], MINUTE)
+      assert.equal(internal.code, 0, `kube-spawn kubeconfig --internal --raw failed: ${tail(internal)}`)
+      assert.match(
+        internal.stdout,
+        new RegExp(`server: https://${CP}:6443\n`),
+        `the internal kubeconfig should name ${CP}: ${internal.stdout.slice(0, 300)}`,
+      )
+      const inNode = '/tmp/kube-spawn-internal.conf'
+      const copied = await cli(['exec', '-c', CLUSTER, CP, '--', 'sh', '-c', `umask 077 && cat > ${inNode}`], MINUTE, internal.stdout)
+      assert.equal(copied.code, 0, `writing ${inNode} in ${CP} failed: ${tail(copied)}`)
+      const fromNode = await cli(
+        ['exec', '-c', CLUSTER, CP, '--', 'kubectl', `--kubeconfig=${inNode}`, '--request-timeout=20s', 'get', 'nodes', '-o', 'name'],
+        MINUTE,
+      )
+      await cli(['exec', '-c', CLUSTER, CP, '--', 'rm', '-f', inNode], MINUTE)
+      assert.equal(fromNode.code, 0, `kubectl in ${CP} with the internal kubeconfig failed: ${tail(fromNode)}`)
+      assert.deepEqual(
+        fromNode.stdout.trim().split('\n').sort(),
+        MACHINES.map((m) => `node/${m}`).sort(),
+        'the internal kubeconfig should see the three nodes',
+      )
+    },
+  )
 
   step(`a busybox pod runs on each worker (web on ${W1}, client on ${W2})`, 5 * MINUTE, async (t) => {
     const applied = await kubectl(['apply', '-f', '-'], {input: workloadManifest()})

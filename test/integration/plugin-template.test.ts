@@ -5,13 +5,14 @@
  * post-boot task run in a real one-node cluster (isolated, --skip-cluster-init), then uninstalled;
  * also linked and unlinked. Last, what happens when a user plugin has the name of a core plugin.
  *
- * Needs root, the built repository (npm run build) and the npm registry (for the template's
- * devDependencies). The cluster is isolated: [network] egress = false, Kubernetes from the offline
- * bundle of ../shared/fixtures/kubernetes/prepare-bundle.
+ * Needs root and the built repository (npm run build). It never reaches the npm registry: the
+ * template's devDependencies are linked from the repository's node_modules, and every npm runs with
+ * --offline. The cluster is isolated: [network] egress = false, Kubernetes from the offline bundle of
+ * ../shared/fixtures/kubernetes/prepare-bundle.
  */
 import assert from 'node:assert/strict'
 import {execFile} from 'node:child_process'
-import {cp, mkdir, mkdtemp, readFile, readdir, rm, writeFile} from 'node:fs/promises'
+import {cp, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {after, before, describe, it} from 'node:test'
@@ -94,8 +95,12 @@ function installOffline(tgz: string): Promise<Result> {
   })
 }
 
+/** npm, offline: a test must not reach the registry. */
 async function npm(cwd: string, ...args: string[]): Promise<Result> {
-  const result = await spawnCollect(process.execPath, [NPM_CLI, ...args, '--no-audit', '--no-fund'], {cwd, env: cleanEnv()})
+  const result = await spawnCollect(process.execPath, [NPM_CLI, ...args, '--no-audit', '--no-fund'], {
+    cwd,
+    env: {...cleanEnv(), npm_config_offline: 'true'},
+  })
   assert.equal(result.code, 0, `npm ${args.join(' ')} in ${cwd}:\n${result.stdout}\n${result.stderr}`)
   return result
 }
@@ -133,6 +138,24 @@ function stageLines(plan: string, stage: string): string[] {
     .filter((line) => line !== '')
 }
 
+/**
+ * Instead of `npm install` from the registry: the template's devDependencies, at the versions of its
+ * lockfile, are the repository's own, so its node_modules can be a link to the repository's.
+ */
+async function linkDevDependencies(dir: string): Promise<void> {
+  const {devDependencies} = JSON.parse(await readFile(join(dir, 'package.json'), 'utf8')) as {devDependencies: Record<string, string>}
+  const lock = JSON.parse(await readFile(join(dir, 'package-lock.json'), 'utf8')) as {packages: Record<string, {version: string}>}
+  for (const name of Object.keys(devDependencies)) {
+    const {version} = JSON.parse(await readFile(join(REPO, 'node_modules', name, 'package.json'), 'utf8')) as {version: string}
+    assert.equal(
+      version,
+      lock.packages[`node_modules/${name}`]?.version,
+      `${name}: the template's lockfile and the repository's node_modules differ`,
+    )
+  }
+  await symlink(join(REPO, 'node_modules'), join(dir, 'node_modules'), 'dir')
+}
+
 async function destroyCluster(): Promise<void> {
   if (!clusterStarted) return
   await kubeSpawn('destroy', '-c', CLUSTER).catch(() => undefined)
@@ -151,6 +174,8 @@ describe('the plugin template as a third-party plugin', {timeout: 20 * MINUTE}, 
       KUBE_SPAWN_CACHE_DIR: TEST_CACHE_DIR,
       KUBE_SPAWN_DIR: stateRoot,
       KUBECONFIG: join(work, 'kubeconfig'),
+      // plugins:uninstall runs npm too
+      npm_config_offline: 'true',
     }
     const bundle = (await run(PREPARE_BUNDLE, [], {timeout: 10 * MINUTE})).stdout.trim().split('\n').at(-1) ?? ''
     assert.ok(bundle.startsWith('/'), `prepare-bundle printed no path: ${bundle}`)
@@ -179,7 +204,7 @@ describe('the plugin template as a third-party plugin', {timeout: 20 * MINUTE}, 
     assert.ok(text.includes('"../../dist/sdk/index.d.ts"'), 'tsconfig.json maps kube-spawn/sdk to ../../dist/sdk/index.d.ts')
     await writeFile(tsconfig, text.replace('"../../dist/sdk/index.d.ts"', JSON.stringify(join(REPO, 'dist', 'sdk', 'index.d.ts'))))
 
-    await npm(copy, 'install')
+    await linkDevDependencies(copy)
     await npm(copy, 'run', 'build')
     const tested = await npm(copy, 'test')
     assert.match(tested.stdout, /# fail 0|ℹ fail 0/)

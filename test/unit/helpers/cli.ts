@@ -8,8 +8,6 @@ import {fileURLToPath} from 'node:url'
 
 export const REPO = fileURLToPath(new URL('../../../', import.meta.url))
 export const FIXTURES = join(REPO, 'test', 'fixtures')
-/** Shared by every test run so the Debian image is built once (see the create round trip). */
-export const TEST_CACHE_DIR = process.env.KUBE_SPAWN_CACHE_DIR || '/var/cache/kube-spawn-test'
 
 export interface CliResult {
   code: number | null
@@ -17,7 +15,10 @@ export interface CliResult {
   stderr: string
 }
 
-/** Runs `node bin/run.js ...args` with a clean kube-spawn environment. */
+/**
+ * Runs `node bin/run.js ...args` with a clean kube-spawn environment. No shared cache: a command test
+ * must not need one, and whatever a command writes to its cache lands in its own state root.
+ */
 export function kubeSpawn(args: string[], {cwd = REPO, env = {}}: {cwd?: string; env?: Record<string, string>} = {}): Promise<CliResult> {
   const base = Object.fromEntries(
     Object.entries(process.env).filter(([key]) => !key.startsWith('KUBE_SPAWN_') && key !== 'NODE_TEST_CONTEXT'),
@@ -25,7 +26,7 @@ export function kubeSpawn(args: string[], {cwd = REPO, env = {}}: {cwd?: string;
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [join(REPO, 'bin', 'run.js'), ...args], {
       cwd,
-      env: {...base, KUBE_SPAWN_CACHE_DIR: TEST_CACHE_DIR, ...env},
+      env: {...base, ...env},
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     let stdout = ''

@@ -1,13 +1,22 @@
 import assert from 'node:assert/strict'
 import {execFileSync} from 'node:child_process'
 import {existsSync} from 'node:fs'
-import {lstat, mkdir, mkdtemp, readFile, rm, stat, symlink, unlink, writeFile} from 'node:fs/promises'
+import {chown, lstat, mkdir, mkdtemp, readFile, rm, stat, symlink, unlink, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {fileURLToPath} from 'node:url'
 
-import {contextName, kubeconfigPath, mergeKubeconfig, removeKubeconfigContext} from '../../../dist/kubernetes/kubeconfig.js'
+import {
+  contextName,
+  describeKubeconfig,
+  kubeconfigPath,
+  mergeKubeconfig,
+  passwdHome,
+  removeKubeconfigContext,
+  sudoUser,
+  withServer,
+} from '../../../dist/kubernetes/kubeconfig.js'
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '../../..')
 const PREPARE = join(REPO, '../shared/fixtures/kubernetes/prepare-bundle')
@@ -21,6 +30,7 @@ function fixtureKubectl(): string | undefined {
 
 const kubectl = fixtureKubectl()
 const skip = kubectl === undefined ? 'no fixture kubectl (shared/fixtures/kubernetes)' : false
+const skipUnlessRoot = skip || (process.getuid?.() !== 0 ? 'needs root (chown)' : false)
 
 const b64 = (text: string) => Buffer.from(text).toString('base64')
 const pem = (kind: string, tag: string) => `-----BEGIN ${kind}-----\n${b64(`${kind} ${tag}`)}\n-----END ${kind}-----\n`
@@ -91,6 +101,71 @@ describe('kubeconfigPath', () => {
     assert.equal(kubeconfigPath({KUBECONFIG: '', HOME: '/home/u'}), '/home/u/.kube/config')
     assert.equal(kubeconfigPath({HOME: '/home/u'}), '/home/u/.kube/config')
     assert.equal(contextName('dev'), 'kube-spawn-dev')
+  })
+
+  const SUDO = {SUDO_USER: 'alice', SUDO_UID: '1000', SUDO_GID: '1001', HOME: '/root'}
+  const homes = (uid: number) => (uid === 1000 ? '/home/alice' : undefined)
+
+  it("under sudo is the invoking user's ~/.kube/config, with the home from the passwd database, not HOME", () => {
+    assert.equal(kubeconfigPath(SUDO, {processUid: 0, homeOf: homes}), '/home/alice/.kube/config')
+    assert.equal(kubeconfigPath({...SUDO, SUDO_UID: '0', SUDO_USER: 'root', HOME: '/elsewhere'}, {processUid: 0}), '/root/.kube/config')
+  })
+
+  it('under sudo still prefers $KUBECONFIG', () => {
+    assert.equal(kubeconfigPath({...SUDO, KUBECONFIG: '/a/one'}, {processUid: 0, homeOf: homes}), '/a/one')
+  })
+
+  it('is HOME when not root, or when a sudo variable is missing or not a number', () => {
+    assert.equal(kubeconfigPath(SUDO, {processUid: 1000, homeOf: homes}), '/root/.kube/config')
+    for (const broken of [{SUDO_GID: undefined}, {SUDO_USER: ''}, {SUDO_UID: 'alice'}]) {
+      assert.equal(kubeconfigPath({...SUDO, ...broken}, {processUid: 0, homeOf: homes}), '/root/.kube/config', JSON.stringify(broken))
+    }
+  })
+
+  it('says so when the sudo user has no home directory in the passwd database', () => {
+    assert.throws(() => kubeconfigPath({...SUDO, SUDO_UID: '4242'}, {processUid: 0, homeOf: homes}), {
+      name: 'UserError',
+      message: 'cannot find the home directory of alice (uid 4242), who ran kube-spawn through sudo',
+    })
+  })
+})
+
+describe('sudoUser and passwdHome', () => {
+  it('reads the invoking user from SUDO_USER, SUDO_UID and SUDO_GID when running as root', () => {
+    const env = {SUDO_USER: 'alice', SUDO_UID: '1000', SUDO_GID: '1001'}
+    assert.deepEqual(sudoUser(env, 0), {name: 'alice', uid: 1000, gid: 1001})
+    assert.equal(sudoUser(env, 1000), undefined)
+    assert.equal(sudoUser({}, 0), undefined)
+  })
+
+  it('finds a home directory by uid, and none for an unknown uid', () => {
+    assert.equal(passwdHome(0), '/root')
+    assert.equal(passwdHome(2_147_483_000), undefined)
+  })
+})
+
+describe('describeKubeconfig and withServer', () => {
+  const admin = adminConf('https://10.22.0.2:6443', 'one')
+
+  it("read the current context and its cluster's server", () => {
+    assert.deepEqual(describeKubeconfig(admin, 'admin.conf'), {context: 'kubernetes-admin@dev', server: 'https://10.22.0.2:6443'})
+  })
+
+  it("change the server and nothing else, keeping kubeadm's layout", () => {
+    const rewritten = withServer(admin, 'https://ks-dev-cp:6443', 'admin.conf')
+    assert.equal(rewritten, admin.replace('server: https://10.22.0.2:6443', 'server: https://ks-dev-cp:6443'))
+    assert.equal(describeKubeconfig(rewritten, 'x').server, 'https://ks-dev-cp:6443')
+  })
+
+  it('reject a file that is not YAML or names no server, in one line', () => {
+    assert.throws(() => describeKubeconfig('clusters: [', '/x/admin.conf'), {
+      name: 'UserError',
+      message: /^\/x\/admin\.conf is not valid YAML: [^\n]*[^:]$/,
+    })
+    assert.throws(() => withServer('kind: Config\n', 'https://a:6443', '/x/admin.conf'), {
+      name: 'UserError',
+      message: '/x/admin.conf names no API server for its current context',
+    })
   })
 })
 
@@ -264,5 +339,52 @@ describe('kubeconfig merge and removal', {skip}, () => {
     })
     assert.equal(await removeKubeconfigContext('dev', undefined, {env}), true)
     assert.deepEqual(view(join(env.HOME, '.kube', 'config')).contexts ?? [], [])
+  })
+})
+
+describe('kubeconfig ownership', {skip: skipUnlessRoot}, () => {
+  let work: string
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), 'ks-kubeconfig-owner-'))
+  })
+  after(async () => {
+    if (work) await rm(work, {recursive: true, force: true})
+  })
+
+  const SUDO = {SUDO_USER: 'someone', SUDO_UID: '4242', SUDO_GID: '4343'}
+
+  it('under sudo, the kubeconfig and the directory made for it belong to the sudo user, also after removal', async () => {
+    const home = join(work, 'sudo-home')
+    await mkdir(home)
+    const path = join(home, '.kube', 'config')
+    const env = {...SUDO, KUBECONFIG: path}
+    await mergeKubeconfig({cluster: 'dev', adminConf: adminConf('https://10.22.0.2:6443', 'one'), kubectl: kubectl!, env})
+    const owner = async (p: string) => {
+      const info = await stat(p)
+      return `${info.uid}:${info.gid} ${(info.mode & 0o777).toString(8)}`
+    }
+    assert.equal(await owner(path), '4242:4343 600')
+    assert.equal(await owner(dirname(path)), '4242:4343 700')
+    assert.equal((await stat(home)).uid, 0, 'a directory that existed keeps its owner')
+
+    await mergeKubeconfig({cluster: 'dev2', adminConf: adminConf('https://10.24.0.2:6443', 'two'), kubectl: kubectl!, env})
+    assert.equal(await removeKubeconfigContext('dev', kubectl, {env}), true)
+    assert.equal(await owner(path), '4242:4343 600')
+    assert.deepEqual(names(view(path).contexts), ['kube-spawn-dev2'])
+  })
+
+  it('without sudo, a replaced kubeconfig keeps its owner', async () => {
+    const path = join(work, 'owned-config')
+    await writeFile(path, USER_CONFIG, {mode: 0o600})
+    await chown(path, 4242, 4343)
+    await mergeKubeconfig({
+      cluster: 'dev',
+      adminConf: adminConf('https://10.22.0.2:6443', 'one'),
+      kubectl: kubectl!,
+      env: {KUBECONFIG: path},
+    })
+    const info = await stat(path)
+    assert.deepEqual([info.uid, info.gid], [4242, 4343])
+    assert.deepEqual(names(view(path).contexts), ['kube-spawn-dev', 'other'])
   })
 })

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict'
 import type {Config} from '@oclif/core'
 import {after, before, describe, it} from 'node:test'
 
-import {HOST_OWNER, describePlan, formatPlan, planPipeline, runPipeline} from '../../../dist/pipeline/runner.js'
+import {ABORT_GRACE_MS, HOST_OWNER, describePlan, formatPlan, planPipeline, runPipeline} from '../../../dist/pipeline/runner.js'
+import {Interrupted} from '../../../dist/errors.js'
 import type {CoreTask, PlannedTask} from '../../../dist/pipeline/runner.js'
 import {STAGES} from '../../../dist/sdk/index.js'
 import type {StageContext} from '../../../dist/sdk/index.js'
@@ -145,6 +146,51 @@ describe('runPipeline', () => {
 
   it('does nothing for an empty plan', async () => {
     await runPipeline([], fakeContext(), 'silent')
+  })
+
+  it('stops at an abort: the running task settles, no later task starts, and the run rejects with the reason', async () => {
+    const controller = new AbortController()
+    const ctx = fakeContext({signal: controller.signal})
+    const reason = new Interrupted('SIGINT')
+    const waiting: PlannedTask = {
+      stage: 'init',
+      owner: HOST_OWNER,
+      task: {
+        title: 'wait',
+        task: async (c) => {
+          ;(c as TestContext).log.push('waiting')
+          controller.abort(reason)
+          // A task that honours the signal ends soon after the abort.
+          await new Promise((resolve) => setTimeout(resolve, 50))
+          ;(c as TestContext).log.push('settled')
+        },
+      },
+    }
+    const started = Date.now()
+    await assert.rejects(runPipeline([waiting, logTask('x', 'join', 'later')], ctx, 'silent'), (e) => e === reason)
+    assert.deepEqual(ctx.log, ['waiting', 'settled'])
+    assert.ok(Date.now() - started < ABORT_GRACE_MS)
+  })
+
+  it('gives up on a task that ignores the abort after the grace period', async (t) => {
+    t.mock.timers.enable({apis: ['setTimeout']})
+    const controller = new AbortController()
+    const ctx = fakeContext({signal: controller.signal})
+    const stuck: PlannedTask = {stage: 'boot', owner: 'x', task: {title: 'stuck', task: () => new Promise(() => {})}}
+    const run = runPipeline([stuck], ctx, 'silent')
+    await new Promise((resolve) => setImmediate(resolve))
+    controller.abort(new Interrupted('SIGTERM'))
+    await new Promise((resolve) => setImmediate(resolve))
+    t.mock.timers.tick(ABORT_GRACE_MS)
+    await assert.rejects(run, (e) => e instanceof Interrupted && e.exitCode === 143)
+  })
+
+  it('starts nothing when the signal is already aborted', async () => {
+    const controller = new AbortController()
+    controller.abort(new Interrupted('SIGINT'))
+    const ctx = fakeContext({signal: controller.signal})
+    await assert.rejects(runPipeline([logTask('x', 'boot', 'never')], ctx, 'silent'), Interrupted)
+    assert.deepEqual(ctx.log, [])
   })
 })
 

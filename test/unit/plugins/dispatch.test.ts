@@ -46,12 +46,27 @@ describe('dispatch (fixture plugins)', () => {
 
   it('stops waiting for a plugin that never answers and names it', async () => {
     const started = Date.now()
-    await assert.rejects(dispatch(config, 'kube-spawn:tasks', {stage: 'boot', ctx: ctx('hang')}, 300), (e: unknown) => {
+    await assert.rejects(dispatch(config, 'kube-spawn:tasks', {stage: 'boot', ctx: ctx('hang')}, {timeoutMs: 300}), (e: unknown) => {
       assert.ok(e instanceof UserError)
       assert.match(e.message, /^plugin ks-fixture-alpha failed in hook kube-spawn:tasks: Timed out after 300 ms/)
       return true
     })
     assert.ok(Date.now() - started < 5000)
+  })
+
+  it("with onPluginFailure, reports every failing plugin by name and keeps the others' answers", async () => {
+    const reported: string[] = []
+    const answers = await dispatch(
+      config,
+      'kube-spawn:tasks',
+      {stage: 'boot', ctx: ctx('throw')},
+      {onPluginFailure: (m) => reported.push(m)},
+    )
+    assert.deepEqual(reported, ['plugin ks-fixture-beta failed in hook kube-spawn:tasks: beta cannot plan this'])
+    assert.deepEqual(
+      answers.map((a) => a.plugin),
+      ['ks-fixture-alpha'],
+    )
   })
 
   it('waits 30 s by default', () => {

@@ -1,0 +1,164 @@
+/**
+ * Teardown never depends on plugins. A cluster runs on "containerd-copy", a runtime that a linked
+ * user plugin provides (it hands out the core containerd plugin's tasks under another name). With that
+ * plugin unlinked, and with a plugin that fails to load linked, `stop` and `destroy` still run
+ * kube-spawn's own teardown, warn naming the plugin (on stderr, --json included), and leave nothing.
+ */
+import assert from 'node:assert/strict'
+import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {after, before, describe, it} from 'node:test'
+
+import {
+  Cli,
+  NO_RESIDUE,
+  REPO,
+  SKIP_REASON,
+  cleanupCluster,
+  explain,
+  fixtureBundle,
+  isolatedDefinition,
+  machineNames,
+  makeStateRoot,
+  residueOf,
+  uniqueClusterName,
+  writeDefinition,
+} from './helpers.ts'
+
+const STEP_TIMEOUT = 10 * 60_000
+const COPY_PLUGIN = 'kube-spawn-plugin-rtcopy'
+const BROKEN_PLUGIN = 'kube-spawn-plugin-broken'
+const log = (line: string) => console.log(`# ${line}`)
+
+function packageJson(name: string): string {
+  const hook = {target: './index.js'}
+  return JSON.stringify({
+    name,
+    version: '0.1.0',
+    type: 'module',
+    main: './index.js',
+    oclif: {hooks: {'kube-spawn:providers': {...hook, identifier: 'providers'}, 'kube-spawn:tasks': {...hook, identifier: 'tasks'}}},
+  })
+}
+
+/** The core containerd runtime under the name containerd-copy: its tasks are planned as if the cluster ran containerd. */
+const COPY_INDEX = `import * as core from ${JSON.stringify(join(REPO, 'plugins', 'runtime-containerd', 'dist', 'index.js'))}
+const copy = {...core.containerd, name: 'containerd-copy'}
+export const providers = async () => ({runtimes: [copy]})
+export async function tasks(options) {
+  if (options.ctx.runtime.name !== copy.name) return []
+  const asContainerd = new Proxy(options.ctx, {get: (ctx, key) => (key === 'runtime' ? core.containerd : Reflect.get(ctx, key))})
+  return core.tasks.call(this, {...options, ctx: asContainerd})
+}
+`
+
+describe("stop and destroy without the cluster's plugins", {skip: SKIP_REASON}, () => {
+  const cluster = uniqueClusterName('t')
+  const machines = machineNames(cluster, 2)
+  let stateRoot: string
+  let work: string
+  let cli: Cli
+  let config: string
+
+  before(async () => {
+    stateRoot = await makeStateRoot('plugins')
+    work = await mkdtemp(join(tmpdir(), 'ks-teardown-plugins-'))
+    for (const [name, index] of [
+      [COPY_PLUGIN, COPY_INDEX],
+      [BROKEN_PLUGIN, "throw new Error('broken on purpose')\n"],
+    ]) {
+      await mkdir(join(work, name))
+      await writeFile(join(work, name, 'package.json'), packageJson(name))
+      await writeFile(join(work, name, 'index.js'), index)
+    }
+    cli = new Cli(stateRoot, cluster, {
+      KUBE_SPAWN_DATA_DIR: join(work, 'data'),
+      XDG_DATA_HOME: join(work, 'xdg-data'),
+      XDG_CONFIG_HOME: join(work, 'xdg-config'),
+      KUBECONFIG: join(work, 'kubeconfig'),
+    })
+    config = await writeDefinition(stateRoot, isolatedDefinition({name: cluster, nodes: 2, bundle: await fixtureBundle()}))
+  })
+
+  after(async () => {
+    if (!stateRoot) return
+    await cli.run(['destroy'], STEP_TIMEOUT).catch(() => undefined)
+    const swept = await cleanupCluster(cluster, stateRoot)
+    if (swept.trim()) log(`cleanup after ${cluster}:\n${swept.trim()}`)
+    await rm(work, {recursive: true, force: true})
+  })
+
+  const link = (name: string) => cli.ok(['plugins:link', join(work, name), '--no-install'])
+  const unlink = (name: string) => cli.ok(['plugins:unlink', name])
+  const warnings = (stderr: string) => stderr.split('\n').filter((l) => l.startsWith('kube-spawn: warning: '))
+  const running = async () => (await cli.status()).machines.map((m) => m.running)
+
+  it('boots a cluster whose runtime comes from a linked user plugin', {timeout: STEP_TIMEOUT}, async () => {
+    await link(COPY_PLUGIN)
+    await cli.ok(['create', '--config', config, '--container-runtime', 'containerd-copy'], STEP_TIMEOUT)
+    await cli.ok(['start', '--skip-cluster-init'], STEP_TIMEOUT)
+    const active = await cli.exec(machines[1], ['systemctl', 'is-active', 'containerd'])
+    assert.equal(active.stdout.trim(), 'active', explain('systemctl is-active containerd', active))
+    assert.deepEqual(await running(), [true, true])
+  })
+
+  it(
+    'with the runtime plugin gone, stop --json stops the nodes and warns on stderr naming the plugin',
+    {timeout: STEP_TIMEOUT},
+    async () => {
+      await unlink(COPY_PLUGIN)
+      const stopped = await cli.ok(['stop', '--json'])
+      const json = JSON.parse(stopped.stdout) as {cluster: {clusterName: string}; warnings: string[]}
+      assert.equal(json.cluster.clusterName, cluster)
+      const seen = warnings(stopped.stderr)
+      assert.equal(seen.length, 1, stopped.stderr)
+      assert.match(
+        seen[0],
+        /the container runtime plugin of this cluster \(rtcopy\) is missing or broken: unknown container runtime "containerd-copy"/,
+      )
+      assert.deepEqual(await running(), [false, false])
+      assert.deepEqual((await residueOf(cluster, machines, stateRoot)).processes, [])
+    },
+  )
+
+  it('start without the runtime plugin is refused in one line, and the cluster stays as it was', async () => {
+    const refused = await cli.run(['start'])
+    assert.equal(refused.code, 2, explain('start', refused))
+    assert.match(
+      refused.stderr.trim(),
+      /^kube-spawn: unknown container runtime "containerd-copy": installed: containerd; or install a plugin that provides it$/,
+    )
+    assert.deepEqual(await running(), [false, false])
+  })
+
+  it('a plugin that fails to load refuses create in one line naming it', async () => {
+    await link(BROKEN_PLUGIN)
+    const refused = await cli.run(['create', '--config', config, '-c', `${cluster}x`, '--dry-run'])
+    assert.equal(refused.code, 2, explain('create', refused))
+    assert.match(refused.stderr, /^kube-spawn: plugin kube-spawn-plugin-broken failed in hook kube-spawn:providers: broken on purpose/m)
+  })
+
+  it(
+    'with the runtime plugin gone and a broken plugin linked, destroy of running nodes warns about both and leaves nothing',
+    {timeout: STEP_TIMEOUT},
+    async () => {
+      await unlink(BROKEN_PLUGIN)
+      await link(COPY_PLUGIN)
+      await cli.ok(['start', '--skip-cluster-init'], STEP_TIMEOUT)
+      assert.deepEqual(await running(), [true, true])
+      await unlink(COPY_PLUGIN)
+      await link(BROKEN_PLUGIN)
+
+      const plan = await cli.ok(['destroy', '--dry-run'])
+      assert.match(plan.stdout, /\[kube-spawn\] Remove the cluster directory/)
+      const destroyed = await cli.ok(['destroy'], STEP_TIMEOUT)
+      const seen = warnings(destroyed.stderr).join('\n')
+      assert.match(seen, /plugin kube-spawn-plugin-broken failed in hook kube-spawn:providers: broken on purpose/)
+      assert.match(seen, /plugin kube-spawn-plugin-broken failed in hook kube-spawn:tasks: broken on purpose/)
+      assert.match(seen, /the container runtime plugin of this cluster \(rtcopy\) is missing or broken/)
+      assert.deepEqual(await residueOf(cluster, machines, stateRoot), NO_RESIDUE)
+      await unlink(BROKEN_PLUGIN)
+    },
+  )
+})
