@@ -28,7 +28,8 @@ export async function bootNodes(ctx: ClusterContext, task: StageTaskWrapper): Pr
   const backend = backendFor(ctx.host.machined)
   const resolvConf = await nodeResolvConf(ctx.cluster)
   let booted = 0
-  await Promise.all(
+  // allSettled: after a failure or an interrupt, no node may still be starting when the teardown looks.
+  const outcomes = await Promise.allSettled(
     ctx.nodes.map(async (node) => {
       if ((await leaderPid(ctx.clusterDir, node.name)) !== undefined) return
       // Nothing new may start once the command is interrupted: the teardown would miss it.
@@ -51,6 +52,8 @@ export async function bootNodes(ctx: ClusterContext, task: StageTaskWrapper): Pr
       task.output = `${node.name} running after ${((Date.now() - started) / 1000).toFixed(1)} s (${booted}/${ctx.nodes.length})`
     }),
   )
+  const failed = outcomes.find((o) => o.status === 'rejected')
+  if (failed) throw failed.reason
   for (const m of ctx.cluster.machines) m.running = true
 }
 
