@@ -1,7 +1,7 @@
 import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {Interrupted, type UserError, withNote} from '../errors.js'
+import {Interrupted, withNote} from '../errors.js'
 
 import {kubernetesArch, kubernetesCacheDir} from '../kubernetes/artifacts.js'
 import {exists} from '../util/fs.js'
@@ -31,6 +31,8 @@ export interface StartOptions {
   skipClusterInit?: boolean
   /** Keep the nodes running after an interrupt, for debugging. */
   retain?: boolean
+  /** The caller cleans up after an interrupt (up destroys the new cluster): leave the nodes to it. */
+  cleanupByCaller?: boolean
   /** Where a failure's logs go, in a <timestamp> directory; default <cluster dir>/logs. */
   logsParent?: string
 }
@@ -51,8 +53,13 @@ export async function startCluster(env: Env, name: string, options: StartOptions
   })
 }
 
-async function afterFailedStart(ctx: ClusterContext, error: unknown, {retain = false, logsParent}: StartOptions): Promise<UserError> {
+async function afterFailedStart(
+  ctx: ClusterContext,
+  error: unknown,
+  {retain = false, cleanupByCaller = false, logsParent}: StartOptions,
+): Promise<unknown> {
   if (error instanceof Interrupted) {
+    if (cleanupByCaller) return error
     if (retain) return withNote(error, 'the nodes keep running (--retain); stop them with "kube-spawn stop"')
     await endNodes(ctx, 0)
     return withNote(error, `the nodes were stopped; start them again with "kube-spawn start -c ${ctx.cluster.clusterName}"`)

@@ -26,7 +26,7 @@ export async function upCluster(env: Env, request: CreateRequest & {skipClusterI
   }
   const logsParent = request.retain ? undefined : join(env.root.logsDir, name)
   try {
-    const started = await startCluster(env, name, {skipClusterInit: request.skipClusterInit, retain: request.retain, logsParent})
+    const started = await startCluster(env, name, {skipClusterInit: request.skipClusterInit, cleanupByCaller: true, logsParent})
     return {cluster: started.cluster, plan: [], warnings: [...created.warnings, ...started.warnings]}
   } catch (error) {
     if (request.retain) throw withNote(error, `the cluster is kept (--retain); remove it with "kube-spawn destroy -c ${name}"`)

@@ -17,7 +17,7 @@
  *   KUBE_SPAWN_NET_GUARD_LOG, or writes it to stderr when that is unset, so that a caller that swallows
  *   the error is still caught. Nothing is printed while nothing is refused.
  *
- * Each setting may also come as a query parameter of this module's URL (test/guard/guarded puts them
+ * Each setting may also come as a query parameter of this module's URL (test/guard/with-network-guard puts them
  * there): the test helpers start the CLI with an environment stripped of KUBE_SPAWN_* variables, but
  * they keep NODE_OPTIONS. An environment variable wins over the URL.
  *

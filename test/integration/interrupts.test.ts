@@ -65,9 +65,9 @@ describe('interrupts and failures of up and start (2 nodes, isolated)', {skip: S
       const what = explain(`up interrupted in ${stage}`, result)
       assert.ok(result.signalled, `the cue ${cue} never showed, or up ended before the signal: ${what}`)
       log(`up interrupted in ${stage}: ended ${seconds(result.ms)} after its start`)
+      assert.deepEqual(await residue(), NO_RESIDUE, what)
       assert.equal(result.code, exitCode, what)
       assert.match(result.stderr, new RegExp(`^kube-spawn: interrupted by ${signal}: the new cluster was removed$`, 'm'), what)
-      assert.deepEqual(await residue(), NO_RESIDUE)
     })
   }
 
