@@ -19,6 +19,7 @@ import {
   explain,
   fixtureBundle,
   isolatedDefinition,
+  kubeSpawn,
   machineNames,
   makeStateRoot,
   residueOf,
@@ -89,8 +90,13 @@ describe("stop and destroy without the cluster's plugins", {skip: SKIP_REASON}, 
     await rm(work, {recursive: true, force: true})
   })
 
-  const link = (name: string) => cli.ok(['plugins:link', join(work, name), '--no-install'])
-  const unlink = (name: string) => cli.ok(['plugins:unlink', name])
+  /** Plugin commands take no --dir or -c; they share the test's data directories through the environment. */
+  const plugins = async (args: string[]) => {
+    const result = await kubeSpawn(args, {env: cli.env})
+    if (result.code !== 0) throw new Error(explain(`kube-spawn ${args.join(' ')}`, result))
+  }
+  const link = (name: string) => plugins(['plugins:link', join(work, name), '--no-install'])
+  const unlink = (name: string) => plugins(['plugins:unlink', name])
   const warnings = (stderr: string) => stderr.split('\n').filter((l) => l.startsWith('kube-spawn: warning: '))
   const running = async () => (await cli.status()).machines.map((m) => m.running)
 
@@ -134,7 +140,7 @@ describe("stop and destroy without the cluster's plugins", {skip: SKIP_REASON}, 
 
   it('a plugin that fails to load refuses create in one line naming it', async () => {
     await link(BROKEN_PLUGIN)
-    const refused = await cli.run(['create', '--config', config, '-c', `${cluster}x`, '--dry-run'])
+    const refused = await kubeSpawn(['create', '--dry-run', '--config', config, '--dir', stateRoot, '-c', `${cluster}x`], {env: cli.env})
     assert.equal(refused.code, 2, explain('create', refused))
     assert.match(refused.stderr, /^kube-spawn: plugin kube-spawn-plugin-broken failed in hook kube-spawn:providers: broken on purpose/m)
   })
