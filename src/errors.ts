@@ -38,6 +38,15 @@ export class Interrupted extends UserError {
   }
 }
 
+/**
+ * The interrupt behind a failure, if any. On a terminal, Ctrl-C reaches the commands kube-spawn runs
+ * too, and one may fail from it before the abort is seen: an aborted signal wins over that error.
+ */
+export function interruptOf(error: unknown, signal: AbortSignal | undefined): Interrupted | undefined {
+  if (signal?.aborted && signal.reason instanceof Interrupted) return signal.reason
+  return error instanceof Interrupted ? error : undefined
+}
+
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
 }

@@ -2,7 +2,7 @@ import {randomBytes} from 'node:crypto'
 import {mkdir, readFile, stat} from 'node:fs/promises'
 
 import {type Cluster, type DefinitionOverrides, parseToml, resolveDefinition} from '../config/definition.js'
-import {Interrupted, UserError, withNote} from '../errors.js'
+import {UserError, interruptOf, withNote} from '../errors.js'
 import {assertHostReady, checkDisk, checkHost} from '../host/preflight.js'
 import {allocateClusterSubnet, allocatePodCidr, hostNetworks} from '../net/allocate.js'
 import {nodePaths} from '../node/layout.js'
@@ -78,9 +78,10 @@ export async function createCluster(env: Env, request: CreateRequest): Promise<C
       return {cluster, plan: [], warnings: ctx.warnings}
     } catch (error) {
       if (!request.retain) await env.root.remove(name)
-      if (!(error instanceof Interrupted)) throw error
+      const interrupt = interruptOf(error, env.signal)
+      if (!interrupt) throw error
       throw withNote(
-        error,
+        interrupt,
         request.retain ? `what was made is kept (--retain); remove it with "kube-spawn destroy -c ${name}"` : 'the new cluster was removed',
       )
     }

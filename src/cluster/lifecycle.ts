@@ -1,7 +1,7 @@
 import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {Interrupted, withNote} from '../errors.js'
+import {interruptOf, withNote} from '../errors.js'
 
 import {kubernetesArch, kubernetesCacheDir} from '../kubernetes/artifacts.js'
 import {exists} from '../util/fs.js'
@@ -58,11 +58,12 @@ async function afterFailedStart(
   error: unknown,
   {retain = false, cleanupByCaller = false, logsParent}: StartOptions,
 ): Promise<unknown> {
-  if (error instanceof Interrupted) {
-    if (cleanupByCaller) return error
-    if (retain) return withNote(error, 'the nodes keep running (--retain); stop them with "kube-spawn stop"')
+  const interrupt = interruptOf(error, ctx.signal)
+  if (interrupt) {
+    if (cleanupByCaller) return interrupt
+    if (retain) return withNote(interrupt, 'the nodes keep running (--retain); stop them with "kube-spawn stop"')
     await endNodes(ctx, 0)
-    return withNote(error, `the nodes were stopped; start them again with "kube-spawn start -c ${ctx.cluster.clusterName}"`)
+    return withNote(interrupt, `the nodes were stopped; start them again with "kube-spawn start -c ${ctx.cluster.clusterName}"`)
   }
   const dir = await collectLogs(ctx, join(logsParent ?? join(ctx.clusterDir, 'logs'), timestampName()))
   return withNote(error, `logs saved in ${dir}`)

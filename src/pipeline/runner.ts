@@ -153,7 +153,8 @@ async function settleOrAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<
       ),
       aborted.then(() => 'aborted' as const),
     ])
-    if (first === 'done') return await work
+    // A command killed by the terminal's own Ctrl-C may fail the work just before the abort is seen.
+    if (first === 'done') return await work.catch((error: unknown) => Promise.reject(signal.aborted ? signal.reason : error))
     await Promise.race([work.catch(() => undefined), new Promise((resolve) => setTimeout(resolve, ABORT_GRACE_MS).unref())])
     throw signal.reason
   } finally {

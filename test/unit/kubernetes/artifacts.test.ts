@@ -4,23 +4,14 @@ import {createReadStream, existsSync} from 'node:fs'
 import {mkdir, mkdtemp, readdir, rm, stat, symlink, utimes, writeFile} from 'node:fs/promises'
 import {createServer, type Server} from 'node:http'
 import {tmpdir} from 'node:os'
-import {dirname, join} from 'node:path'
+import {join} from 'node:path'
 import {after, before, describe, it} from 'node:test'
-import {fileURLToPath} from 'node:url'
 
+import {fixtureBundle} from '../helpers/fixture-bundle.ts'
 import {fetchKubernetes, formatProgress, kubernetesArch, parseSha256Sums, sha256File} from '../../../dist/kubernetes/artifacts.js'
 
-const REPO = join(dirname(fileURLToPath(import.meta.url)), '../../..')
-const PREPARE = join(REPO, '../shared/fixtures/kubernetes/prepare-bundle')
 const VERSION = 'v1.20.2'
 const BINARIES = ['kubeadm', 'kubelet', 'kubectl']
-
-/** The fixture bundle (prepare-bundle prints its path; it is quick once prepared). */
-function fixtureBundle(): string | undefined {
-  if (process.env.KUBE_SPAWN_FIXTURE_BUNDLE) return process.env.KUBE_SPAWN_FIXTURE_BUNDLE
-  if (!existsSync(PREPARE)) return undefined
-  return execFileSync(PREPARE, {encoding: 'utf8'}).trim().split('\n').pop()
-}
 
 const bundle = fixtureBundle()
 const skip = bundle === undefined ? 'the Kubernetes fixture (shared/fixtures/kubernetes) is not available' : false

@@ -5,7 +5,8 @@ import {chown, lstat, mkdir, mkdtemp, readFile, rm, stat, symlink, unlink, write
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {after, before, describe, it} from 'node:test'
-import {fileURLToPath} from 'node:url'
+
+import {fixtureBinary} from '../helpers/fixture-bundle.ts'
 
 import {
   contextName,
@@ -18,17 +19,7 @@ import {
   withServer,
 } from '../../../dist/kubernetes/kubeconfig.js'
 
-const REPO = join(dirname(fileURLToPath(import.meta.url)), '../../..')
-const PREPARE = join(REPO, '../shared/fixtures/kubernetes/prepare-bundle')
-
-function fixtureKubectl(): string | undefined {
-  const bundle =
-    process.env.KUBE_SPAWN_FIXTURE_BUNDLE ??
-    (existsSync(PREPARE) ? execFileSync(PREPARE, {encoding: 'utf8'}).trim().split('\n').pop() : undefined)
-  return bundle && existsSync(join(bundle, 'bin/kubectl')) ? join(bundle, 'bin/kubectl') : undefined
-}
-
-const kubectl = fixtureKubectl()
+const kubectl = fixtureBinary('kubectl')
 const skip = kubectl === undefined ? 'no fixture kubectl (shared/fixtures/kubernetes)' : false
 const skipUnlessRoot = skip || (process.getuid?.() !== 0 ? 'needs root (chown)' : false)
 

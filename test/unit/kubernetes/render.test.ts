@@ -7,6 +7,8 @@ import {dirname, join} from 'node:path'
 import {describe, it} from 'node:test'
 import {fileURLToPath} from 'node:url'
 
+import {fixtureBinary} from '../helpers/fixture-bundle.ts'
+
 import {
   kubeSpawnDropIn,
   kubeadmDropIn,
@@ -26,7 +28,7 @@ const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), '../../fixtures/gol
 const UPDATE = process.env.UPDATE_GOLDEN === '1'
 const SOCKET = 'unix:///run/containerd/containerd.sock'
 const CA_HASH = 'sha256:2f6a1c5b3e8d7a9c0b4e6f1d2a3c5e7f9b0d1c2e3f4a5b6c7d8e9f0a1b2c3d4e'
-const FIXTURE_BUNDLE = process.env.KUBE_SPAWN_FIXTURE_BUNDLE ?? '/var/cache/kube-spawn-fixtures/kubernetes-v1.20.2'
+const fixtureKubeadm = fixtureBinary('kubeadm')
 
 type RuntimeConfig = {cgroupPerQos: boolean; failSwapOn: boolean; timeout: string; useLegacyCgroupDriver: boolean}
 
@@ -171,11 +173,11 @@ describe('renderInitConfig', () => {
 
   it(
     'is accepted by kubeadm v1.20.2 (fixture)',
-    {skip: !existsSync(join(FIXTURE_BUNDLE, 'bin/kubeadm')) && 'no fixture bundle'},
+    {skip: fixtureKubeadm === undefined && 'no fixture bundle (shared/fixtures/kubernetes)'},
     async () => {
       const dir = await mkdtemp(join(tmpdir(), 'ks-render-'))
       try {
-        const kubeadm = join(FIXTURE_BUNDLE, 'bin/kubeadm')
+        const kubeadm = fixtureKubeadm!
         const c = CASES[0].cluster
         const init = join(dir, 'init.yaml')
         const joinFile = join(dir, 'join.yaml')
