@@ -16,11 +16,11 @@ import {
   Cli,
   NO_RESIDUE,
   SKIP_REASON,
-  cleanupCluster,
   fixtureBundle,
   isolatedDefinition,
   machineNames,
   makeStateRoot,
+  removeTestCluster,
   residueOf,
   seconds,
   uniqueClusterName,
@@ -66,9 +66,7 @@ describe('the first up after a boot, on a loaded 2-core host (cgroup v1 cpuset)'
   after(async () => {
     for (const hog of hogs) hog.kill('SIGKILL')
     if (stateRoot) {
-      await cli.run(['destroy'], STEP_TIMEOUT).catch(() => undefined)
-      const swept = await cleanupCluster(cluster, stateRoot)
-      if (swept.trim()) log(`cleanup after ${cluster}:\n${swept.trim()}`)
+      await removeTestCluster(cli, log)
     }
     if (originalCloneChildren !== undefined) await writeFile(CLONE_CHILDREN, originalCloneChildren)
   })

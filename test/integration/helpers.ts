@@ -2,7 +2,7 @@
  * Helpers for the integration tests: they run the real CLI as root against real nodes, and look at
  * the host (processes, links, iptables, mounts) to check what it left behind.
  */
-import {spawn} from 'node:child_process'
+import {type ChildProcess, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {existsSync} from 'node:fs'
 import {mkdtemp, readdir, readFile, rm, writeFile} from 'node:fs/promises'
@@ -48,7 +48,14 @@ export interface RunOptions {
 export function runProgram(
   file: string,
   args: string[],
-  {env = {}, timeoutMs = 10 * 60_000, input, fullEnv, cwd}: RunOptions & {fullEnv?: Record<string, string>; cwd?: string} = {},
+  {
+    env = {},
+    timeoutMs = 10 * 60_000,
+    input,
+    fullEnv,
+    cwd,
+    onStdout,
+  }: RunOptions & {fullEnv?: Record<string, string>; cwd?: string; onStdout?: (stdout: string, child: ChildProcess) => void} = {},
 ): Promise<CliResult> {
   const started = Date.now()
   return new Promise((done, fail) => {
@@ -63,7 +70,10 @@ export function runProgram(
       stderr += `\n[test] killed after ${timeoutMs} ms`
       child.kill('SIGKILL')
     }, timeoutMs)
-    child.stdout!.on('data', (chunk) => (stdout += chunk))
+    child.stdout!.on('data', (chunk) => {
+      stdout += chunk
+      onStdout?.(stdout, child)
+    })
     child.stderr!.on('data', (chunk) => (stderr += chunk))
     child.on('error', (error) => {
       clearTimeout(timer)
@@ -348,7 +358,7 @@ export function machineNames(cluster: string, nodes: number): string[] {
  * passed), as a user pressing Ctrl-C at that point would. Resolves to the result and whether the
  * signal was sent; a command that ends before the cue is not signalled.
  */
-export function interruptCli(
+export async function interruptCli(
   args: string[],
   {
     when,
@@ -358,40 +368,24 @@ export function interruptCli(
     timeoutMs = 10 * 60_000,
   }: {when: RegExp; afterMs?: number; signal?: NodeJS.Signals; env?: Record<string, string>; timeoutMs?: number},
 ): Promise<CliResult & {signalled: boolean}> {
-  const started = Date.now()
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [join(REPO, 'bin', 'run.js'), ...args], {
-      cwd: REPO,
-      env: cliEnv(env),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    let signalled = false
-    let cued = false
-    const watch = () => {
+  let cued = false
+  let signalled = false
+  const result = await runProgram(process.execPath, [join(REPO, 'bin', 'run.js'), ...args], {
+    cwd: REPO,
+    fullEnv: cliEnv(env),
+    timeoutMs,
+    onStdout: (stdout, child) => {
       if (cued || !when.test(stdout)) return
       cued = true
-      setTimeout(() => {
-        signalled = child.exitCode === null && child.kill(signal)
-      }, afterMs)
-    }
-    const timer = setTimeout(() => {
-      stderr += `\n[test] killed after ${timeoutMs} ms`
-      child.kill('SIGKILL')
-    }, timeoutMs)
-    child.stdout!.on('data', (chunk) => {
-      stdout += chunk
-      watch()
-    })
-    child.stderr!.on('data', (chunk) => (stderr += chunk))
-    child.on('error', (error) => {
-      clearTimeout(timer)
-      fail(error)
-    })
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      done({code, stdout, stderr, ms: Date.now() - started, signalled})
-    })
+      setTimeout(() => (signalled = child.exitCode === null && child.kill(signal)), afterMs)
+    },
   })
+  return {...result, signalled}
+}
+
+/** Destroys a test's cluster, even after a failed assertion, then sweeps what destroy missed (cleanup.sh). */
+export async function removeTestCluster(cli: Cli, log: (line: string) => void): Promise<void> {
+  await cli.run(['destroy'], 10 * 60_000).catch(() => undefined)
+  const swept = await cleanupCluster(cli.cluster, cli.stateRoot)
+  if (swept.trim()) log(`cleanup after ${cli.cluster}:\n${swept.trim()}`)
 }

@@ -13,13 +13,13 @@ import {
   Cli,
   NO_RESIDUE,
   SKIP_REASON,
-  cleanupCluster,
   explain,
   fixtureBundle,
   interruptCli,
   isolatedDefinition,
   machineNames,
   makeStateRoot,
+  removeTestCluster,
   residueOf,
   seconds,
   uniqueClusterName,
@@ -47,9 +47,7 @@ describe('interrupts and failures of up and start (2 nodes, isolated)', {skip: S
 
   after(async () => {
     if (!stateRoot) return
-    await cli.run(['destroy'], STEP_TIMEOUT).catch(() => undefined)
-    const swept = await cleanupCluster(cluster, stateRoot)
-    if (swept.trim()) log(`cleanup after ${cluster}:\n${swept.trim()}`)
+    await removeTestCluster(cli, log)
   })
 
   const residue = () => residueOf(cluster, machines, stateRoot)

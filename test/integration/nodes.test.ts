@@ -13,7 +13,6 @@ import {
   SKIP_REASON,
   type StatusJson,
   bridgeAddress,
-  cleanupCluster,
   fixtureBundle,
   iptablesRulesOf,
   isolatedDefinition,
@@ -22,6 +21,7 @@ import {
   mountsUnder,
   nodeCgroupDirs,
   nspawnProcesses,
+  removeTestCluster,
   seconds,
   uniqueClusterName,
   waitFor,
@@ -51,9 +51,7 @@ describe('a 3-node isolated cluster, standalone backend', {skip: SKIP_REASON}, (
   after(async () => {
     // Even when an assertion failed: destroy, then sweep whatever destroy missed.
     if (stateRoot) {
-      await cli.run(['destroy'], STEP_TIMEOUT).catch(() => undefined)
-      const swept = await cleanupCluster(cluster, stateRoot)
-      if (swept.trim()) log(`cleanup after ${cluster}:\n${swept.trim()}`)
+      await removeTestCluster(cli, log)
     }
   })
 
@@ -182,9 +180,7 @@ read-only = [{src = "${join(bundle, 'images')}", dst = "/mnt/kst-images"}]
 
   after(async () => {
     if (stateRoot) {
-      await cli.run(['destroy'], STEP_TIMEOUT).catch(() => undefined)
-      const swept = await cleanupCluster(cluster, stateRoot)
-      if (swept.trim()) log(`cleanup after ${cluster}:\n${swept.trim()}`)
+      await removeTestCluster(cli, log)
     }
   })
 

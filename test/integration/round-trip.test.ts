@@ -13,12 +13,12 @@ import {
   Cli,
   SKIP_REASON,
   TEST_CACHE_DIR,
-  cleanupCluster,
   explain,
   fixtureBundle,
   isolatedDefinition,
   kubeSpawn,
   makeStateRoot,
+  removeTestCluster,
   uniqueClusterName,
   writeDefinition,
 } from './helpers.ts'
@@ -40,8 +40,7 @@ describe('create, list, status, destroy', {skip: SKIP_REASON, timeout: CREATE_TI
 
   after(async () => {
     if (!stateRoot) return
-    await cli.run(['destroy']).catch(() => undefined)
-    await cleanupCluster(name, stateRoot)
+    await removeTestCluster(cli, (line) => console.log(`# ${line}`))
   })
 
   it('round-trips a two-node cluster', {timeout: CREATE_TIMEOUT}, async () => {

@@ -15,13 +15,13 @@ import {
   NO_RESIDUE,
   REPO,
   SKIP_REASON,
-  cleanupCluster,
   explain,
   fixtureBundle,
   isolatedDefinition,
   kubeSpawn,
   machineNames,
   makeStateRoot,
+  removeTestCluster,
   residueOf,
   uniqueClusterName,
   writeDefinition,
@@ -84,9 +84,7 @@ describe("stop and destroy without the cluster's plugins", {skip: SKIP_REASON}, 
 
   after(async () => {
     if (!stateRoot) return
-    await cli.run(['destroy'], STEP_TIMEOUT).catch(() => undefined)
-    const swept = await cleanupCluster(cluster, stateRoot)
-    if (swept.trim()) log(`cleanup after ${cluster}:\n${swept.trim()}`)
+    await removeTestCluster(cli, log)
     await rm(work, {recursive: true, force: true})
   })
 
