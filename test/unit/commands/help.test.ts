@@ -7,10 +7,37 @@ describe('kube-spawn --help', () => {
   it('lists every command', async () => {
     const result = await kubeSpawn(['--help'])
     assert.equal(result.code, 0, result.stderr)
-    const commands = result.stdout.slice(result.stdout.indexOf('COMMANDS'))
-    for (const command of ['create', 'destroy', 'exec', 'list', 'shell', 'start', 'status', 'stop', 'up', 'plugins']) {
+    // Topics (export, plugins) have a section of their own, before COMMANDS.
+    const commands = result.stdout.slice(result.stdout.indexOf('TOPICS'))
+    for (const command of [
+      'create',
+      'destroy',
+      'exec',
+      'export',
+      'kubeconfig',
+      'list',
+      'shell',
+      'start',
+      'status',
+      'stop',
+      'up',
+      'plugins',
+    ]) {
       assert.match(commands, new RegExp(`^  ${command}\\s`, 'm'), command)
     }
+  })
+
+  it('takes topics with a space or a colon: export logs, plugins:link', async () => {
+    for (const argv of [
+      ['export', 'logs', '--help'],
+      ['export:logs', '--help'],
+    ]) {
+      const result = await kubeSpawn(argv)
+      assert.equal(result.code, 0, result.stderr)
+      assert.match(result.stdout, /\$ kube-spawn export logs \[DIR\]/)
+    }
+    const link = await kubeSpawn(['plugins:link', '--help'])
+    assert.equal(link.code, 0, link.stderr)
   })
 
   it('shows the global flags of a command', async () => {
