@@ -16,6 +16,11 @@ export const BYTES_PER_NODE = 400 * 1024 ** 2
 /** A Debian base image with containerd: about 450 MB. */
 export const BASE_IMAGE_BYTES = 600 * 1024 ** 2
 
+async function kernelHasFilesystem(name: string): Promise<boolean> {
+  const filesystems = await readFile('/proc/filesystems', 'utf8').catch(() => '')
+  return new RegExp(`\\t${name}$`, 'm').test(filesystems)
+}
+
 /** The host checks `create` runs; each failure names its fix. `stateRoot` is where the nodes will live. */
 export async function checkHost({stateRoot}: {stateRoot: string}): Promise<CheckFailure[]> {
   const failures: CheckFailure[] = []
@@ -29,8 +34,11 @@ export async function checkHost({stateRoot}: {stateRoot: string}): Promise<Check
   else if (!(version >= MIN_NSPAWN_VERSION))
     fail('systemd-nspawn', `systemd-nspawn ${version} is older than ${MIN_NSPAWN_VERSION}`, 'upgrade systemd-container')
 
-  const filesystems = await readFile('/proc/filesystems', 'utf8').catch(() => '')
-  if (!/\toverlay$/m.test(filesystems)) fail('overlayfs', 'the kernel has no overlayfs', 'modprobe overlay')
+  if (!(await kernelHasFilesystem('overlay'))) {
+    // A freshly booted host may not have loaded the module yet; kube-spawn runs as root and loads it.
+    await run(['modprobe', 'overlay'], {allowFailure: true}).catch(() => undefined)
+    if (!(await kernelHasFilesystem('overlay'))) fail('overlayfs', 'the kernel has no overlayfs', 'modprobe overlay')
+  }
 
   await mkdir(stateRoot, {recursive: true, mode: 0o700}).catch(() => {})
   const storage = await statfs(stateRoot).catch(() => undefined)

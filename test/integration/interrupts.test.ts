@@ -2,10 +2,12 @@
  * Interrupts and failures of real commands on a 2-node isolated cluster: Ctrl-C (or SIGTERM) during
  * `up` in its boot, init and join stages leaves nothing on the host and the next `up` works; a failed
  * `up` saves its logs outside the cluster directory it removes and names them; `export logs` saves a
- * running cluster's; Ctrl-C during the start of a stopped cluster leaves it stopped and startable.
+ * running cluster's; Ctrl-C during the start of a stopped cluster leaves it stopped and startable;
+ * Ctrl-C during create, while a plugin's task ignores the abort, leaves no cluster directory.
  */
 import assert from 'node:assert/strict'
-import {readdir, readFile, stat} from 'node:fs/promises'
+import {mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {after, before, describe, it} from 'node:test'
 
@@ -17,6 +19,7 @@ import {
   fixtureBundle,
   interruptCli,
   isolatedDefinition,
+  kubeSpawn,
   machineNames,
   makeStateRoot,
   removeTestCluster,
@@ -160,5 +163,69 @@ describe('interrupts and failures of up and start (2 nodes, isolated)', {skip: S
   it('destroy leaves nothing behind', {timeout: STEP_TIMEOUT}, async () => {
     await cli.ok(['destroy'])
     assert.deepEqual(await residue(), NO_RESIDUE)
+  })
+})
+
+/** A user plugin whose prepare-node task sleeps and ignores the abort signal, so that create can be caught halfway. */
+const SLOW_PLUGIN = 'kube-spawn-plugin-slow'
+const SLOW_INDEX = `export const providers = async () => ({workarounds: [{name: 'slow', description: 'sleeps in prepare-node'}]})
+export const tasks = async ({stage}) =>
+  stage === 'prepare-node' ? [{title: 'Sleep a minute', task: () => new Promise((resolve) => setTimeout(resolve, 60_000))}] : []
+`
+
+describe('Ctrl-C during create', {skip: SKIP_REASON}, () => {
+  const cluster = uniqueClusterName('c')
+  let stateRoot: string
+  let work: string
+  let cli: Cli
+  let config: string
+
+  before(async () => {
+    stateRoot = await makeStateRoot('create-interrupt')
+    work = await mkdtemp(join(tmpdir(), 'ks-slow-plugin-'))
+    await mkdir(join(work, SLOW_PLUGIN))
+    const hook = {target: './index.js'}
+    await writeFile(
+      join(work, SLOW_PLUGIN, 'package.json'),
+      JSON.stringify({
+        name: SLOW_PLUGIN,
+        version: '0.1.0',
+        type: 'module',
+        oclif: {hooks: {'kube-spawn:providers': {...hook, identifier: 'providers'}, 'kube-spawn:tasks': {...hook, identifier: 'tasks'}}},
+      }),
+    )
+    await writeFile(join(work, SLOW_PLUGIN, 'index.js'), SLOW_INDEX)
+    cli = new Cli(stateRoot, cluster, {
+      KUBE_SPAWN_DATA_DIR: join(work, 'data'),
+      XDG_DATA_HOME: join(work, 'xdg-data'),
+      XDG_CONFIG_HOME: join(work, 'xdg-config'),
+    })
+    config = await writeDefinition(stateRoot, isolatedDefinition({name: cluster, nodes: 1, bundle: await fixtureBundle()}))
+    const linked = await kubeSpawn(['plugins:link', join(work, SLOW_PLUGIN), '--no-install'], {env: cli.env})
+    assert.equal(linked.code, 0, explain('plugins:link', linked))
+  })
+
+  after(async () => {
+    if (!stateRoot) return
+    await removeTestCluster(cli, log)
+    await rm(work, {recursive: true, force: true})
+  })
+
+  it('leaves no cluster directory, even when a plugin task ignores the abort (given 10 s to settle)', {timeout: STEP_TIMEOUT}, async () => {
+    const result = await interruptCli(['create', '--config', config, '--dir', stateRoot], {
+      when: /\[slow\] Sleep a minute/,
+      afterMs: 500,
+      env: cli.env,
+    })
+    const what = explain('create interrupted in prepare-node', result)
+    assert.ok(result.signalled, what)
+    assert.equal(result.code, 130, what)
+    assert.match(result.stderr, /^kube-spawn: interrupted by SIGINT: the new cluster was removed$/m, what)
+    assert.ok(result.ms < 30_000, `create ended ${seconds(result.ms)} after its start, not after the plugin's minute`)
+    assert.deepEqual(await residueOf(cluster, machineNames(cluster, 1), stateRoot), NO_RESIDUE)
+    assert.deepEqual(
+      (await readdir(stateRoot)).filter((name) => name.startsWith('kst-')),
+      [],
+    )
   })
 })
