@@ -47,7 +47,8 @@ async function nodeLogs(ctx: ClusterContext, node: LocalNodeHandle, dir: string)
     if (name === 'console.log' || /^kubeadm-.*\.log$/.test(name)) await attempt(name, () => cp(join(paths.dir, name), join(dir, name)))
   }
   const running = (await leaderPid(ctx.clusterDir, node.name)) !== undefined
-  const units = ['kubelet.service', ctx.runtime.service]
+  // A runtime whose plugin is gone has no service name to ask for.
+  const units = ['kubelet.service', ctx.runtime.service].filter((unit) => unit !== '')
   if (running) {
     const save = (file: string, argv: string[]) =>
       attempt(file, async () => {

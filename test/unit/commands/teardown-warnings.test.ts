@@ -3,7 +3,7 @@
  * every output mode, --json included (oclif's own logToStderr is silent there).
  */
 import assert from 'node:assert/strict'
-import {readFile, writeFile} from 'node:fs/promises'
+import {readdir, readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {after, before, describe, it} from 'node:test'
 
@@ -50,6 +50,24 @@ describe('teardown of a cluster whose runtime plugin is gone', () => {
     assert.ok(json.plan.length > 0)
     assert.equal(stderrLines(result).length, 1)
     assert.match(stderrLines(result)[0], WARNING)
+  })
+
+  it('export logs saves what it can without the runtime plugin, reading stopped nodes from their layers', async () => {
+    const into = join(root, '..', 'exported')
+    const result = await kubeSpawn(['export', 'logs', into, '--dir', root, '-c', 'keep'])
+    assert.equal(result.code, 0, result.stderr)
+    assert.equal(result.stdout.trim(), into)
+    assert.match(stderrLines(result)[0], WARNING)
+    const entries = (await readdir(into)).sort()
+    assert.ok(entries.includes('host.txt'), entries.join(', '))
+    const machines = entries.filter((e) => e !== 'host.txt')
+    assert.equal(machines.length, 2, entries.join(', '))
+    for (const machine of machines) {
+      const files = await readdir(join(into, machine))
+      assert.ok(files.includes('kubelet.journal.log'), files.join(', '))
+      assert.ok(!files.includes('.journal.log'), 'no journal of a runtime service without a name')
+      assert.match(await readFile(join(into, machine, 'collection-problems.txt'), 'utf8'), /the node was not running/)
+    }
   })
 
   it('start is still refused in one line (exit 2)', async () => {
