@@ -34,10 +34,12 @@ TOML
 step "up"
 ks up --config /tmp/vm.toml >/tmp/up.log 2>&1 || { tail -40 /tmp/up.log; fail "up"; }
 step "up done"
-ks status -c $CLUSTER | grep -q "backend machined" || fail "the nodes do not run on the machined backend"
+# Outputs are captured before grep -q reads them: with pipefail, a writer cut off by grep fails the pipe.
+status=$(ks status -c $CLUSTER)
+[[ "$status" == *"backend machined"* ]] || fail "the nodes do not run on the machined backend: $status"
 machinectl list --no-pager
 for m in $CP $W1; do
-  machinectl show "$m" --property=Unit --value | grep -qx "kube-spawn-$m.service" || fail "$m is not registered with machined"
+  [[ "$(machinectl show "$m" --property=Unit --value)" == "kube-spawn-$m.service" ]] || fail "$m is not registered with machined"
 done
 [[ "$(machinectl shell $W1 /bin/sh -c 'hostname' 2>/dev/null | tr -d '\r' | tail -n1)" == "$W1" ]] || fail "machinectl shell $W1"
 
@@ -61,13 +63,13 @@ pod web $W1 'mkdir -p /www && echo hello-from-web > /www/index.html && httpd -f 
 pod client $CP 'sleep 100000' | kubectl apply -f -
 kubectl wait --for=condition=Ready pod/web pod/client --timeout=600s || { kubectl describe pods; fail "the pods did not run"; }
 web_ip=$(kubectl get pod web -o jsonpath='{.status.podIP}')
-reach() { kubectl exec client -- sh -c "timeout 10 wget -qO- http://$web_ip:8080/" 2>&1 | grep -q hello-from-web; }
+reach() { [[ "$(kubectl exec client -- sh -c "timeout 10 wget -qO- http://$web_ip:8080/" 2>&1)" == *hello-from-web* ]]; }
 reach || fail "the client pod on $CP does not reach the web pod on $W1 ($web_ip)"
 step "pod-to-pod across nodes works"
 
 step "stop"
 ks stop -c $CLUSTER
-machinectl list --no-pager | grep -q "$CP" && fail "machined still lists $CP after stop"
+[[ "$(machinectl list --no-pager)" != *"$CP"* ]] || fail "machined still lists $CP after stop"
 step "start"
 ks start -c $CLUSTER >/tmp/start.log 2>&1 || { tail -40 /tmp/start.log; fail "start"; }
 kubectl wait --for=condition=Ready pod/web pod/client --timeout=600s || { kubectl describe pods; fail "the pods did not come back"; }
@@ -87,12 +89,12 @@ step "destroy"
 ks destroy -c $CLUSTER
 left=""
 [[ -z "$(machinectl list --no-legend --no-pager)" ]] || left+=" machines"
-systemctl list-units --all --no-legend 'kube-spawn-*' | grep -q . && left+=" units"
-find /sys/fs/cgroup -name "*ks-$CLUSTER-*" 2>/dev/null | grep -q . && left+=" cgroups"
-ip link show ks-$CLUSTER >/dev/null 2>&1 && left+=" bridge"
-iptables-save | grep -q "kube-spawn:$CLUSTER" && left+=" iptables"
-grep -q "/var/lib/kube-spawn/$CLUSTER" /proc/mounts && left+=" mounts"
-[[ -e /var/lib/kube-spawn/$CLUSTER ]] && left+=" directory"
+[[ -z "$(systemctl list-units --all --no-legend 'kube-spawn-*')" ]] || left+=" units"
+[[ -z "$(find /sys/fs/cgroup -name "*ks-$CLUSTER-*" 2>/dev/null)" ]] || left+=" cgroups"
+! ip link show ks-$CLUSTER >/dev/null 2>&1 || left+=" bridge"
+[[ "$(iptables-save)" != *"kube-spawn:$CLUSTER"* ]] || left+=" iptables"
+! grep -q "/var/lib/kube-spawn/$CLUSTER" /proc/mounts || left+=" mounts"
+[[ ! -e /var/lib/kube-spawn/$CLUSTER ]] || left+=" directory"
 [[ -z "$left" ]] || fail "destroy left:$left"
 step "destroy left nothing"
 echo "PASS"
