@@ -5,7 +5,7 @@
 import {type ChildProcess, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {existsSync} from 'node:fs'
-import {mkdtemp, readdir, readFile, rm, writeFile} from 'node:fs/promises'
+import {mkdir, mkdtemp, readdir, readFile, rm, writeFile} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
@@ -388,4 +388,23 @@ export async function removeTestCluster(cli: Cli, log: (line: string) => void): 
   await cli.run(['destroy'], 10 * 60_000).catch(() => undefined)
   const swept = await cleanupCluster(cli.cluster, cli.stateRoot)
   if (swept.trim()) log(`cleanup after ${cli.cluster}:\n${swept.trim()}`)
+}
+
+/** Writes a one-file user plugin (providers and tasks hooks in index.js) into dir/name, ready for plugins:link. */
+export async function writeTestPlugin(dir: string, name: string, index: string): Promise<string> {
+  const root = join(dir, name)
+  const hook = {target: './index.js'}
+  await mkdir(root, {recursive: true})
+  await writeFile(
+    join(root, 'package.json'),
+    JSON.stringify({
+      name,
+      version: '0.1.0',
+      type: 'module',
+      main: './index.js',
+      oclif: {hooks: {'kube-spawn:providers': {...hook, identifier: 'providers'}, 'kube-spawn:tasks': {...hook, identifier: 'tasks'}}},
+    }),
+  )
+  await writeFile(join(root, 'index.js'), index)
+  return root
 }

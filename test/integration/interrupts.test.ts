@@ -6,7 +6,7 @@
  * Ctrl-C during create, while a plugin's task ignores the abort, leaves no cluster directory.
  */
 import assert from 'node:assert/strict'
-import {mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile} from 'node:fs/promises'
+import {mkdtemp, readdir, readFile, rm, stat} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {after, before, describe, it} from 'node:test'
@@ -27,6 +27,7 @@ import {
   seconds,
   uniqueClusterName,
   writeDefinition,
+  writeTestPlugin,
 } from './helpers.ts'
 
 const STEP_TIMEOUT = 15 * 60_000
@@ -183,18 +184,7 @@ describe('Ctrl-C during create', {skip: SKIP_REASON}, () => {
   before(async () => {
     stateRoot = await makeStateRoot('create-interrupt')
     work = await mkdtemp(join(tmpdir(), 'ks-slow-plugin-'))
-    await mkdir(join(work, SLOW_PLUGIN))
-    const hook = {target: './index.js'}
-    await writeFile(
-      join(work, SLOW_PLUGIN, 'package.json'),
-      JSON.stringify({
-        name: SLOW_PLUGIN,
-        version: '0.1.0',
-        type: 'module',
-        oclif: {hooks: {'kube-spawn:providers': {...hook, identifier: 'providers'}, 'kube-spawn:tasks': {...hook, identifier: 'tasks'}}},
-      }),
-    )
-    await writeFile(join(work, SLOW_PLUGIN, 'index.js'), SLOW_INDEX)
+    await writeTestPlugin(work, SLOW_PLUGIN, SLOW_INDEX)
     cli = new Cli(stateRoot, cluster, {
       KUBE_SPAWN_DATA_DIR: join(work, 'data'),
       XDG_DATA_HOME: join(work, 'xdg-data'),

@@ -5,7 +5,7 @@
  * kube-spawn's own teardown, warn naming the plugin (on stderr, --json included), and leave nothing.
  */
 import assert from 'node:assert/strict'
-import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises'
+import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {after, before, describe, it} from 'node:test'
@@ -25,23 +25,13 @@ import {
   residueOf,
   uniqueClusterName,
   writeDefinition,
+  writeTestPlugin,
 } from './helpers.ts'
 
 const STEP_TIMEOUT = 10 * 60_000
 const COPY_PLUGIN = 'kube-spawn-plugin-rtcopy'
 const BROKEN_PLUGIN = 'kube-spawn-plugin-broken'
 const log = (line: string) => console.log(`# ${line}`)
-
-function packageJson(name: string): string {
-  const hook = {target: './index.js'}
-  return JSON.stringify({
-    name,
-    version: '0.1.0',
-    type: 'module',
-    main: './index.js',
-    oclif: {hooks: {'kube-spawn:providers': {...hook, identifier: 'providers'}, 'kube-spawn:tasks': {...hook, identifier: 'tasks'}}},
-  })
-}
 
 /** The core containerd runtime under the name containerd-copy: its tasks are planned as if the cluster ran containerd. */
 const COPY_INDEX = `import * as core from ${JSON.stringify(join(REPO, 'plugins', 'runtime-containerd', 'dist', 'index.js'))}
@@ -69,9 +59,7 @@ describe("stop and destroy without the cluster's plugins", {skip: SKIP_REASON}, 
       [COPY_PLUGIN, COPY_INDEX],
       [BROKEN_PLUGIN, "throw new Error('broken on purpose')\n"],
     ]) {
-      await mkdir(join(work, name))
-      await writeFile(join(work, name, 'package.json'), packageJson(name))
-      await writeFile(join(work, name, 'index.js'), index)
+      await writeTestPlugin(work, name, index)
     }
     cli = new Cli(stateRoot, cluster, {
       KUBE_SPAWN_DATA_DIR: join(work, 'data'),
