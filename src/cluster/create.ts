@@ -3,7 +3,7 @@ import {mkdir, readFile, stat} from 'node:fs/promises'
 
 import {type Cluster, type DefinitionOverrides, parseToml, resolveDefinition} from '../config/definition.js'
 import {UserError, interruptOf, withNote} from '../errors.js'
-import {assertHostReady, checkDisk, checkHost} from '../host/preflight.js'
+import {assertHostReady, checkDisk, examineHost} from '../host/preflight.js'
 import {allocateClusterSubnet, allocatePodCidr, hostNetworks} from '../net/allocate.js'
 import {nodePaths} from '../node/layout.js'
 import {planMachines} from '../node/names.js'
@@ -102,8 +102,11 @@ export function createTasks(env: Env): CoreTask[] {
     {
       stage: 'preflight',
       title: 'Check the host',
-      task: async () => {
-        assertHostReady(await checkHost({stateRoot: env.root.path}))
+      task: async (ctx, task) => {
+        const examined = await examineHost(ctx.host, {stateRoot: env.root.path, kubernetesVersion: ctx.kubernetes.version})
+        assertHostReady(examined.failures)
+        for (const warning of examined.warnings) ctx.warn(warning)
+        task.title = `Checked the host: ${examined.description}`
       },
     },
     {

@@ -1,13 +1,16 @@
 import {access, readFile, statfs} from 'node:fs/promises'
+import {release} from 'node:os'
 
 import type {HostInfo} from '../sdk/index.js'
+import {UserError} from '../errors.js'
+import {run} from '../util/run.js'
 
 const CAP_SYS_RESOURCE = 24n
 const CGROUP2_SUPER_MAGIC = 0x63677270
 
 /** Reads what kube-spawn needs to know about the host; no side effects. */
 export async function detectHost(): Promise<HostInfo> {
-  const [machined, capSysResource, cgroupVersion, hasLibModules] = await Promise.all([
+  const [machined, capSysResource, cgroupVersion, hasLibModules, systemdPid1, systemdVersion, timeoutScale] = await Promise.all([
     hasMachined(),
     hasCapability(CAP_SYS_RESOURCE),
     statfs('/sys/fs/cgroup').then(
@@ -18,8 +21,37 @@ export async function detectHost(): Promise<HostInfo> {
       () => true,
       () => false,
     ),
+    readFile('/proc/1/comm', 'utf8').then(
+      (comm) => comm.trim() === 'systemd',
+      () => false,
+    ),
+    nspawnVersion(),
+    detectTimeoutScale(),
   ])
-  return {machined, capSysResource, cgroupVersion, hasLibModules}
+  return {machined, capSysResource, cgroupVersion, hasLibModules, systemdPid1, systemdVersion, kernel: release(), timeoutScale}
+}
+
+/** Waits on a fully emulated CPU (QEMU's TCG, which systemd-detect-virt calls "qemu"; KVM is "kvm") last about 3 times as long. */
+export const EMULATED_CPU_TIMEOUT_SCALE = 3
+
+/** $KUBE_SPAWN_TIMEOUT_SCALE when set, else 3 under full emulation, else 1. */
+async function detectTimeoutScale(): Promise<number> {
+  const configured = process.env.KUBE_SPAWN_TIMEOUT_SCALE
+  if (configured) {
+    const scale = Number(configured)
+    if (!(scale >= 1 && scale <= 100))
+      throw new UserError(`KUBE_SPAWN_TIMEOUT_SCALE=${configured} is not a number from 1 to 100`, {hint: 'unset it, or give e.g. 3'})
+    return scale
+  }
+  const virt = await run(['systemd-detect-virt', '--vm'], {allowFailure: true}).catch(() => undefined)
+  return virt?.stdout.trim() === 'qemu' ? EMULATED_CPU_TIMEOUT_SCALE : 1
+}
+
+/** The systemd version of systemd-nspawn, which is what boots the nodes. */
+export async function nspawnVersion(): Promise<number | undefined> {
+  const result = await run(['systemd-nspawn', '--version'], {allowFailure: true}).catch(() => undefined)
+  const version = Number(/systemd (\d+)/.exec(result?.stdout ?? '')?.[1])
+  return result?.exitCode === 0 && version > 0 ? version : undefined
 }
 
 /** machined is usable where PID 1 is systemd (it creates /run/systemd/system) and machinectl exists. */

@@ -1,6 +1,9 @@
 import {access, mkdir, readFile, statfs} from 'node:fs/promises'
 
 import {UserError} from '../errors.js'
+import type {HostInfo} from '../sdk/index.js'
+import {nspawnVersion} from './detect.js'
+import {checkSupport, describeHost} from './support.js'
 import {run} from '../util/run.js'
 
 export interface CheckFailure {
@@ -28,10 +31,9 @@ export async function checkHost({stateRoot}: {stateRoot: string}): Promise<Check
 
   if (process.getuid?.() !== 0) fail('root', 'kube-spawn must run as root', 'run it with sudo')
 
-  const nspawn = await run(['systemd-nspawn', '--version'], {allowFailure: true}).catch(() => undefined)
-  const version = Number(/systemd (\d+)/.exec(nspawn?.stdout ?? '')?.[1])
-  if (!nspawn || nspawn.exitCode !== 0) fail('systemd-nspawn', 'systemd-nspawn is not installed', 'apt-get install systemd-container')
-  else if (!(version >= MIN_NSPAWN_VERSION))
+  const version = await nspawnVersion()
+  if (version === undefined) fail('systemd-nspawn', 'systemd-nspawn is not installed', 'apt-get install systemd-container')
+  else if (version < MIN_NSPAWN_VERSION)
     fail('systemd-nspawn', `systemd-nspawn ${version} is older than ${MIN_NSPAWN_VERSION}`, 'upgrade systemd-container')
 
   if (!(await kernelHasFilesystem('overlay'))) {
@@ -130,4 +132,26 @@ export function assertHostReady(failures: CheckFailure[]): void {
 
 function gib(bytes: number): string {
   return `${(bytes / 1024 ** 3).toFixed(1)} GiB`
+}
+
+export interface HostExamination {
+  host: HostInfo
+  /** describeHost's one line. */
+  description: string
+  failures: CheckFailure[]
+  warnings: string[]
+}
+
+/** Everything preflight knows: the host's facts, the checks that fail, and what the Kubernetes version means here. */
+export async function examineHost(
+  host: HostInfo,
+  {stateRoot, kubernetesVersion}: {stateRoot: string; kubernetesVersion: string},
+): Promise<HostExamination> {
+  const support = checkSupport(host, kubernetesVersion)
+  return {
+    host,
+    description: describeHost(host),
+    failures: [...(await checkHost({stateRoot})), ...support.refusals],
+    warnings: support.warnings,
+  }
 }

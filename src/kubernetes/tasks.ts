@@ -23,6 +23,8 @@ export const KUBERNETES_STAGES: readonly Stage[] = ['pre-init', 'init', 'post-in
 /** Where the cached Kubernetes binaries and bundle images appear inside every node (read-only). */
 export const NODE_BIN_DIR = '/opt/kube-spawn/kubernetes/bin'
 export const NODE_IMAGES_DIR = '/opt/kube-spawn/images'
+/** kubeadm init or join, whole; kubeadm's own control-plane wait (4 min in 1.20) is inside it. */
+const KUBEADM_TIMEOUT_MS = 600_000
 const INIT_CONFIG = '/etc/kube-spawn/kubeadm-init.yaml'
 const JOIN_CONFIG = '/etc/kube-spawn/kubeadm-join.yaml'
 const ADMIN_CONF = 'admin.conf'
@@ -139,7 +141,9 @@ export function kubernetesStartTasks(): CoreTask[] {
           ctx.nodes.map(async (node) => {
             for (const image of images) {
               const name = image.split('/').at(-1)!
-              await node.exec([...ctx.runtime.imageImportCommand, `${NODE_IMAGES_DIR}/${name}`], {timeoutMs: 300_000})
+              await node.exec([...ctx.runtime.imageImportCommand, `${NODE_IMAGES_DIR}/${name}`], {
+                timeoutMs: 300_000 * ctx.host.timeoutScale,
+              })
               task.output = `${++done}/${images.length * ctx.nodes.length} imported`
             }
           }),
@@ -222,7 +226,7 @@ async function kubeadmInit(ctx: ClusterContext, task: StageTaskWrapper): Promise
   const skip = await skippedPhases(ctx, cp)
   task.output = `kubeadm init --skip-phases=${skip.join(',')}`
   await cp.exec(['kubeadm', 'init', `--config=${INIT_CONFIG}`, `--skip-phases=${skip.join(',')}`, '--skip-token-print'], {
-    timeoutMs: 600_000,
+    timeoutMs: KUBEADM_TIMEOUT_MS * ctx.host.timeoutScale,
     task,
     logFile: join(cp.dir, 'kubeadm-init.log'),
   })
@@ -278,7 +282,7 @@ async function kubeadmJoin(ctx: ClusterContext, task: StageTaskWrapper): Promise
         0o600,
       )
       await node.exec(['kubeadm', 'join', `--config=${JOIN_CONFIG}`, ...(skip.length ? [`--skip-phases=${skip.join(',')}`] : [])], {
-        timeoutMs: 600_000,
+        timeoutMs: KUBEADM_TIMEOUT_MS * ctx.host.timeoutScale,
         logFile: join(node.dir, 'kubeadm-join.log'),
       })
       task.output = `${++joined}/${workers.length} joined`
@@ -343,7 +347,7 @@ async function configurePodNetwork(ctx: ClusterContext): Promise<void> {
 
 /** Ready by a heartbeat newer than this start: right after a restart the API still shows the old status. */
 async function waitForReady(ctx: ClusterContext, startedAt: number, task: StageTaskWrapper): Promise<void> {
-  const timeoutMs = parseDuration(ctx.cluster.runtimeConfig.timeout)!
+  const timeoutMs = parseDuration(ctx.cluster.runtimeConfig.timeout)! * ctx.host.timeoutScale
   const deadline = Date.now() + timeoutMs
   const fresh = (n: NodeObject) => {
     const ready = n.status.conditions?.find((c) => c.type === 'Ready')
@@ -368,7 +372,9 @@ async function waitForReady(ctx: ClusterContext, startedAt: number, task: StageT
         return `${n.name} (${condition ? `${condition.reason}: ${condition.message}` : 'not registered'}; kubelet ${kubelet?.stdout.trim() ?? 'unreachable'})`
       }),
   )
-  throw new HostError(`nodes not Ready after ${ctx.cluster.runtimeConfig.timeout}: ${reasons.join('; ')}`, {
+  const waited =
+    ctx.host.timeoutScale === 1 ? ctx.cluster.runtimeConfig.timeout : `${ctx.cluster.runtimeConfig.timeout} × ${ctx.host.timeoutScale}`
+  throw new HostError(`nodes not Ready after ${waited}: ${reasons.join('; ')}`, {
     hint: 'see kube-spawn exec NODE -- journalctl -u kubelet',
   })
 }

@@ -60,7 +60,7 @@ export async function bootNodes(ctx: ClusterContext, task: StageTaskWrapper): Pr
 /** systemd in the node reports running, or degraded (then the failed units become a warning). */
 async function waitForSystemd(ctx: ClusterContext, machine: string): Promise<void> {
   const node = ctx.nodes.find((n) => n.name === machine)!
-  const deadline = Date.now() + BOOT_TIMEOUT_MS
+  const deadline = Date.now() + BOOT_TIMEOUT_MS * ctx.host.timeoutScale
   let state = ''
   while (Date.now() < deadline) {
     ctx.signal?.throwIfAborted()

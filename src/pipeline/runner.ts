@@ -1,5 +1,5 @@
 import type {Config} from '@oclif/core'
-import {Listr, type ListrRendererValue} from 'listr2'
+import {Listr, PRESET_TIMER, type ListrRendererValue} from 'listr2'
 
 import {type DispatchOptions, dispatch, shortPluginName} from '../plugins/dispatch.js'
 import type {Stage, StageContext, StageTask} from '../sdk/index.js'
@@ -95,6 +95,9 @@ export async function runPipeline(planned: PlannedTask[], ctx: StageContext, ren
   const list = new Listr<StageContext, ListrRendererValue, ListrRendererValue>(
     stages.map((stage) => ({
       title: stage,
+      // Each stage shows how long it took, on a terminal and in CI logs alike.
+      rendererOptions: {timer: PRESET_TIMER},
+      fallbackRendererOptions: {timer: PRESET_TIMER},
       task: (_ctx, task) =>
         task.newListr(
           planned.filter((p) => p.stage === stage).map(({owner, task: t}) => labelled(owner, t, ctx.signal)),

@@ -48,7 +48,12 @@ export async function dispatch<K extends KubeSpawnEvent>(
     `plugin ${failure.plugin.name} failed in hook ${event}: ${errorMessage(failure.error)}`
   if (onPluginFailure) for (const failure of sorted) onPluginFailure(describe(failure))
   else if (sorted.length > 0) {
-    throw new UserError(describe(sorted[0]), {hint: 'fix or uninstall that plugin (kube-spawn plugins)', cause: sorted[0].error})
+    // A plugin's error may carry its own hint, e.g. for a bad [plugin-config.<name>] table.
+    const hint = (sorted[0].error as {hint?: unknown}).hint
+    throw new UserError(describe(sorted[0]), {
+      hint: typeof hint === 'string' ? hint : 'fix or uninstall that plugin (kube-spawn plugins)',
+      cause: sorted[0].error,
+    })
   }
   return successes.map(({plugin, result}) => ({plugin: plugin.name, result})).sort((a, b) => a.plugin.localeCompare(b.plugin))
 }

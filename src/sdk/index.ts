@@ -83,6 +83,17 @@ export interface HostInfo {
   cgroupVersion: 1 | 2
   /** /lib/modules exists and can be bound into nodes. */
   hasLibModules: boolean
+  /** systemd is PID 1 (machined needs it). */
+  systemdPid1: boolean
+  /** The host's systemd (systemd-nspawn) version; undefined when nspawn is missing. */
+  systemdVersion?: number
+  /** The running kernel's release (uname -r). */
+  kernel: string
+  /**
+   * Multiply waits by this: 1 on a normal host, 3 under full CPU emulation (QEMU without KVM), or
+   * $KUBE_SPAWN_TIMEOUT_SCALE. Plugins scale their own waits by it too.
+   */
+  timeoutScale: number
 }
 
 export interface ExecResult {

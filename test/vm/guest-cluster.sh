@@ -1,14 +1,17 @@
 #!/bin/bash
-# Runs inside the test VM as root (scripts/test-vm --script test/vm/guest-cluster.sh): a 2-node isolated
-# cluster (1 control plane + 1 worker) on a real systemd host with machined. Checks that both nodes are
-# machined machines (list, shell, poweroff), that a pod on the worker is reached from a pod on the
-# control plane, that stop and start keep the pod, and that destroy leaves no machine, unit, cgroup,
-# bridge, rule, mount or directory. Prints each step's time; exits non-zero at the first failure.
+# Runs inside the test VM as root (scripts/test-vm, its default script): a 2-node isolated cluster (1
+# control plane + 1 worker) of Debian $KUBE_SPAWN_VM_SUITE nodes (default bookworm) on a real systemd
+# host with machined. Checks that both nodes are machined machines (list, shell, poweroff), that exec
+# runs inside the node's unit, that a pod on the worker is reached from a pod on the control plane,
+# that stop and start keep the pods, and that destroy leaves no machine, unit, cgroup, bridge, rule,
+# mount or directory. Prints each step's time and kube-spawn's stage times; exits non-zero at the
+# first failure. kube-spawn's own waits are not raised here: it scales them under emulation itself.
 set -euo pipefail
 cd /opt/kube-spawn
 export PATH="/opt/kube-spawn/.tools/node/node_modules/.bin:$PATH" KUBE_SPAWN_CACHE_DIR=/var/cache/kube-spawn-test CI=true
 BUNDLE=/var/cache/kube-spawn-fixtures/kubernetes-v1.20.2
 CLUSTER=vm
+SUITE=${KUBE_SPAWN_VM_SUITE:-bookworm}
 CP=ks-$CLUSTER-cp
 W1=ks-$CLUSTER-w1
 ks() { bin/kube-spawn "$@"; }
@@ -17,6 +20,7 @@ t0=$(date +%s)
 step() { echo "== $1 ($(($(date +%s) - t0)) s)"; }
 
 step "host: cgroup $(stat -fc %T /sys/fs/cgroup), PID 1 $(cat /proc/1/comm), systemd $(systemctl --version | head -n1), kernel $(uname -r)"
+ks host || fail "kube-spawn host finds a problem"
 cat >/tmp/vm.toml <<TOML
 cluster-name = "$CLUSTER"
 nodes = 2
@@ -27,13 +31,16 @@ source = "$BUNDLE"
 [network]
 egress = false
 
-[runtime-config]
-timeout = "30m"
+[plugin-config.image-debian]
+suite = "$SUITE"
 TOML
 
 step "up"
 ks up --config /tmp/vm.toml >/tmp/up.log 2>&1 || { tail -40 /tmp/up.log; fail "up"; }
 step "up done"
+echo "kube-spawn's stages:"
+grep -E '^✔ [a-z-]+ \[' /tmp/up.log | sed 's/^/  /'
+grep -F 'Checked the host' /tmp/up.log | sed 's/^/  /'
 # Outputs are captured before grep -q reads them: with pipefail, a writer cut off by grep fails the pipe.
 status=$(ks status -c $CLUSTER)
 [[ "$status" == *"backend machined"* ]] || fail "the nodes do not run on the machined backend: $status"
@@ -42,6 +49,23 @@ for m in $CP $W1; do
   [[ "$(machinectl show "$m" --property=Unit --value)" == "kube-spawn-$m.service" ]] || fail "$m is not registered with machined"
 done
 [[ "$(machinectl shell $W1 /bin/sh -c 'hostname' 2>/dev/null | tr -d '\r' | tail -n1)" == "$W1" ]] || fail "machinectl shell $W1"
+node_systemd=$(ks exec $CP -- systemctl --version | head -n1)
+echo "node $CP: $node_systemd, $(ks exec $CP -- sh -c '. /etc/os-release; echo $PRETTY_NAME'), $(ks exec $CP -- containerd --version)"
+case "$SUITE" in trixie) [[ "$node_systemd" == "systemd 257"* ]] || fail "a trixie node should run systemd 257: $node_systemd" ;; esac
+rc=0
+ks exec $W1 -- sh -c 'exit 7' || rc=$?
+[[ $rc == 7 ]] || fail "exec should pass the exit code 7 through, got $rc"
+ks exec $W1 -- sleep 4242 &
+exec_pid=""
+for _ in $(seq 1 50); do exec_pid=$(pgrep -x -f 'sleep 4242' || true); [[ -n "$exec_pid" ]] && break; sleep 0.2; done
+[[ -n "$exec_pid" ]] || fail "the exec'd sleep did not start"
+exec_cgroup=$(cat /proc/"$exec_pid"/cgroup)
+kill "$exec_pid"
+wait || true
+[[ "$exec_cgroup" == *"/kube-spawn-$W1.service/"* ]] || fail "kube-spawn exec ran outside the node's unit: $exec_cgroup"
+echo "exec runs in the node's cgroup: $exec_cgroup"
+kubelet_pid=$(pgrep -f -n '/kubelet .*--node-ip=10' | head -n1 || true)
+[[ -z "$kubelet_pid" ]] || echo "a kubelet's cgroup: $(cat /proc/"$kubelet_pid"/cgroup); kubepods at: $(find /sys/fs/cgroup -maxdepth 6 -type d -name kubepods 2>/dev/null | head -n2 | tr '\n' ' ')"
 
 KUBECONFIG=$(ks kubeconfig -c $CLUSTER)
 export KUBECONFIG
@@ -65,6 +89,7 @@ kubectl wait --for=condition=Ready pod/web pod/client --timeout=600s || { kubect
 web_ip=$(kubectl get pod web -o jsonpath='{.status.podIP}')
 reach() { [[ "$(kubectl exec client -- sh -c "timeout 10 wget -qO- http://$web_ip:8080/" 2>&1)" == *hello-from-web* ]]; }
 reach || fail "the client pod on $CP does not reach the web pod on $W1 ($web_ip)"
+web_uid=$(kubectl get pod web -o jsonpath='{.metadata.uid}')
 step "pod-to-pod across nodes works"
 
 step "stop"
@@ -72,10 +97,17 @@ ks stop -c $CLUSTER
 [[ "$(machinectl list --no-pager)" != *"$CP"* ]] || fail "machined still lists $CP after stop"
 step "start"
 ks start -c $CLUSTER >/tmp/start.log 2>&1 || { tail -40 /tmp/start.log; fail "start"; }
-kubectl wait --for=condition=Ready pod/web pod/client --timeout=600s || { kubectl describe pods; fail "the pods did not come back"; }
-web_ip=$(kubectl get pod web -o jsonpath='{.status.podIP}')
-reach || fail "pod-to-pod after start"
-step "stop and start kept the pods"
+# The pods' Ready conditions read right after start are the ones from before the stop (no controller
+# ran while the cluster was stopped), and the sandbox gets a new IP: poll with the pod's current IP.
+[[ "$(kubectl get pod web -o jsonpath='{.metadata.uid}')" == "$web_uid" ]] || fail "the web pod is not the same object after start"
+reached=false
+for _ in $(seq 1 60); do
+  web_ip=$(kubectl get pod web -o jsonpath='{.status.podIP}' 2>/dev/null || true)
+  if [[ -n "$web_ip" ]] && reach; then reached=true; break; fi
+  sleep 5
+done
+$reached || { kubectl get pods -o wide; kubectl describe pods | tail -40; fail "pod-to-pod after start (web at ${web_ip:-no IP})"; }
+step "stop and start kept the pods (web $web_ip)"
 
 running() { # running NODE: exits 0 while kube-spawn status says the node runs
   ks status -c $CLUSTER --json | node -e 'const s = JSON.parse(require("fs").readFileSync(0, "utf8")); process.exit(s.machines.find((m) => m.name === process.argv[1])?.running ? 0 : 1)' "$1"

@@ -6,7 +6,7 @@ import type {KubeSpawnHook, StageContext} from 'kube-spawn/sdk'
 
 /** Bump when the build steps below change, so that old cache entries are not reused. */
 export const BUILD_VERSION = '1'
-export const DEFAULT_RELEASE = 'bookworm'
+export const DEFAULT_SUITE = 'bookworm'
 export const DEFAULT_MIRROR = 'http://deb.debian.org/debian'
 
 /** What every node needs whatever its runtime. */
@@ -28,30 +28,50 @@ export const BASE_PACKAGES = [
   'iputils-ping',
 ]
 
+/**
+ * The systemd each suite ships. systemd 256 and later refuse to boot on cgroup v1, also inside a node,
+ * so those suites need a cgroup v2 host. Suites not listed (codenames to come) are not checked.
+ */
+export const SUITE_SYSTEMD: Record<string, number> = {
+  bullseye: 247,
+  bookworm: 252,
+  trixie: 257,
+  forky: 258,
+  testing: 257,
+  sid: 258,
+  unstable: 258,
+}
+export const FIRST_SYSTEMD_WITHOUT_CGROUP_V1 = 256
+
 export interface DebianOptions {
-  release: string
+  suite: string
   mirror: string
   packages: string[]
 }
 
-/** [plugin-config.image-debian]: release, mirror, extra-packages, exclude-packages. */
+/** [plugin-config.image-debian]: suite, mirror, extra-packages, exclude-packages. */
 export function debianOptions(ctx: Pick<StageContext, 'pluginConfig' | 'runtime'>): DebianOptions {
   const config = ctx.pluginConfig('image-debian')
+  const bad = (message: string) =>
+    Object.assign(new Error(`[plugin-config.image-debian] ${message}`), {hint: 'fix the definition (docs/configuration.md)'})
+  if ('release' in config) throw bad('release is now called suite: write suite = "…" instead')
+  if (config.suite !== undefined && (typeof config.suite !== 'string' || !/^[a-z][a-z0-9-]*$/.test(config.suite)))
+    throw bad(`suite must be a Debian suite name such as "trixie", not ${JSON.stringify(config.suite)}`)
   const list = (key: string) => (Array.isArray(config[key]) ? (config[key] as unknown[]).map(String) : [])
   const exclude = new Set(list('exclude-packages'))
   return {
-    release: typeof config.release === 'string' ? config.release : DEFAULT_RELEASE,
+    suite: typeof config.suite === 'string' ? config.suite : DEFAULT_SUITE,
     mirror: typeof config.mirror === 'string' ? config.mirror : (process.env.KUBE_SPAWN_DEBIAN_MIRROR ?? DEFAULT_MIRROR),
     packages: [...new Set([...BASE_PACKAGES, ...ctx.runtime.packages, ...list('extra-packages')])].filter((p) => !exclude.has(p)).sort(),
   }
 }
 
-/** The cache key: release, package set and build version. The mirror does not change what is built. */
+/** The cache key: suite, package set and build version. The mirror does not change what is built. */
 export function imageKey(options: DebianOptions): string {
   const digest = createHash('sha256')
-    .update(JSON.stringify([options.release, options.packages, BUILD_VERSION]))
+    .update(JSON.stringify([options.suite, options.packages, BUILD_VERSION]))
     .digest('hex')
-  return `debian-${options.release}-${digest.slice(0, 16)}`
+  return `debian-${options.suite}-${digest.slice(0, 16)}`
 }
 
 export function imageDir(cacheDir: string, key: string): string {
@@ -76,16 +96,9 @@ async function buildImage(ctx: StageContext, options: DebianOptions, key: string
   const temp = join(images, `.build-${key}-${process.pid}`)
   await rm(temp, {recursive: true, force: true})
   try {
-    output(`debootstrap ${options.release} from ${options.mirror}`)
+    output(`debootstrap ${options.suite} from ${options.mirror}`)
     await ctx.run(
-      [
-        'debootstrap',
-        '--variant=minbase',
-        `--include=${options.packages.join(',')}`,
-        options.release,
-        join(temp, 'rootfs'),
-        options.mirror,
-      ],
+      ['debootstrap', '--variant=minbase', `--include=${options.packages.join(',')}`, options.suite, join(temp, 'rootfs'), options.mirror],
       {
         timeoutMs: 30 * 60_000,
       },
@@ -125,8 +138,21 @@ async function removeAbandonedBuilds(images: string): Promise<void> {
   }
 }
 
+/** Why a suite's nodes cannot boot on this host, or undefined when they can. */
+export function suiteRefusal(suite: string, cgroupVersion: 1 | 2): string | undefined {
+  const systemd = SUITE_SYSTEMD[suite]
+  if (cgroupVersion === 2 || systemd === undefined || systemd < FIRST_SYSTEMD_WITHOUT_CGROUP_V1) return undefined
+  return `Debian ${suite} nodes run systemd ${systemd}, and systemd ${FIRST_SYSTEMD_WITHOUT_CGROUP_V1} and later need a cgroup v2 host: boot this host with systemd.unified_cgroup_hierarchy=1, or use suite = "bookworm"`
+}
+
 export const providers: KubeSpawnHook<'kube-spawn:providers'> = async () => ({
-  images: [{name: 'debian', description: 'Debian (bookworm by default) built with debootstrap, cached by release and package set'}],
+  images: [
+    {
+      name: 'debian',
+      description:
+        'Debian (bookworm by default, or the suite in [plugin-config.image-debian]) built with debootstrap, cached by suite and package set',
+    },
+  ],
 })
 
 export const tasks: KubeSpawnHook<'kube-spawn:tasks'> = async ({stage, ctx}) => {
@@ -136,6 +162,15 @@ export const tasks: KubeSpawnHook<'kube-spawn:tasks'> = async ({stage, ctx}) => 
   const cached = () => exists(join(imageDir(ctx.cacheDir, key), 'image.json'))
   if (stage === 'preflight') {
     return [
+      {
+        title: `Check that the host can boot Debian ${options.suite} nodes`,
+        task: async (c, task) => {
+          const systemd = SUITE_SYSTEMD[options.suite]
+          const refusal = suiteRefusal(options.suite, c.host.cgroupVersion)
+          if (refusal) throw new Error(refusal)
+          task.title = `Debian ${options.suite} nodes${systemd ? ` (systemd ${systemd})` : ''} can boot on this cgroup v${c.host.cgroupVersion} host`
+        },
+      },
       {
         title: 'Check that debootstrap is installed',
         skip: async () => ((await cached()) ? `image ${key} is cached` : false),
@@ -149,12 +184,12 @@ export const tasks: KubeSpawnHook<'kube-spawn:tasks'> = async ({stage, ctx}) => 
   if (stage === 'prepare-image') {
     return [
       {
-        title: `Build the Debian ${options.release} base image ${key}`,
+        title: `Build the Debian ${options.suite} base image ${key}`,
         skip: async () => ((await cached()) ? `image ${key} is cached` : false),
         task: async (c, task) => {
           const started = Date.now()
           await buildImage(c, options, key, (line) => (task.output = line))
-          task.title = `Built the Debian ${options.release} base image ${key} in ${Math.round((Date.now() - started) / 1000)} s`
+          task.title = `Built the Debian ${options.suite} base image ${key} in ${Math.round((Date.now() - started) / 1000)} s`
         },
       },
       {

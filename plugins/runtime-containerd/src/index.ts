@@ -50,8 +50,8 @@ for i in $(seq 1 50); do [ -z "$(ctr -n k8s.io tasks ls -q 2>/dev/null)" ] && br
 
 const forEachNode = (ctx: StageContext, work: (node: NodeHandle) => Promise<unknown>) => Promise.all(ctx.nodes.map(work))
 
-async function waitReady(node: NodeHandle): Promise<void> {
-  const deadline = Date.now() + 60_000
+async function waitReady(node: NodeHandle, timeoutScale: number): Promise<void> {
+  const deadline = Date.now() + 60_000 * timeoutScale
   let last = ''
   while (Date.now() < deadline) {
     const result = await node.exec(containerd.readinessCommand, {allowFailure: true, timeoutMs: 10_000})
@@ -59,7 +59,7 @@ async function waitReady(node: NodeHandle): Promise<void> {
     last = (result.stderr || result.stdout).trim()
     await new Promise((resolve) => setTimeout(resolve, 200))
   }
-  throw new Error(`containerd in ${node.name} is not ready after 60 s: ${last}`)
+  throw new Error(`containerd in ${node.name} is not ready after ${60 * timeoutScale} s: ${last}`)
 }
 
 async function isRunning(node: NodeHandle): Promise<boolean> {
@@ -89,7 +89,7 @@ export const tasks: KubeSpawnHook<'kube-spawn:tasks'> = async ({stage, ctx}) => 
       {
         title: 'Wait until containerd answers in every node',
         task: async (c) => {
-          await forEachNode(c, waitReady)
+          await forEachNode(c, (node) => waitReady(node, c.host.timeoutScale))
         },
       },
     ],

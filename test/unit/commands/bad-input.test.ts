@@ -94,6 +94,16 @@ const cases: Case[] = [
   {name: 'start of an unknown cluster', args: ['start', '-c', 'nope'], expect: 'no cluster "nope"'},
   {name: 'stop of an unknown cluster', args: ['stop', '-c', 'nope'], expect: 'no cluster "nope"'},
   {name: 'status of an unknown cluster', args: ['status', '-c', 'nope'], expect: 'no cluster "nope"'},
+  {
+    name: 'the old image-debian key release names the new one',
+    toml: '[plugin-config.image-debian]\nrelease = "trixie"\n',
+    expect: /release is now called suite: write suite = "…" instead: fix the definition/,
+  },
+  {
+    name: 'an image-debian suite that is not a name',
+    toml: '[plugin-config.image-debian]\nsuite = "../etc"\n',
+    expect: 'suite must be a Debian suite name such as "trixie", not "../etc"',
+  },
   {name: 'destroy of the reserved name cache', args: ['destroy', '-c', 'cache'], expect: 'cluster name "cache" is reserved'},
 ]
 

@@ -14,6 +14,8 @@ describe('kube-spawn --help', () => {
       'destroy',
       'exec',
       'export',
+      'host',
+      'image',
       'kubeconfig',
       'list',
       'shell',

@@ -44,6 +44,15 @@ describe('dispatch (fixture plugins)', () => {
     })
   })
 
+  it("passes the hint a plugin's error carries", async () => {
+    await assert.rejects(dispatch(config, 'kube-spawn:tasks', {stage: 'boot', ctx: ctx('hint')}), (e: unknown) => {
+      assert.ok(e instanceof UserError)
+      assert.match(e.message, /^plugin ks-fixture-beta failed in hook kube-spawn:tasks: \[plugin-config\.beta\] size must be a number$/)
+      assert.equal(e.hint, 'fix the definition')
+      return true
+    })
+  })
+
   it('stops waiting for a plugin that never answers and names it', async () => {
     const started = Date.now()
     await assert.rejects(dispatch(config, 'kube-spawn:tasks', {stage: 'boot', ctx: ctx('hang')}, {timeoutMs: 300}), (e: unknown) => {

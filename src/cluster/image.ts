@@ -1,0 +1,31 @@
+import type {DefinitionOverrides} from '../config/definition.js'
+import {UserError} from '../errors.js'
+import {loadCatalog, selectProvider} from '../plugins/providers.js'
+import type {StageContext} from '../sdk/index.js'
+import {type Env, buildContext, runStages} from './context.js'
+import {readDefinition} from './create.js'
+
+export interface BuiltImage {
+  image: string
+  baseImage: NonNullable<StageContext['baseImage']>
+  warnings: string[]
+}
+
+/**
+ * Builds the base image a definition names (or finds it in the cache) without creating a cluster:
+ * only the image plugin's prepare-image tasks run, and no host check, so an image for another kind
+ * of host (a trixie image on a cgroup v1 host) can be built here and carried there with the cache.
+ */
+export async function buildBaseImage(env: Env, request: {configFile?: string; overrides: DefinitionOverrides}): Promise<BuiltImage> {
+  const definition = await readDefinition(request.configFile, request.overrides)
+  const catalog = await loadCatalog(env.config)
+  selectProvider(catalog.runtimes, 'container runtime', definition.containerRuntime)
+  selectProvider(catalog.images, 'image', definition.image)
+  // No machines: the image is shared by every cluster and no node is touched.
+  const ctx = await buildContext(env, {...definition, machines: []})
+  ctx.baseImage = undefined
+  await runStages(env, ctx, ['prepare-image'], [])
+  if (!ctx.baseImage)
+    throw new UserError(`image plugin "${definition.image}" set no base image in prepare-image`, {hint: 'fix or reinstall that plugin'})
+  return {image: definition.image, baseImage: ctx.baseImage, warnings: ctx.warnings}
+}

@@ -1,0 +1,25 @@
+import {BaseCommand} from '../../base-command.js'
+import {type BuiltImage, buildBaseImage} from '../../cluster/image.js'
+import {definitionFlags, overridesFrom} from '../../flags.js'
+
+export default class ImageBuild extends BaseCommand<typeof ImageBuild> {
+  static interruptible = true
+  static summary = 'Build the base image a definition names into the cache, without creating a cluster.'
+  static description =
+    "Runs only the image plugin's prepare-image tasks (debootstrap for debian) and prints the cached root filesystem. The image is keyed by what goes into it, so a later create of the same definition reuses it. No host check runs: an image for another host (for example a trixie image for a cgroup v2 host, built on a cgroup v1 one) can be built here and the cache carried there."
+
+  static examples = ['<%= config.bin %> image build', '<%= config.bin %> image build --config trixie.toml --json']
+
+  static flags = {
+    config: definitionFlags.config,
+    'container-runtime': definitionFlags['container-runtime'],
+    image: definitionFlags.image,
+  }
+
+  async run(): Promise<BuiltImage> {
+    const built = await buildBaseImage(this.env, {configFile: this.flags.config, overrides: overridesFrom(this.flags)})
+    this.warnAll(built.warnings)
+    this.log(`Base image ${built.baseImage.key}: ${built.baseImage.rootfs}`)
+    return built
+  }
+}
