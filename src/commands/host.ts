@@ -8,7 +8,7 @@ import {UserError} from '../errors.js'
 
 export default class Host extends BaseCommand<typeof Host> {
   static summary = 'Show what kube-spawn sees on this host and whether clusters can run here.'
-  static description = `The same checks create runs first (preflight), without touching anything but a probe bridge: the cgroup version, systemd as PID 1, machined (which backend nodes use), the systemd and kernel versions, the tools nodes need, and what the Kubernetes version means on this host. Exits 1 when a check fails. See docs/hosts.md for the tested hosts.`
+  static description = `The same checks create runs first (preflight), changing nothing but a probe bridge and, where the module exists but is not loaded yet, loading overlay: the cgroup version, systemd as PID 1, machined (which backend nodes use), the systemd and kernel versions, the tools nodes need, and what the Kubernetes version means on this host. Exits 1 when a check fails. See docs/hosts.md for the tested hosts.`
   static examples = ['<%= config.bin %> host', '<%= config.bin %> host --kubernetes-version v1.35.0 --json']
   static flags = {
     'kubernetes-version': Flags.string({summary: 'Judge the host for this Kubernetes release.', default: 'v1.20.2'}),

@@ -99,21 +99,29 @@ describe('a 3-node isolated cluster, standalone backend', {skip: SKIP_REASON}, (
     }
   })
 
-  it("exec runs in the node, as a unit of the node's systemd, and passes its exit code and streams through", {timeout: STEP_TIMEOUT}, async () => {
-    for (const node of machines) {
-      const hostname = await cli.exec(node, ['hostname'])
-      assert.equal(hostname.code, 0, hostname.stderr)
-      assert.equal(hostname.stdout.trim(), node)
-    }
-    const seven = await cli.exec(machines[1], ['sh', '-c', 'echo out; echo err >&2; exit 7'])
-    assert.equal(seven.code, 7)
-    assert.equal(seven.stdout, 'out\n')
-    assert.equal(seven.stderr, 'err\n')
-    // A transient unit of the node's own systemd, not the caller's cgroup (docs/nodes.md).
-    const cgroup = await cli.exec(machines[1], ['cat', '/proc/self/cgroup'])
-    assert.equal(cgroup.code, 0, cgroup.stderr)
-    assert.match(cgroup.stdout, /^\d+:name=systemd:.*\/system\.slice\/run-u\d+\.service$|^0::.*\/system\.slice\/run-u\d+\.service$/m, cgroup.stdout)
-  })
+  it(
+    "exec runs in the node, as a unit of the node's systemd, and passes its exit code and streams through",
+    {timeout: STEP_TIMEOUT},
+    async () => {
+      for (const node of machines) {
+        const hostname = await cli.exec(node, ['hostname'])
+        assert.equal(hostname.code, 0, hostname.stderr)
+        assert.equal(hostname.stdout.trim(), node)
+      }
+      const seven = await cli.exec(machines[1], ['sh', '-c', 'echo out; echo err >&2; exit 7'])
+      assert.equal(seven.code, 7)
+      assert.equal(seven.stdout, 'out\n')
+      assert.equal(seven.stderr, 'err\n')
+      // A transient unit of the node's own systemd, not the caller's cgroup (docs/nodes.md).
+      const cgroup = await cli.exec(machines[1], ['cat', '/proc/self/cgroup'])
+      assert.equal(cgroup.code, 0, cgroup.stderr)
+      assert.match(
+        cgroup.stdout,
+        /^\d+:name=systemd:.*\/system\.slice\/run-u\d+\.service$|^0::.*\/system\.slice\/run-u\d+\.service$/m,
+        cgroup.stdout,
+      )
+    },
+  )
 
   it('stop leaves no nspawn process of the cluster', {timeout: STEP_TIMEOUT}, async () => {
     const marker = await cli.exec(machines[2], ['sh', '-c', `echo ${cluster}-kept > /root/kst-marker && sync`])

@@ -20,6 +20,10 @@ t0=$(date +%s)
 step() { echo "== $1 ($(($(date +%s) - t0)) s)"; }
 
 step "host: cgroup $(stat -fc %T /sys/fs/cgroup), PID 1 $(cat /proc/1/comm), systemd $(systemctl --version | head -n1), kernel $(uname -r)"
+# A fresh host: nothing has loaded overlay or br_netfilter yet; kube-spawn loads them itself.
+for module in overlay br_netfilter; do
+  ! grep -qw "^$module" /proc/modules || fail "$module is loaded before kube-spawn ran: the guest is not fresh"
+done
 ks host || fail "kube-spawn host finds a problem"
 cat >/tmp/vm.toml <<TOML
 cluster-name = "$CLUSTER"
@@ -38,6 +42,7 @@ TOML
 step "up"
 ks up --config /tmp/vm.toml >/tmp/up.log 2>&1 || { tail -40 /tmp/up.log; fail "up"; }
 step "up done"
+for module in overlay br_netfilter; do grep -qw "^$module" /proc/modules || fail "kube-spawn did not load $module"; done
 echo "kube-spawn's stages:"
 grep -E '^✔ [a-z-]+ \[' /tmp/up.log | sed 's/^/  /'
 grep -F 'Checked the host' /tmp/up.log | sed 's/^/  /'
@@ -49,20 +54,23 @@ for m in $CP $W1; do
   [[ "$(machinectl show "$m" --property=Unit --value)" == "kube-spawn-$m.service" ]] || fail "$m is not registered with machined"
 done
 [[ "$(machinectl shell $W1 /bin/sh -c 'hostname' 2>/dev/null | tr -d '\r' | tail -n1)" == "$W1" ]] || fail "machinectl shell $W1"
-node_systemd=$(ks exec $CP -- systemctl --version | head -n1)
-echo "node $CP: $node_systemd, $(ks exec $CP -- sh -c '. /etc/os-release; echo $PRETTY_NAME'), $(ks exec $CP -- containerd --version)"
+node_systemd=$(ks exec -c $CLUSTER $CP -- systemctl --version)
+node_systemd=${node_systemd%%$'\n'*}
+echo "node $CP: $node_systemd, $(ks exec -c $CLUSTER $CP -- sh -c '. /etc/os-release; echo $PRETTY_NAME'), $(ks exec -c $CLUSTER $CP -- containerd --version)"
 case "$SUITE" in trixie) [[ "$node_systemd" == "systemd 257"* ]] || fail "a trixie node should run systemd 257: $node_systemd" ;; esac
 rc=0
-ks exec $W1 -- sh -c 'exit 7' || rc=$?
+ks exec -c $CLUSTER $W1 -- sh -c 'exit 7' || rc=$?
 [[ $rc == 7 ]] || fail "exec should pass the exit code 7 through, got $rc"
-ks exec $W1 -- sleep 4242 &
+ks exec -c $CLUSTER $W1 -- sleep 4242 &
 exec_pid=""
 for _ in $(seq 1 50); do exec_pid=$(pgrep -x -f 'sleep 4242' || true); [[ -n "$exec_pid" ]] && break; sleep 0.2; done
 [[ -n "$exec_pid" ]] || fail "the exec'd sleep did not start"
 exec_cgroup=$(cat /proc/"$exec_pid"/cgroup)
 kill "$exec_pid"
 wait || true
-[[ "$exec_cgroup" == *"/kube-spawn-$W1.service/"* ]] || fail "kube-spawn exec ran outside the node's unit: $exec_cgroup"
+# The node's unit on cgroup v2; on cgroup v1 the node's own subtree kube-spawn/<node> (docs/nodes.md).
+[[ "$exec_cgroup" == *"/kube-spawn-$W1.service/"*run-u* || "$exec_cgroup" == *"/kube-spawn/$W1/"*run-u* ]] ||
+  fail "kube-spawn exec ran outside the node's cgroup: $exec_cgroup"
 echo "exec runs in the node's cgroup: $exec_cgroup"
 kubelet_pid=$(pgrep -f -n '/kubelet .*--node-ip=10' | head -n1 || true)
 [[ -z "$kubelet_pid" ]] || echo "a kubelet's cgroup: $(cat /proc/"$kubelet_pid"/cgroup); kubepods at: $(find /sys/fs/cgroup -maxdepth 6 -type d -name kubepods 2>/dev/null | head -n2 | tr '\n' ' ')"
