@@ -54,13 +54,18 @@ export function debianOptions(ctx: Pick<StageContext, 'pluginConfig' | 'runtime'
   const config = ctx.pluginConfig('image-debian')
   const bad = (message: string) =>
     Object.assign(new Error(`[plugin-config.image-debian] ${message}`), {hint: 'fix the definition (docs/configuration.md)'})
-  if ('release' in config) throw bad('release is now called suite: write suite = "…" instead')
-  if (config.suite !== undefined && (typeof config.suite !== 'string' || !/^[a-z][a-z0-9-]*$/.test(config.suite)))
-    throw bad(`suite must be a Debian suite name such as "trixie", not ${JSON.stringify(config.suite)}`)
+  // "release" is the key's old name, still read so that clusters created with it keep working.
+  if (config.release !== undefined && config.suite !== undefined && config.release !== config.suite)
+    throw bad(
+      `suite = ${JSON.stringify(config.suite)} and release = ${JSON.stringify(config.release)} disagree: release is the old name of suite, drop it`,
+    )
+  const suite = config.suite ?? config.release
+  if (suite !== undefined && (typeof suite !== 'string' || !/^[a-z][a-z0-9-]*$/.test(suite)))
+    throw bad(`suite must be a Debian suite name such as "trixie", not ${JSON.stringify(suite)}`)
   const list = (key: string) => (Array.isArray(config[key]) ? (config[key] as unknown[]).map(String) : [])
   const exclude = new Set(list('exclude-packages'))
   return {
-    suite: typeof config.suite === 'string' ? config.suite : DEFAULT_SUITE,
+    suite: typeof suite === 'string' ? suite : DEFAULT_SUITE,
     mirror: typeof config.mirror === 'string' ? config.mirror : (process.env.KUBE_SPAWN_DEBIAN_MIRROR ?? DEFAULT_MIRROR),
     packages: [...new Set([...BASE_PACKAGES, ...ctx.runtime.packages, ...list('extra-packages')])].filter((p) => !exclude.has(p)).sort(),
   }
@@ -168,6 +173,8 @@ export const tasks: KubeSpawnHook<'kube-spawn:tasks'> = async ({stage, ctx}) => 
           const systemd = SUITE_SYSTEMD[options.suite]
           const refusal = suiteRefusal(options.suite, c.host.cgroupVersion)
           if (refusal) throw new Error(refusal)
+          if ('release' in c.pluginConfig('image-debian'))
+            c.warn('[plugin-config.image-debian] release is the old name of suite: write suite = "…" instead')
           task.title = `Debian ${options.suite} nodes${systemd ? ` (systemd ${systemd})` : ''} can boot on this cgroup v${c.host.cgroupVersion} host`
         },
       },

@@ -95,9 +95,9 @@ const cases: Case[] = [
   {name: 'stop of an unknown cluster', args: ['stop', '-c', 'nope'], expect: 'no cluster "nope"'},
   {name: 'status of an unknown cluster', args: ['status', '-c', 'nope'], expect: 'no cluster "nope"'},
   {
-    name: 'the old image-debian key release names the new one',
-    toml: '[plugin-config.image-debian]\nrelease = "trixie"\n',
-    expect: /release is now called suite: write suite = "…" instead: fix the definition/,
+    name: 'image-debian suite and its old name release disagreeing',
+    toml: '[plugin-config.image-debian]\nrelease = "bookworm"\nsuite = "trixie"\n',
+    expect: /suite = "trixie" and release = "bookworm" disagree: release is the old name of suite, drop it: fix the definition/,
   },
   {
     name: 'an image-debian suite that is not a name',

@@ -23,8 +23,11 @@ describe('image-debian options', () => {
     assert.equal(imageKey(options({mirror: 'http://127.0.0.1:1/debian'})), imageKey(options({})))
   })
 
-  it('refuses the old key "release" and a suite that is not a name, each in one line', () => {
-    assert.throws(() => options({release: 'trixie'}), /release is now called suite/)
+  it('reads the old key "release" as suite, and refuses a disagreement or a suite that is not a name', () => {
+    assert.equal(options({release: 'trixie'}).suite, 'trixie')
+    assert.equal(options({release: 'trixie', suite: 'trixie'}).suite, 'trixie')
+    assert.throws(() => options({release: 'bookworm', suite: 'trixie'}), /suite = "trixie" and release = "bookworm" disagree/)
+    assert.throws(() => options({release: '../x'}), /suite must be a Debian suite name/)
     assert.throws(() => options({suite: '../etc'}), /suite must be a Debian suite name/)
     assert.throws(() => options({suite: 13}), /suite must be a Debian suite name/)
   })
