@@ -63,8 +63,15 @@ ks exec -c $CLUSTER $W1 -- sh -c 'exit 7' || rc=$?
 [[ $rc == 7 ]] || fail "exec should pass the exit code 7 through, got $rc"
 ks exec -c $CLUSTER $W1 -- sleep 4242 &
 exec_pid=""
-for _ in $(seq 1 50); do exec_pid=$(pgrep -x -f 'sleep 4242' || true); [[ -n "$exec_pid" ]] && break; sleep 0.2; done
-[[ -n "$exec_pid" ]] || fail "the exec'd sleep did not start"
+exec_cli=$!
+# Under emulation the CLI alone takes about 15 s to start.
+for _ in $(seq 1 240); do
+  exec_pid=$(pgrep -x -f 'sleep 4242' || true)
+  [[ -n "$exec_pid" ]] && break
+  kill -0 "$exec_cli" 2>/dev/null || fail "kube-spawn exec of the sleep ended early"
+  sleep 0.5
+done
+[[ -n "$exec_pid" ]] || fail "the exec'd sleep did not start within 120 s"
 exec_cgroup=$(cat /proc/"$exec_pid"/cgroup)
 kill "$exec_pid"
 wait || true
