@@ -66,7 +66,7 @@ exec_pid=""
 exec_cli=$!
 # Under emulation the CLI alone takes about 15 s to start.
 for _ in $(seq 1 240); do
-  exec_pid=$(pgrep -x -f 'sleep 4242' || true)
+  exec_pid=$(pgrep -f '^(/usr/bin/)?sleep 4242$' || true) # systemd runs it as /usr/bin/sleep
   [[ -n "$exec_pid" ]] && break
   kill -0 "$exec_cli" 2>/dev/null || fail "kube-spawn exec of the sleep ended early"
   sleep 0.5
