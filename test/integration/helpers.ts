@@ -2,14 +2,14 @@
  * Helpers for the integration tests: they run the real CLI as root against real nodes, and look at
  * the host (processes, links, iptables, mounts) to check what it left behind.
  */
-import {type ChildProcess, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {existsSync} from 'node:fs'
 import {mkdir, mkdtemp, readdir, readFile, rm, writeFile} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
-import {fileURLToPath} from 'node:url'
 
-export const REPO = fileURLToPath(new URL('../../', import.meta.url))
+import {type CliResult, REPO, kubeSpawn as runCli, runProgram} from '../helpers/cli.ts'
+
+export {REPO}
 /** The Debian base image is built into this cache once and shared by every test run (and the bench). */
 export const TEST_CACHE_DIR = process.env.KUBE_SPAWN_TEST_CACHE_DIR || '/var/cache/kube-spawn-test'
 /** Every state root of a test lives here; test/integration/cleanup.sh sweeps them. */
@@ -31,78 +31,11 @@ export const PREPARE_BUNDLE = join(
 export const SKIP_REASON: string | false =
   process.platform !== 'linux' ? 'needs Linux' : process.getuid?.() !== 0 ? 'needs root (systemd-nspawn, bridges, iptables)' : false
 
-export interface CliResult {
-  code: number | null
-  stdout: string
-  stderr: string
-  ms: number
-}
+export {type CliResult, type RunOptions, runProgram} from '../helpers/cli.ts'
 
-export interface RunOptions {
-  env?: Record<string, string>
-  timeoutMs?: number
-  input?: string
-}
-
-/** Runs a program; never rejects on a non-zero exit, kills it after timeoutMs. `fullEnv` replaces the environment. */
-export function runProgram(
-  file: string,
-  args: string[],
-  {
-    env = {},
-    timeoutMs = 10 * 60_000,
-    input,
-    fullEnv,
-    cwd,
-    onStdout,
-  }: RunOptions & {fullEnv?: Record<string, string>; cwd?: string; onStdout?: (stdout: string, child: ChildProcess) => void} = {},
-): Promise<CliResult> {
-  const started = Date.now()
-  return new Promise((done, fail) => {
-    const child = spawn(file, args, {
-      cwd,
-      env: fullEnv ?? {...process.env, ...env},
-      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    const timer = setTimeout(() => {
-      stderr += `\n[test] killed after ${timeoutMs} ms`
-      child.kill('SIGKILL')
-    }, timeoutMs)
-    child.stdout!.on('data', (chunk) => {
-      stdout += chunk
-      onStdout?.(stdout, child)
-    })
-    child.stderr!.on('data', (chunk) => (stderr += chunk))
-    child.on('error', (error) => {
-      clearTimeout(timer)
-      fail(error)
-    })
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      done({code, stdout, stderr, ms: Date.now() - started})
-    })
-    if (input !== undefined) {
-      child.stdin!.on('error', () => undefined)
-      child.stdin!.end(input)
-    }
-  })
-}
-
-/** The environment the CLI runs with: no stray KUBE_SPAWN_* settings, the shared test cache. */
-export function cliEnv(extra: Record<string, string> = {}): Record<string, string> {
-  const base = Object.fromEntries(
-    Object.entries(process.env).filter(
-      ([key, value]) => value !== undefined && !key.startsWith('KUBE_SPAWN_') && key !== 'NODE_TEST_CONTEXT',
-    ),
-  ) as Record<string, string>
-  return {...base, CI: 'true', KUBE_SPAWN_CACHE_DIR: TEST_CACHE_DIR, ...extra}
-}
-
-/** `node bin/run.js ...args` with this test's node binary. */
-export function kubeSpawn(args: string[], options: RunOptions = {}): Promise<CliResult> {
-  return runProgram(process.execPath, [join(REPO, 'bin', 'run.js'), ...args], {...options, cwd: REPO, fullEnv: cliEnv(options.env)})
+/** `node bin/run.js ...args` from the checkout in a clean environment, with CI output and the shared test cache. */
+export function kubeSpawn(args: string[], options: Parameters<typeof runCli>[1] = {}): Promise<CliResult> {
+  return runCli(args, {...options, cwd: REPO, env: {CI: 'true', KUBE_SPAWN_CACHE_DIR: TEST_CACHE_DIR, ...options.env}})
 }
 
 /** A failure message with what the command printed. */
@@ -370,9 +303,8 @@ export async function interruptCli(
 ): Promise<CliResult & {signalled: boolean}> {
   let cued = false
   let signalled = false
-  const result = await runProgram(process.execPath, [join(REPO, 'bin', 'run.js'), ...args], {
-    cwd: REPO,
-    fullEnv: cliEnv(env),
+  const result = await kubeSpawn(args, {
+    env,
     timeoutMs,
     onStdout: (stdout, child) => {
       if (cued || !when.test(stdout)) return
