@@ -15,6 +15,7 @@ import {type Catalog, type Offer, loadCatalog, selectProvider} from '../plugins/
 import type {HostInfo, RuntimeProvider, Stage, StageContext} from '../sdk/index.js'
 import type {StateRoot} from '../state/store.js'
 import {run} from '../util/run.js'
+import {waitFor} from '../util/wait.js'
 
 /** What every service needs: the oclif config (for hooks), the state root and the output policy. */
 export interface Env {
@@ -96,6 +97,7 @@ export async function buildContext(
     pluginConfig: (name) => (cluster.pluginConfig[name] ?? {}) as Record<string, unknown>,
     run: (argv, options) => run(argv, {signal: env.signal, ...options}),
     warn: (message) => warnings.push(message),
+    waitFor: (condition, options) => waitFor(condition, {signal: env.signal, ...options}),
     shared: new Map(),
     signal: env.signal,
     warnings,
