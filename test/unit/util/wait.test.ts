@@ -21,12 +21,15 @@ describe('waitFor', () => {
 
   it('times out with a HostError that says what it waited for', async () => {
     const started = Date.now()
-    await assert.rejects(waitFor(() => false, {timeout: 100, interval: 10, describe: 'containerd in ks-a-cp to answer'}), (e) => {
-      assert.ok(e instanceof WaitTimeout)
-      assert.equal(e.exitCode, 1)
-      assert.equal(e.message, 'timed out after 0.1 s waiting for containerd in ks-a-cp to answer')
-      return true
-    })
+    await assert.rejects(
+      waitFor(() => false, {timeout: 100, interval: 10, describe: 'containerd in ks-a-cp to answer'}),
+      (e) => {
+        assert.ok(e instanceof WaitTimeout)
+        assert.equal(e.exitCode, 1)
+        assert.equal(e.message, 'timed out after 0.1 s waiting for containerd in ks-a-cp to answer')
+        return true
+      },
+    )
     assert.ok(Date.now() - started < 2000)
   })
 
