@@ -1,4 +1,3 @@
-import type {Config} from '@oclif/core'
 import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
@@ -9,39 +8,13 @@ import type {Cluster} from '../config/definition.js'
 import {detectHost} from '../host/detect.js'
 import {sandboxImage, versionTraits} from '../kubernetes/versions.js'
 import {LocalNodeHandle} from '../node/handle.js'
-import type {CoreTask, PlanLine, RendererName} from '../pipeline/runner.js'
+import type {ClusterContext, Env, HostTask, RecordedProviders} from '../context/index.js'
+import type {PlanLine} from '../pipeline/runner.js'
 import {describePlan, planPipeline, runPipeline} from '../pipeline/runner.js'
-import {type Catalog, type Offer, loadCatalog, selectProvider} from '../plugins/providers.js'
+import {type Offer, loadCatalog, selectProvider} from '../plugins/providers.js'
 import type {HostInfo, RuntimeProvider, Stage, StageContext} from '../sdk/index.js'
-import type {StateRoot} from '../state/store.js'
 import {run} from '../util/run.js'
 import {waitFor} from '../util/wait.js'
-
-/** What every service needs: the oclif config (for hooks), the state root and the output policy. */
-export interface Env {
-  config: Config
-  root: StateRoot
-  renderer: RendererName
-  /** Aborted on Ctrl-C or SIGTERM during create, start and up (util/interrupt.ts). */
-  signal?: AbortSignal
-}
-
-/** The host's own context, a StageContext with the concrete node handles. */
-export interface ClusterContext extends StageContext {
-  readonly nodes: LocalNodeHandle[]
-  readonly warnings: string[]
-  readonly catalog: Catalog
-  /** Built with ContextOptions.withoutPlugins: plugin failures are warnings. */
-  readonly withoutPlugins: boolean
-  /** The plugins that provide the runtime and the image. */
-  readonly providerPlugins: RecordedProviders
-}
-
-/** Which plugin provided the runtime and the image at create, so that a warning can name a plugin that is gone. */
-interface RecordedProviders {
-  runtime: string
-  image: string
-}
 
 export interface ContextOptions {
   dryRun?: boolean
@@ -129,7 +102,7 @@ export interface PipelineOutcome {
 }
 
 /** Plans the stages; with dryRun returns the plan only, else runs it. */
-export async function runStages(env: Env, ctx: ClusterContext, stages: readonly Stage[], core: CoreTask[]): Promise<PipelineOutcome> {
+export async function runStages(env: Env, ctx: ClusterContext, stages: readonly Stage[], core: HostTask[]): Promise<PipelineOutcome> {
   const planned = await planPipeline(
     env.config,
     ctx,

@@ -9,10 +9,11 @@ import {nodePaths} from '../node/layout.js'
 import {planMachines} from '../node/names.js'
 import {nodeFiles} from '../node/node-files.js'
 import {kubernetesCreateTasks} from '../kubernetes/tasks.js'
-import type {CoreTask, PlanLine} from '../pipeline/runner.js'
+import type {PlanLine} from '../pipeline/runner.js'
 import {loadCatalog, selectProvider} from '../plugins/providers.js'
 import {withLock} from '../state/store.js'
-import {type ClusterContext, type Env, buildContext, recordBaseImage, runStages} from './context.js'
+import type {ClusterContext, Env, HostTask} from '../context/index.js'
+import {buildContext, recordBaseImage, runStages} from './context.js'
 
 export const CREATE_STAGES = ['preflight', 'prepare-image', 'prepare-node'] as const
 
@@ -97,7 +98,7 @@ async function allocate(env: Env, definition: Cluster): Promise<Cluster> {
 }
 
 /** The host's own create tasks; plugins add theirs (the base image, runtime files) around them. */
-export function createTasks(env: Env): CoreTask[] {
+export function createTasks(env: Env): HostTask[] {
   return [
     {
       stage: 'preflight',
@@ -123,8 +124,8 @@ export function createTasks(env: Env): CoreTask[] {
       stage: 'prepare-node',
       title: 'Lay out each node: own layer, identity, address and host fixes',
       task: async (ctx) => {
-        await recordBaseImage(ctx as ClusterContext)
-        await writeNodeIdentities(ctx as ClusterContext)
+        await recordBaseImage(ctx)
+        await writeNodeIdentities(ctx)
       },
     },
     ...kubernetesCreateTasks(),

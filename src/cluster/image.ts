@@ -2,7 +2,8 @@ import type {DefinitionOverrides} from '../config/definition.js'
 import {UserError} from '../errors.js'
 import {loadCatalog, selectProvider} from '../plugins/providers.js'
 import type {StageContext} from '../sdk/index.js'
-import {type Env, buildContext, runStages} from './context.js'
+import type {Env} from '../context/index.js'
+import {buildContext, runStages} from './context.js'
 import {readDefinition} from './create.js'
 
 export interface BuiltImage {

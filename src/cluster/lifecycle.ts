@@ -7,12 +7,13 @@ import {kubernetesArch, kubernetesCacheDir} from '../kubernetes/artifacts.js'
 import {exists} from '../util/fs.js'
 
 import type {Cluster} from '../config/definition.js'
-import type {CoreTask, PlanLine} from '../pipeline/runner.js'
+import type {PlanLine} from '../pipeline/runner.js'
 import type {Stage} from '../sdk/index.js'
 import {withLock} from '../state/store.js'
 import {POWER_OFF_TIMEOUT_MS, bootNodes, endNodes, forgetNodes} from '../node/boot.js'
 import {ensureNetwork, removeNetwork} from '../node/network.js'
-import {type ClusterContext, type Env, buildContext, runStages} from './context.js'
+import type {ClusterContext, Env, HostTask} from '../context/index.js'
+import {buildContext, runStages} from './context.js'
 import {collectLogs, timestampName} from './diagnostics.js'
 import {kubernetesStartTasks, kubernetesStopTasks, KUBERNETES_STAGES, removeKubeconfigContext} from '../kubernetes/tasks.js'
 
@@ -129,7 +130,7 @@ async function inCluster(
   return dryRun ? act() : withLock(env.root, name, act)
 }
 
-export function startTasks(): CoreTask[] {
+export function startTasks(): HostTask[] {
   return [
     {
       stage: 'pre-boot',
@@ -157,28 +158,28 @@ export function startTasks(): CoreTask[] {
       stage: 'boot',
       title: 'Boot the nodes',
       task: async (ctx, task) => {
-        await bootNodes(ctx as ClusterContext, task)
+        await bootNodes(ctx, task)
       },
     },
   ]
 }
 
-function stopTasks(): CoreTask[] {
+function stopTasks(): HostTask[] {
   return [
     ...kubernetesStopTasks(),
     {
       stage: 'power-off',
       title: 'Power the nodes off',
-      task: async (ctx, task) => endNodes(ctx as ClusterContext, POWER_OFF_TIMEOUT_MS, task),
+      task: async (ctx, task) => endNodes(ctx, POWER_OFF_TIMEOUT_MS, task),
     },
   ]
 }
 
-function destroyTasks(env: Env): CoreTask[] {
+function destroyTasks(env: Env): HostTask[] {
   return [
-    {stage: 'remove', title: 'Stop any running node', task: async (ctx) => endNodes(ctx as ClusterContext, 0)},
+    {stage: 'remove', title: 'Stop any running node', task: async (ctx) => endNodes(ctx, 0)},
     {stage: 'remove', title: 'Remove the bridge and firewall rules', task: async (ctx) => removeNetwork(ctx.cluster.clusterName)},
-    {stage: 'remove', title: "Remove the nodes' cgroups and registrations", task: async (ctx) => forgetNodes(ctx as ClusterContext)},
+    {stage: 'remove', title: "Remove the nodes' cgroups and registrations", task: async (ctx) => forgetNodes(ctx)},
     {
       stage: 'remove',
       title: 'Remove the kubeconfig context',

@@ -3,11 +3,10 @@ import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
-import type {ClusterContext} from '../cluster/context.js'
+import type {ClusterContext, HostNode, HostTask} from '../context/index.js'
 import {parseDuration} from '../config/definition.js'
 import {HostError, UserError} from '../errors.js'
-import type {LocalNodeHandle} from '../node/handle.js'
-import type {CoreTask} from '../pipeline/runner.js'
+
 import type {Stage, StageContext, StageTaskWrapper} from '../sdk/index.js'
 import {writeFileAtomic} from '../util/fs.js'
 import {run} from '../util/run.js'
@@ -54,7 +53,7 @@ function artifacts(ctx: StageContext): KubernetesArtifacts {
   return found
 }
 
-function controlPlane(ctx: ClusterContext): LocalNodeHandle {
+function controlPlane(ctx: ClusterContext): HostNode {
   return ctx.nodes.find((n) => n.role === 'control-plane')!
 }
 
@@ -71,7 +70,7 @@ export async function fetchArtifacts(ctx: StageContext, task: StageTaskWrapper):
 }
 
 /** Create: fetch and verify the binaries, so a bad source fails before any node exists. */
-export function kubernetesCreateTasks(): CoreTask[] {
+export function kubernetesCreateTasks(): HostTask[] {
   return [
     {
       stage: 'prepare-image',
@@ -86,7 +85,7 @@ export function kubernetesCreateTasks(): CoreTask[] {
       title: 'Install the kubelet unit and the Kubernetes binaries in each node',
       task: async (ctx) => {
         const traits = versionTraits(ctx.cluster.kubernetesVersion)
-        for (const node of (ctx as ClusterContext).nodes) {
+        for (const node of ctx.nodes) {
           for (const file of kubeletSystemdFiles(ctx.runtime.service, traits)) await node.writeFile(file.path, file.content)
           for (const binary of KUBERNETES_BINARIES) await node.symlink(`/usr/local/bin/${binary}`, `${NODE_BIN_DIR}/${binary}`)
           if (artifacts(ctx).crictl) {
@@ -102,7 +101,7 @@ export function kubernetesCreateTasks(): CoreTask[] {
   ]
 }
 
-export function kubernetesStartTasks(): CoreTask[] {
+export function kubernetesStartTasks(): HostTask[] {
   const startedAt = Date.now()
   return [
     {
@@ -110,7 +109,7 @@ export function kubernetesStartTasks(): CoreTask[] {
       title: 'Mount the Kubernetes binaries into each node',
       task: async (ctx, task) => {
         const found = await fetchArtifacts(ctx, task)
-        for (const node of (ctx as ClusterContext).nodes) {
+        for (const node of ctx.nodes) {
           node.addBindMount({src: found.binDir, dst: NODE_BIN_DIR, readOnly: true})
           if (found.images.length > 0) node.addBindMount({src: join(found.images[0], '..'), dst: NODE_IMAGES_DIR, readOnly: true})
         }
@@ -154,20 +153,20 @@ export function kubernetesStartTasks(): CoreTask[] {
       stage: 'init',
       title: 'kubeadm init on the control plane',
       skip: (ctx) => (ctx.cluster.state.initialized ? 'initialized at the first start; the etcd data is kept' : false),
-      task: async (ctx, task) => kubeadmInit(ctx as ClusterContext, task),
+      task: async (ctx, task) => kubeadmInit(ctx, task),
     },
     {
       stage: 'join',
       title: 'kubeadm join the workers, in parallel, pinning the CA',
       skip: (ctx) =>
         ctx.cluster.state.initialized ? 'joined at the first start' : ctx.nodes.length < 2 ? 'a single-node cluster has no workers' : false,
-      task: async (ctx, task) => kubeadmJoin(ctx as ClusterContext, task),
+      task: async (ctx, task) => kubeadmJoin(ctx, task),
     },
     {
       stage: 'post-join',
       title: 'Configure the pod network (bridge CNI and routes between nodes)',
       skip: (ctx) => (ctx.cluster.cni === 'none' ? 'cni = "none": apply your own CNI' : false),
-      task: async (ctx) => configurePodNetwork(ctx as ClusterContext),
+      task: async (ctx) => configurePodNetwork(ctx),
     },
     {
       stage: 'post-join',
@@ -180,7 +179,7 @@ export function kubernetesStartTasks(): CoreTask[] {
     {
       stage: 'ready',
       title: 'Wait until every node is Ready',
-      task: async (ctx, task) => waitForReady(ctx as ClusterContext, startedAt, task),
+      task: async (ctx, task) => waitForReady(ctx, startedAt, task),
     },
     {
       stage: 'ready',
@@ -195,7 +194,7 @@ export function kubernetesStartTasks(): CoreTask[] {
 }
 
 /** Stop: the kubelet first, so it does not restart the containers the runtime then kills. */
-export function kubernetesStopTasks(): CoreTask[] {
+export function kubernetesStopTasks(): HostTask[] {
   return [
     {
       stage: 'stop',
@@ -237,7 +236,7 @@ async function kubeadmInit(ctx: ClusterContext, task: StageTaskWrapper): Promise
 }
 
 /** Skips kubeadm's preflight only when crictl is missing, and CoreDNS only when its image is not available offline. */
-async function skippedPhases(ctx: ClusterContext, node: LocalNodeHandle): Promise<string[]> {
+async function skippedPhases(ctx: ClusterContext, node: HostNode): Promise<string[]> {
   const phases: string[] = []
   const crictl = await node.exec(['sh', '-c', 'command -v crictl'], {allowFailure: true})
   if (crictl.exitCode !== 0) {

@@ -3,7 +3,7 @@ import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
-import type {ClusterContext} from '../cluster/context.js'
+import type {ClusterContext} from '../context/index.js'
 import {HostError, UserError} from '../errors.js'
 import type {StageTaskWrapper} from '../sdk/index.js'
 import {run} from '../util/run.js'

@@ -4,11 +4,11 @@ import {after, before, describe, it} from 'node:test'
 
 import {ABORT_GRACE_MS, HOST_OWNER, describePlan, formatPlan, planPipeline, runPipeline} from '../../../dist/pipeline/runner.js'
 import {Interrupted} from '../../../dist/errors.js'
-import type {CoreTask, PlannedTask} from '../../../dist/pipeline/runner.js'
-import type {StageContext} from '../../../dist/sdk/index.js'
+import type {PlannedTask} from '../../../dist/pipeline/runner.js'
+import type {ClusterContext, HostTask} from '../../../dist/context/index.js'
 import {loadFixtureConfig} from '../helpers/fixture-config.ts'
 
-type TestContext = StageContext & {log: string[]; mode?: string}
+type TestContext = ClusterContext & {log: string[]; mode?: string}
 
 const fakeContext = (fields: Partial<TestContext> = {}): TestContext => ({log: [], shared: new Map(), ...fields}) as unknown as TestContext
 const logTask = (owner: string, stage: PlannedTask['stage'], title: string): PlannedTask => ({
@@ -198,7 +198,7 @@ describe('planPipeline (fixture plugins)', () => {
   after(async () => cleanup())
 
   it("puts the host's tasks first in each stage, then the plugins' in plugin-name order, stages in STAGES order", async () => {
-    const core: CoreTask[] = [
+    const core: HostTask[] = [
       {stage: 'boot', title: 'Boot the nodes', task: () => {}},
       {stage: 'pre-boot', title: 'Create the bridge', task: () => {}},
     ]
