@@ -1,18 +1,15 @@
-import {readFile} from 'node:fs/promises'
-import {join} from 'node:path'
-
-import {UserError, errorMessage} from '../errors.js'
-import {writeFileAtomic} from '../util/fs.js'
+import {errorMessage} from '../errors.js'
 
 import type {Cluster} from '../config/definition.js'
 import {detectHost} from '../host/detect.js'
 import {sandboxImage, versionTraits} from '../kubernetes/versions.js'
 import {LocalNodeHandle} from '../node/handle.js'
-import type {ClusterContext, Env, HostTask, RecordedProviders} from '../context/index.js'
+import type {ClusterContext, Env, StageDeclaration} from '../context/index.js'
+import {readBaseImage, readProviders} from '../state/cluster-files.js'
 import type {PlanLine} from '../pipeline/runner.js'
 import {describePlan, planPipeline, runPipeline} from '../pipeline/runner.js'
 import {type Offer, loadCatalog, selectProvider} from '../plugins/providers.js'
-import type {HostInfo, RuntimeProvider, Stage, StageContext} from '../sdk/index.js'
+import type {HostInfo, RuntimeProvider} from '../sdk/index.js'
 import {run} from '../util/run.js'
 import {waitFor} from '../util/wait.js'
 
@@ -36,7 +33,7 @@ export async function buildContext(
   const tolerate = withoutPlugins ? {onPluginFailure: (message: string) => warnings.push(`${message}; ${TEARDOWN_WITHOUT}`)} : {}
   const catalog = await loadCatalog(env.config, tolerate)
   const clusterDir = env.root.clusterDir(cluster.clusterName)
-  const recorded = await readJson<RecordedProviders>(join(clusterDir, PROVIDERS_FILE))
+  const recorded = await readProviders(clusterDir)
   const chosen = <T extends {name: string}>(offers: Offer<T>[], kind: 'container runtime' | 'image', name: string, standIn: T) => {
     try {
       return selectProvider(offers, kind, name)
@@ -76,6 +73,8 @@ export async function buildContext(
     warnings,
     catalog,
     withoutPlugins,
+    stateRoot: env.root.path,
+    startedAt: Date.now(),
   }
   return ctx
 }
@@ -102,38 +101,14 @@ export interface PipelineOutcome {
 }
 
 /** Plans the stages; with dryRun returns the plan only, else runs it. */
-export async function runStages(env: Env, ctx: ClusterContext, stages: readonly Stage[], core: HostTask[]): Promise<PipelineOutcome> {
+export async function runStages(env: Env, ctx: ClusterContext, stages: readonly StageDeclaration[]): Promise<PipelineOutcome> {
   const planned = await planPipeline(
     env.config,
     ctx,
     stages,
-    core,
     ctx.withoutPlugins ? {onPluginFailure: (m) => ctx.warn(`${m}; ${TEARDOWN_WITHOUT}`)} : {},
   )
   if (ctx.dryRun) return {plan: await describePlan(planned, ctx), ran: false}
   await runPipeline(planned, ctx, env.renderer)
   return {plan: [], ran: true}
-}
-
-const BASE_IMAGE_FILE = 'base-image.json'
-const PROVIDERS_FILE = 'providers.json'
-
-/**
- * The base image a cluster's node layers sit on, recorded at create so start uses the very same one;
- * and the plugins behind the runtime and image.
- */
-export async function recordBaseImage(ctx: ClusterContext): Promise<void> {
-  if (!ctx.baseImage)
-    throw new UserError(`image plugin "${ctx.image.name}" set no base image in prepare-image`, {hint: 'fix or reinstall that plugin'})
-  await writeFileAtomic(join(ctx.clusterDir, BASE_IMAGE_FILE), `${JSON.stringify(ctx.baseImage)}\n`, 0o600)
-  await writeFileAtomic(join(ctx.clusterDir, PROVIDERS_FILE), `${JSON.stringify(ctx.providerPlugins)}\n`, 0o600)
-}
-
-async function readBaseImage(clusterDir: string): Promise<StageContext['baseImage']> {
-  return readJson<StageContext['baseImage']>(join(clusterDir, BASE_IMAGE_FILE))
-}
-
-async function readJson<T>(path: string): Promise<T | undefined> {
-  const text = await readFile(path, 'utf8').catch(() => undefined)
-  return text ? (JSON.parse(text) as T) : undefined
 }

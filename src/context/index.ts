@@ -48,14 +48,26 @@ export interface ClusterContext extends StageContext {
   readonly withoutPlugins: boolean
   /** The plugins that provide the runtime and the image. */
   readonly providerPlugins: RecordedProviders
+  /** The state root that holds every cluster (--dir). */
+  readonly stateRoot: string
+  /** When this command began (Date.now()): the nodes' Ready heartbeats must be newer. */
+  readonly startedAt: number
 }
 
 export type HostTaskWrapper = ListrTaskWrapper<StageContext, ListrDefaultRenderer, ListrSimpleRenderer>
 
-/** A task of the host itself, placed at a stage; typed over the host's full context. */
-export interface HostTask {
-  stage: Stage
+/** A task of the host itself, typed over the host's full context. src/pipeline/pipelines.ts places it at its stage. */
+export interface HostStep {
   title: string
   task: (ctx: ClusterContext, task: HostTaskWrapper) => void | Promise<void>
-  skip?: (ctx: ClusterContext) => string | boolean | Promise<string | boolean>
+  /** Why the task would not run (a string), false when it would. */
+  skip?: (ctx: ClusterContext) => string | false | Promise<string | false>
+}
+
+/** One stage of a pipeline: the host's own tasks in order; the plugins' tasks of the stage follow them. */
+export interface StageDeclaration {
+  readonly stage: Stage
+  readonly host: readonly HostStep[]
+  /** Kubernetes set-up, left out by --skip-cluster-init. */
+  readonly clusterInit?: true
 }

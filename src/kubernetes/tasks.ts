@@ -3,21 +3,25 @@ import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
-import type {ClusterContext, HostNode, HostTask} from '../context/index.js'
+import type {ClusterContext, HostNode, HostStep} from '../context/index.js'
 import {parseDuration} from '../config/definition.js'
 import {HostError, UserError} from '../errors.js'
 
-import type {Stage, StageContext, StageTaskWrapper} from '../sdk/index.js'
+import type {StageContext, StageTaskWrapper} from '../sdk/index.js'
 import {writeFileAtomic} from '../util/fs.js'
 import {run} from '../util/run.js'
-import {type KubernetesArtifacts, KUBERNETES_BINARIES, fetchKubernetes, formatProgress} from './artifacts.js'
-import {mergeKubeconfig} from './kubeconfig.js'
+import {
+  type KubernetesArtifacts,
+  KUBERNETES_BINARIES,
+  fetchKubernetes,
+  formatProgress,
+  kubernetesArch,
+  kubernetesCacheDir,
+} from './artifacts.js'
+import {exists} from '../util/fs.js'
+import {mergeKubeconfig, removeKubeconfigContext} from './kubeconfig.js'
 import {CNI_CONFLIST_PATH, kubeletSystemdFiles, renderCniConflist, renderInitConfig, renderJoinConfig} from './render.js'
 import {versionTraits} from './versions.js'
-
-export {removeKubeconfigContext} from './kubeconfig.js'
-
-export const KUBERNETES_STAGES: readonly Stage[] = ['pre-init', 'init', 'post-init', 'join', 'post-join', 'ready']
 
 /** Where the cached Kubernetes binaries and bundle images appear inside every node (read-only). */
 export const NODE_BIN_DIR = '/opt/kube-spawn/kubernetes/bin'
@@ -70,149 +74,139 @@ export async function fetchArtifacts(ctx: StageContext, task: StageTaskWrapper):
 }
 
 /** Create: fetch and verify the binaries, so a bad source fails before any node exists. */
-export function kubernetesCreateTasks(): HostTask[] {
-  return [
-    {
-      stage: 'prepare-image',
-      title: 'Fetch and verify Kubernetes',
-      task: async (ctx, task) => {
-        await fetchArtifacts(ctx, task)
-        task.title = `Fetch and verify Kubernetes ${ctx.cluster.kubernetesVersion} (${ctx.cluster.kubernetes.source})`
-      },
-    },
-    {
-      stage: 'prepare-node',
-      title: 'Install the kubelet unit and the Kubernetes binaries in each node',
-      task: async (ctx) => {
-        const traits = versionTraits(ctx.cluster.kubernetesVersion)
-        for (const node of ctx.nodes) {
-          for (const file of kubeletSystemdFiles(ctx.runtime.service, traits)) await node.writeFile(file.path, file.content)
-          for (const binary of KUBERNETES_BINARIES) await node.symlink(`/usr/local/bin/${binary}`, `${NODE_BIN_DIR}/${binary}`)
-          if (artifacts(ctx).crictl) {
-            await node.symlink('/usr/local/bin/crictl', `${NODE_BIN_DIR}/crictl`)
-            await node.writeFile(
-              '/etc/crictl.yaml',
-              `runtime-endpoint: ${ctx.runtime.criSocket}\nimage-endpoint: ${ctx.runtime.criSocket}\n`,
-            )
-          }
-        }
-      },
-    },
-  ]
+export const fetchKubernetesStep: HostStep = {
+  title: 'Fetch and verify Kubernetes',
+  task: async (ctx, task) => {
+    await fetchArtifacts(ctx, task)
+    task.title = `Fetch and verify Kubernetes ${ctx.cluster.kubernetesVersion} (${ctx.cluster.kubernetes.source})`
+  },
 }
 
-export function kubernetesStartTasks(): HostTask[] {
-  const startedAt = Date.now()
-  return [
-    {
-      stage: 'pre-boot',
-      title: 'Mount the Kubernetes binaries into each node',
-      task: async (ctx, task) => {
-        const found = await fetchArtifacts(ctx, task)
-        for (const node of ctx.nodes) {
-          node.addBindMount({src: found.binDir, dst: NODE_BIN_DIR, readOnly: true})
-          if (found.images.length > 0) node.addBindMount({src: join(found.images[0], '..'), dst: NODE_IMAGES_DIR, readOnly: true})
+export const installKubelet: HostStep = {
+  title: 'Install the kubelet unit and the Kubernetes binaries in each node',
+  task: async (ctx) => {
+    const traits = versionTraits(ctx.cluster.kubernetesVersion)
+    for (const node of ctx.nodes) {
+      for (const file of kubeletSystemdFiles(ctx.runtime.service, traits)) await node.writeFile(file.path, file.content)
+      for (const binary of KUBERNETES_BINARIES) await node.symlink(`/usr/local/bin/${binary}`, `${NODE_BIN_DIR}/${binary}`)
+      if (artifacts(ctx).crictl) {
+        await node.symlink('/usr/local/bin/crictl', `${NODE_BIN_DIR}/crictl`)
+        await node.writeFile('/etc/crictl.yaml', `runtime-endpoint: ${ctx.runtime.criSocket}\nimage-endpoint: ${ctx.runtime.criSocket}\n`)
+      }
+    }
+  },
+}
+
+export const mountKubernetesBinaries: HostStep = {
+  title: 'Mount the Kubernetes binaries into each node',
+  task: async (ctx, task) => {
+    const found = await fetchArtifacts(ctx, task)
+    for (const node of ctx.nodes) {
+      node.addBindMount({src: found.binDir, dst: NODE_BIN_DIR, readOnly: true})
+      if (found.images.length > 0) node.addBindMount({src: join(found.images[0], '..'), dst: NODE_IMAGES_DIR, readOnly: true})
+    }
+  },
+}
+
+export const clearUnfinishedKubeadm: HostStep = {
+  title: 'Clear what an unfinished kubeadm run left in the nodes',
+  skip: (ctx) => (ctx.cluster.state.initialized ? 'initialized at the first start' : false),
+  task: async (ctx, task) => {
+    const cleared = await Promise.all(ctx.nodes.map((node) => node.exec(['sh', '-c', CLEAR_UNFINISHED_KUBEADM])))
+    const count = cleared.filter((r) => r.stdout.includes('cleared')).length
+    task.title = count > 0 ? `Cleared an unfinished kubeadm run from ${count} node(s)` : 'No unfinished kubeadm run to clear'
+  },
+}
+
+export const importBundleImages: HostStep = {
+  title: 'Import the bundle images into every node',
+  skip: (ctx) => (ctx.cluster.state.initialized ? 'the nodes have them from the first start' : false),
+  task: async (ctx, task) => {
+    const images = artifacts(ctx).images
+    if (images.length === 0) {
+      task.title = 'Import images: none in a release download; the runtime pulls them'
+      return
+    }
+    let done = 0
+    await Promise.all(
+      ctx.nodes.map(async (node) => {
+        for (const image of images) {
+          const name = image.split('/').at(-1)!
+          await node.exec([...ctx.runtime.imageImportCommand, `${NODE_IMAGES_DIR}/${name}`], {
+            timeoutMs: 300_000 * ctx.host.timeoutScale,
+          })
+          task.output = `${++done}/${images.length * ctx.nodes.length} imported`
         }
-      },
-    },
-    {
-      stage: 'pre-init',
-      title: 'Clear what an unfinished kubeadm run left in the nodes',
-      skip: (ctx) => (ctx.cluster.state.initialized ? 'initialized at the first start' : false),
-      task: async (ctx, task) => {
-        const cleared = await Promise.all(ctx.nodes.map((node) => node.exec(['sh', '-c', CLEAR_UNFINISHED_KUBEADM])))
-        const count = cleared.filter((r) => r.stdout.includes('cleared')).length
-        task.title = count > 0 ? `Cleared an unfinished kubeadm run from ${count} node(s)` : 'No unfinished kubeadm run to clear'
-      },
-    },
-    {
-      stage: 'pre-init',
-      title: 'Import the bundle images into every node',
-      skip: (ctx) => (ctx.cluster.state.initialized ? 'the nodes have them from the first start' : false),
-      task: async (ctx, task) => {
-        const images = artifacts(ctx).images
-        if (images.length === 0) {
-          task.title = 'Import images: none in a release download; the runtime pulls them'
-          return
-        }
-        let done = 0
-        await Promise.all(
-          ctx.nodes.map(async (node) => {
-            for (const image of images) {
-              const name = image.split('/').at(-1)!
-              await node.exec([...ctx.runtime.imageImportCommand, `${NODE_IMAGES_DIR}/${name}`], {
-                timeoutMs: 300_000 * ctx.host.timeoutScale,
-              })
-              task.output = `${++done}/${images.length * ctx.nodes.length} imported`
-            }
-          }),
-        )
-      },
-    },
-    {
-      stage: 'init',
-      title: 'kubeadm init on the control plane',
-      skip: (ctx) => (ctx.cluster.state.initialized ? 'initialized at the first start; the etcd data is kept' : false),
-      task: async (ctx, task) => kubeadmInit(ctx, task),
-    },
-    {
-      stage: 'join',
-      title: 'kubeadm join the workers, in parallel, pinning the CA',
-      skip: (ctx) =>
-        ctx.cluster.state.initialized ? 'joined at the first start' : ctx.nodes.length < 2 ? 'a single-node cluster has no workers' : false,
-      task: async (ctx, task) => kubeadmJoin(ctx, task),
-    },
-    {
-      stage: 'post-join',
-      title: 'Configure the pod network (bridge CNI and routes between nodes)',
-      skip: (ctx) => (ctx.cluster.cni === 'none' ? 'cni = "none": apply your own CNI' : false),
-      task: async (ctx) => configurePodNetwork(ctx),
-    },
-    {
-      stage: 'post-join',
-      title: 'Enable the kubelet in every node for later boots',
-      task: async (ctx) => {
-        await Promise.all(ctx.nodes.map((n) => n.exec(['systemctl', 'enable', 'kubelet.service'])))
-        ctx.cluster.state.initialized = true
-      },
-    },
-    {
-      stage: 'ready',
-      title: 'Wait until every node is Ready',
-      task: async (ctx, task) => waitForReady(ctx, startedAt, task),
-    },
-    {
-      stage: 'ready',
-      title: 'Write the kubeconfig',
-      task: async (ctx, task) => {
-        const adminConf = await readFile(join(ctx.clusterDir, ADMIN_CONF), 'utf8')
-        const merged = await mergeKubeconfig({cluster: ctx.cluster.clusterName, adminConf, kubectl: artifacts(ctx).kubectl})
-        task.title = `Wrote ${join(ctx.clusterDir, ADMIN_CONF)} and context ${merged.context} in ${merged.path}`
-      },
-    },
-  ]
+      }),
+    )
+  },
+}
+
+export const kubeadmInitStep: HostStep = {
+  title: 'kubeadm init on the control plane',
+  skip: (ctx) => (ctx.cluster.state.initialized ? 'initialized at the first start; the etcd data is kept' : false),
+  task: async (ctx, task) => kubeadmInit(ctx, task),
+}
+
+export const kubeadmJoinStep: HostStep = {
+  title: 'kubeadm join the workers, in parallel, pinning the CA',
+  skip: (ctx) =>
+    ctx.cluster.state.initialized ? 'joined at the first start' : ctx.nodes.length < 2 ? 'a single-node cluster has no workers' : false,
+  task: async (ctx, task) => kubeadmJoin(ctx, task),
+}
+
+export const configurePodNetworkStep: HostStep = {
+  title: 'Configure the pod network (bridge CNI and routes between nodes)',
+  skip: (ctx) => (ctx.cluster.cni === 'none' ? 'cni = "none": apply your own CNI' : false),
+  task: async (ctx) => configurePodNetwork(ctx),
+}
+
+export const enableKubelet: HostStep = {
+  title: 'Enable the kubelet in every node for later boots',
+  task: async (ctx) => {
+    await Promise.all(ctx.nodes.map((n) => n.exec(['systemctl', 'enable', 'kubelet.service'])))
+    ctx.cluster.state.initialized = true
+  },
+}
+
+export const waitUntilReady: HostStep = {
+  title: 'Wait until every node is Ready',
+  task: async (ctx, task) => waitForReady(ctx, ctx.startedAt, task),
+}
+
+export const writeKubeconfig: HostStep = {
+  title: 'Write the kubeconfig',
+  task: async (ctx, task) => {
+    const adminConf = await readFile(join(ctx.clusterDir, ADMIN_CONF), 'utf8')
+    const merged = await mergeKubeconfig({cluster: ctx.cluster.clusterName, adminConf, kubectl: artifacts(ctx).kubectl})
+    task.title = `Wrote ${join(ctx.clusterDir, ADMIN_CONF)} and context ${merged.context} in ${merged.path}`
+  },
 }
 
 /** Stop: the kubelet first, so it does not restart the containers the runtime then kills. */
-export function kubernetesStopTasks(): HostTask[] {
-  return [
-    {
-      stage: 'stop',
-      title: 'Stop the kubelet in every node',
-      skip: (ctx) => (ctx.cluster.state.initialized ? false : 'Kubernetes was never set up'),
-      task: async (ctx) => {
-        await Promise.all(
-          ctx.nodes.map(async (node) => {
-            const running = await node.exec(['true'], {allowFailure: true}).then(
-              () => true,
-              () => false,
-            )
-            if (running) await node.exec(['systemctl', 'stop', 'kubelet.service'], {allowFailure: true, timeoutMs: 30_000})
-          }),
+export const stopKubelet: HostStep = {
+  title: 'Stop the kubelet in every node',
+  skip: (ctx) => (ctx.cluster.state.initialized ? false : 'Kubernetes was never set up'),
+  task: async (ctx) => {
+    await Promise.all(
+      ctx.nodes.map(async (node) => {
+        const running = await node.exec(['true'], {allowFailure: true}).then(
+          () => true,
+          () => false,
         )
-      },
-    },
-  ]
+        if (running) await node.exec(['systemctl', 'stop', 'kubelet.service'], {allowFailure: true, timeoutMs: 30_000})
+      }),
+    )
+  },
+}
+
+/** destroy: the cluster's context in the user's kubeconfig, with the cluster's own kubectl from the cache (the host may have none). */
+export const removeKubeconfigContextStep: HostStep = {
+  title: 'Remove the kubeconfig context',
+  task: async (ctx) => {
+    const kubectl = join(kubernetesCacheDir(ctx.cacheDir, ctx.cluster.kubernetesVersion, kubernetesArch()), 'kubectl')
+    await removeKubeconfigContext(ctx.cluster.clusterName, (await exists(kubectl)) ? kubectl : undefined)
+  },
 }
 
 async function kubeadmInit(ctx: ClusterContext, task: StageTaskWrapper): Promise<void> {

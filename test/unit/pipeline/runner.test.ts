@@ -5,7 +5,7 @@ import {after, before, describe, it} from 'node:test'
 import {ABORT_GRACE_MS, HOST_OWNER, describePlan, formatPlan, planPipeline, runPipeline} from '../../../dist/pipeline/runner.js'
 import {Interrupted} from '../../../dist/errors.js'
 import type {PlannedTask} from '../../../dist/pipeline/runner.js'
-import type {ClusterContext, HostTask} from '../../../dist/context/index.js'
+import type {ClusterContext, StageDeclaration} from '../../../dist/context/index.js'
 import {loadFixtureConfig} from '../helpers/fixture-config.ts'
 
 type TestContext = ClusterContext & {log: string[]; mode?: string}
@@ -197,12 +197,12 @@ describe('planPipeline (fixture plugins)', () => {
   })
   after(async () => cleanup())
 
-  it("puts the host's tasks first in each stage, then the plugins' in plugin-name order, stages in STAGES order", async () => {
-    const core: HostTask[] = [
-      {stage: 'boot', title: 'Boot the nodes', task: () => {}},
-      {stage: 'pre-boot', title: 'Create the bridge', task: () => {}},
+  it("puts the host's tasks first in each stage, then the plugins' in plugin-name order, stages in declared order", async () => {
+    const stages: StageDeclaration[] = [
+      {stage: 'pre-boot', host: [{title: 'Create the bridge', task: () => {}}]},
+      {stage: 'boot', host: [{title: 'Boot the nodes', task: () => {}}]},
     ]
-    const planned = await planPipeline(config, fakeContext(), ['boot', 'pre-boot'], core)
+    const planned = await planPipeline(config, fakeContext(), stages)
     assert.deepEqual(
       planned.map((p) => `${p.stage} [${p.owner}] ${String(p.task.title)}`),
       [
@@ -218,9 +218,21 @@ describe('planPipeline (fixture plugins)', () => {
     )
   })
 
+  it("hands the host's tasks the host's context, whatever listr passes", async () => {
+    const ctx = fakeContext()
+    const seen: unknown[] = []
+    const stages: StageDeclaration[] = [
+      {stage: 'boot', host: [{title: 'Boot', skip: (c) => (seen.push(c), false), task: (c) => void seen.push(c)}]},
+    ]
+    const planned = await planPipeline(config, ctx, stages)
+    await runPipeline(planned.slice(0, 1), ctx, 'silent')
+    assert.equal(seen.length, 2)
+    for (const c of seen) assert.equal(c, ctx)
+  })
+
   it('plans, describes and runs the plugin tasks', async () => {
     const ctx = fakeContext()
-    const planned = await planPipeline(config, ctx, ['post-join'], [])
+    const planned = await planPipeline(config, ctx, [{stage: 'post-join', host: []}])
     assert.deepEqual(await describePlan(planned, ctx), [
       {stage: 'post-join', owner: 'ks-fixture-alpha', title: 'alpha post-join'},
       {stage: 'post-join', owner: 'ks-fixture-beta', title: 'beta post-join'},
@@ -232,7 +244,7 @@ describe('planPipeline (fixture plugins)', () => {
 
   it('fails naming the plugin when one fails to plan', async () => {
     await assert.rejects(
-      planPipeline(config, fakeContext({mode: 'throw'}), ['boot'], []),
+      planPipeline(config, fakeContext({mode: 'throw'}), [{stage: 'boot', host: []}]),
       /plugin ks-fixture-beta failed in hook kube-spawn:tasks/,
     )
   })
