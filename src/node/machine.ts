@@ -1,11 +1,12 @@
 import {spawn} from 'node:child_process'
-import {mkdir, open, readFile, rm} from 'node:fs/promises'
+import {open, readFile, rm} from 'node:fs/promises'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {HostError} from '../errors.js'
 import {run} from '../util/run.js'
 import type {NodeMount} from './handle.js'
 import {recordLeader} from './handle.js'
+import {launcherCgroups} from './cgroups.js'
 import {nodePaths} from './layout.js'
 
 export interface BootSpec {
@@ -161,24 +162,4 @@ async function waitForLeader(spec: BootSpec, nspawnPid: number, exited: Promise<
     `node ${spec.machine} did not start${done === undefined ? ' within 30 s' : ` (nspawn exited with ${done})`}: ${tail}`,
     {hint: `see ${paths.console}`},
   )
-}
-
-/** Hierarchies where nspawn creates its payload/supervisor cgroups. */
-const LAUNCHER_HIERARCHIES = ['/sys/fs/cgroup/systemd', '/sys/fs/cgroup/unified']
-
-/** Creates the node's launcher cgroups and returns their cgroup.procs files. */
-async function launcherCgroups(machine: string): Promise<string[]> {
-  const procs: string[] = []
-  for (const hierarchy of LAUNCHER_HIERARCHIES) {
-    if (!(await isCgroupMount(hierarchy))) continue
-    const dir = `${hierarchy}/kube-spawn/${machine}`
-    await mkdir(dir, {recursive: true})
-    procs.push(`${dir}/cgroup.procs`)
-  }
-  return procs
-}
-
-async function isCgroupMount(path: string): Promise<boolean> {
-  const mounts = await readFile('/proc/self/mounts', 'utf8').catch(() => '')
-  return mounts.split('\n').some((line) => line.split(' ')[1] === path)
 }
