@@ -20,7 +20,10 @@ import {
 } from './artifacts.js'
 import {exists} from '../util/fs.js'
 import {mergeKubeconfig, removeKubeconfigContext} from './kubeconfig.js'
-import {CNI_CONFLIST_PATH, kubeletSystemdFiles, renderCniConflist, renderInitConfig, renderJoinConfig} from './render.js'
+import {CNI_CONFLIST_PATH, renderCniConflist} from './cni.js'
+import {renderInitConfig, renderJoinConfig} from './kubeadm-config.js'
+import {kubeletSystemdFiles} from './kubelet-unit.js'
+import {renderYaml} from './yaml.js'
 import {versionTraits} from './versions.js'
 
 /** Where the cached Kubernetes binaries and bundle images appear inside every node (read-only). */
@@ -91,7 +94,10 @@ export const installKubelet: HostStep = {
       for (const binary of KUBERNETES_BINARIES) await node.symlink(`/usr/local/bin/${binary}`, `${NODE_BIN_DIR}/${binary}`)
       if (artifacts(ctx).crictl) {
         await node.symlink('/usr/local/bin/crictl', `${NODE_BIN_DIR}/crictl`)
-        await node.writeFile('/etc/crictl.yaml', `runtime-endpoint: ${ctx.runtime.criSocket}\nimage-endpoint: ${ctx.runtime.criSocket}\n`)
+        await node.writeFile(
+          '/etc/crictl.yaml',
+          renderYaml([{'runtime-endpoint': ctx.runtime.criSocket, 'image-endpoint': ctx.runtime.criSocket}]),
+        )
       }
     }
   },
