@@ -1,7 +1,6 @@
 import {X509Certificate, createHash} from 'node:crypto'
 import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
-import {setTimeout as sleep} from 'node:timers/promises'
 
 import type {ClusterContext, HostNode, HostStep} from '../context/index.js'
 import {parseDuration} from '../config/definition.js'
@@ -10,6 +9,7 @@ import {HostError, UserError} from '../errors.js'
 import type {StageContext, StageTaskWrapper} from '../sdk/index.js'
 import {writeFileAtomic} from '../util/fs.js'
 import {run} from '../util/run.js'
+import {WaitTimeout} from '../util/wait.js'
 import {
   type KubernetesArtifacts,
   KUBERNETES_BINARIES,
@@ -31,6 +31,8 @@ export const NODE_BIN_DIR = '/opt/kube-spawn/kubernetes/bin'
 export const NODE_IMAGES_DIR = '/opt/kube-spawn/images'
 /** kubeadm init or join, whole; kubeadm's own control-plane wait (4 min in 1.20) is inside it. */
 const KUBEADM_TIMEOUT_MS = 600_000
+/** The controller manager allocates each node's pod CIDR soon after it registers. */
+const POD_CIDR_TIMEOUT_MS = 120_000
 const INIT_CONFIG = '/etc/kube-spawn/kubeadm-init.yaml'
 const JOIN_CONFIG = '/etc/kube-spawn/kubeadm-join.yaml'
 const ADMIN_CONF = 'admin.conf'
@@ -318,14 +320,16 @@ async function getNodes(ctx: StageContext): Promise<NodeObject[]> {
 
 /** Each node bridges its pods on its own podCIDR; routes to the other nodes' podCIDRs go via their node IPs. */
 async function configurePodNetwork(ctx: ClusterContext): Promise<void> {
-  const deadline = Date.now() + 120_000
   let cidrs = new Map<string, string>()
-  while (Date.now() < deadline) {
-    ctx.signal?.throwIfAborted()
-    cidrs = new Map((await getNodes(ctx)).filter((n) => n.spec.podCIDR).map((n) => [n.metadata.name, n.spec.podCIDR!]))
-    if (ctx.nodes.every((n) => cidrs.has(n.name))) break
-    await sleep(1000)
-  }
+  await ctx
+    .waitFor(
+      async () => {
+        cidrs = new Map((await getNodes(ctx)).filter((n) => n.spec.podCIDR).map((n) => [n.metadata.name, n.spec.podCIDR!]))
+        return ctx.nodes.every((n) => cidrs.has(n.name)) || undefined
+      },
+      {timeout: POD_CIDR_TIMEOUT_MS * ctx.host.timeoutScale, interval: 1000, describe: 'a pod CIDR for every node'},
+    )
+    .catch((error: unknown) => (error instanceof WaitTimeout ? undefined : Promise.reject(error)))
   const missing = ctx.nodes.filter((n) => !cidrs.has(n.name)).map((n) => n.name)
   if (missing.length > 0) {
     throw new HostError(`no pod CIDR was allocated to ${missing.join(', ')}`, {
@@ -347,21 +351,24 @@ async function configurePodNetwork(ctx: ClusterContext): Promise<void> {
 /** Ready by a heartbeat newer than this start: right after a restart the API still shows the old status. */
 async function waitForReady(ctx: ClusterContext, startedAt: number, task: StageTaskWrapper): Promise<void> {
   const timeoutMs = parseDuration(ctx.cluster.runtimeConfig.timeout)! * ctx.host.timeoutScale
-  const deadline = Date.now() + timeoutMs
   const fresh = (n: NodeObject) => {
     const ready = n.status.conditions?.find((c) => c.type === 'Ready')
     // Heartbeats have second resolution; allow for the truncation.
     return ready?.status === 'True' && Date.parse(ready.lastHeartbeatTime ?? '') >= startedAt - 1000
   }
   let nodes: NodeObject[] = []
-  while (Date.now() < deadline) {
-    ctx.signal?.throwIfAborted()
-    nodes = await getNodes(ctx)
-    const ready = ctx.nodes.filter((n) => nodes.some((o) => o.metadata.name === n.name && fresh(o)))
-    task.output = `${ready.length}/${ctx.nodes.length} Ready`
-    if (ready.length === ctx.nodes.length) return
-    await sleep(1000)
-  }
+  const allReady = await ctx
+    .waitFor(
+      async () => {
+        nodes = await getNodes(ctx)
+        const ready = ctx.nodes.filter((n) => nodes.some((o) => o.metadata.name === n.name && fresh(o)))
+        task.output = `${ready.length}/${ctx.nodes.length} Ready`
+        return ready.length === ctx.nodes.length || undefined
+      },
+      {timeout: timeoutMs, interval: 1000, describe: 'every node to be Ready'},
+    )
+    .catch((error: unknown) => (error instanceof WaitTimeout ? false : Promise.reject(error)))
+  if (allReady) return
   const reasons = await Promise.all(
     ctx.nodes
       .filter((n) => !nodes.some((o) => o.metadata.name === n.name && fresh(o)))

@@ -1,10 +1,10 @@
 import {readdir, readFile, rm, stat, writeFile} from 'node:fs/promises'
-import {setTimeout as sleep} from 'node:timers/promises'
 
 import type {ClusterContext} from '../context/index.js'
 import {HostError, UserError} from '../errors.js'
 import type {StageTaskWrapper} from '../sdk/index.js'
 import {run} from '../util/run.js'
+import {WaitTimeout, waitFor} from '../util/wait.js'
 import {leaderPid} from './handle.js'
 import {nodePaths} from './layout.js'
 import {backendFor, unitName} from './machine.js'
@@ -61,26 +61,29 @@ export async function bootNodes(ctx: ClusterContext, task: StageTaskWrapper): Pr
 /** systemd in the node reports running, or degraded (then the failed units become a warning). */
 async function waitForSystemd(ctx: ClusterContext, machine: string): Promise<void> {
   const node = ctx.nodes.find((n) => n.name === machine)!
-  const deadline = Date.now() + BOOT_TIMEOUT_MS * ctx.host.timeoutScale
   let state = ''
-  while (Date.now() < deadline) {
-    ctx.signal?.throwIfAborted()
-    const result = await node.exec(['systemctl', 'is-system-running'], {allowFailure: true, timeoutMs: 10_000}).catch(() => undefined)
-    state = result?.stdout.trim() ?? ''
-    if (state === 'running') return
-    if (state === 'degraded') {
-      const failed = await node.exec(['systemctl', 'list-units', '--state=failed', '--plain', '--no-legend'], {allowFailure: true})
-      ctx.warn(
-        `node ${machine} booted degraded; failed units: ${failed.stdout
-          .trim()
-          .split('\n')
-          .map((l) => l.split(' ')[0])
-          .join(', ')}`,
-      )
-      return
-    }
-    if ((await leaderPid(ctx.clusterDir, machine)) === undefined) break
-    await sleep(100)
+  const outcome = await ctx
+    .waitFor(
+      async () => {
+        const result = await node.exec(['systemctl', 'is-system-running'], {allowFailure: true, timeoutMs: 10_000}).catch(() => undefined)
+        state = result?.stdout.trim() ?? ''
+        if (state === 'running' || state === 'degraded') return state
+        return (await leaderPid(ctx.clusterDir, machine)) === undefined ? 'gone' : undefined
+      },
+      {timeout: BOOT_TIMEOUT_MS * ctx.host.timeoutScale, interval: 100, describe: `systemd in ${machine} to finish booting`},
+    )
+    .catch((error: unknown) => (error instanceof WaitTimeout ? 'timed out' : Promise.reject(error)))
+  if (outcome === 'running') return
+  if (outcome === 'degraded') {
+    const failed = await node.exec(['systemctl', 'list-units', '--state=failed', '--plain', '--no-legend'], {allowFailure: true})
+    ctx.warn(
+      `node ${machine} booted degraded; failed units: ${failed.stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' ')[0])
+        .join(', ')}`,
+    )
+    return
   }
   const console = (await readFile(nodePaths(ctx.clusterDir, machine).console, 'utf8').catch(() => ''))
     .trim()
@@ -131,18 +134,18 @@ async function releaseNode(ctx: ClusterContext, machine: string): Promise<void> 
   await removeStaleVeth(ctx.clusterDir, machine)
 }
 
-/** True once the leader and the node's nspawn process are gone. */
+/** True once the leader and the node's nspawn process are gone. No signal: teardown must finish. */
 async function waitGone(machine: string, leader: number, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
+  const gone = async () => {
     const leaderAlive = await stat(`/proc/${leader}`).then(
       () => true,
       () => false,
     )
-    if (!leaderAlive && (await nspawnPids(machine)).length === 0) return true
-    await sleep(50)
+    return !leaderAlive && (await nspawnPids(machine)).length === 0
   }
-  return false
+  return waitFor(async () => (await gone()) || undefined, {timeout: timeoutMs, interval: 50, describe: `node ${machine} to end`}).catch(
+    (error: unknown) => (error instanceof WaitTimeout ? false : Promise.reject(error)),
+  )
 }
 
 /** PIDs of systemd-nspawn processes running the given machine. */

@@ -1,7 +1,7 @@
 import {readFile} from 'node:fs/promises'
-import {setTimeout as sleep} from 'node:timers/promises'
 
 import {run} from '../util/run.js'
+import {WaitTimeout, waitFor} from '../util/wait.js'
 import type {nodePaths} from './layout.js'
 
 /** The node's merged root: its own layer over the base image. */
@@ -12,11 +12,14 @@ export async function mountOverlay(base: string, paths: ReturnType<typeof nodePa
 
 /** Unmounts, retrying while the mount is busy, and lazily as a last resort. */
 export async function unmount(path: string): Promise<void> {
-  for (let attempt = 0; attempt < 20 && (await isMounted(path)); attempt++) {
-    const result = await run(['umount', path], {allowFailure: true})
-    if (result.exitCode !== 0) await sleep(100)
-  }
-  if (await isMounted(path)) await run(['umount', '-l', path], {allowFailure: true})
+  const unmounted = await waitFor(
+    async () => {
+      if (await isMounted(path)) await run(['umount', path], {allowFailure: true})
+      return !(await isMounted(path)) || undefined
+    },
+    {timeout: 2000, interval: 100, describe: `${path} to unmount`},
+  ).catch((error: unknown) => (error instanceof WaitTimeout ? false : Promise.reject(error)))
+  if (!unmounted) await run(['umount', '-l', path], {allowFailure: true})
 }
 
 export async function isMounted(path: string): Promise<boolean> {
