@@ -1,8 +1,11 @@
 import {readFile} from 'node:fs/promises'
+import {isAbsolute} from 'node:path'
 
 import {type Cluster, type DefinitionOverrides, parseToml, resolveDefinition} from '../config/definition.js'
 import {UserError, interruptOf, withNote} from '../errors.js'
+import {checkBundle} from '../kubernetes/artifacts.js'
 import {allocateClusterSubnet, allocatePodCidr, hostNetworks} from '../net/allocate.js'
+import {checkPodCidrCapacity} from '../net/pod-cidr.js'
 import {planMachines} from '../node/names.js'
 import type {PlanLine} from '../pipeline/runner.js'
 import {loadCatalog, selectProvider} from '../plugins/providers.js'
@@ -43,6 +46,7 @@ export async function readDefinition(configFile: string | undefined, overrides: 
 /** Writes the cluster's environment: host checks, base image, per-node layers, kspawn.toml. */
 export async function createCluster(env: Env, request: CreateRequest): Promise<CreateResult> {
   const definition = await readDefinition(request.configFile, request.overrides)
+  await validateForCreate(definition)
   const name = definition.clusterName
   // Unknown runtimes and images are refused before anything is written.
   const catalog = await loadCatalog(env.config)
@@ -81,6 +85,17 @@ export async function createCluster(env: Env, request: CreateRequest): Promise<C
       )
     }
   })
+}
+
+/**
+ * What can be known wrong from the definition alone, before anything is written: every node gets a
+ * /24 of the pod CIDR, and an offline bundle has the layout and the Kubernetes version asked for.
+ * (The rest of the definition was checked when it was read; loading a saved cluster checks less, so
+ * that an existing cluster can always be stopped and destroyed.)
+ */
+async function validateForCreate(definition: Cluster): Promise<void> {
+  checkPodCidrCapacity(definition)
+  if (isAbsolute(definition.kubernetes.source)) await checkBundle(definition.kubernetes.source, definition.kubernetesVersion)
 }
 
 async function allocate(env: Env, definition: Cluster): Promise<Cluster> {

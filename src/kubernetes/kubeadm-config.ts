@@ -4,14 +4,12 @@
  * on the Kubernetes release is taken from the version table (versions.ts).
  */
 import type {Cluster, Role} from '../config/definition.js'
-import {UserError} from '../errors.js'
-import {cidrSize, parseCidr, parseIPv4} from '../net/cidr.js'
+import {parseIPv4} from '../net/cidr.js'
+import {NODE_CIDR_MASK} from '../net/pod-cidr.js'
 import {criSocketFor, runtimeKubeletArgs, type VersionTraits, versionTraits} from './versions.js'
 import {type YamlValue, renderYaml} from './yaml.js'
 
 export const API_SERVER_PORT = 6443
-/** Each node gets a /24 of the pod CIDR (the controller manager's node-cidr-mask-size). */
-export const NODE_CIDR_MASK = 24
 /**
  * The bootstrap token's lifetime. kube-spawn joins every worker right after init, so kubeadm's own
  * default of 24 h is plenty, and it bounds the use of a secret that also sits in kspawn.toml. A node
@@ -64,21 +62,6 @@ function requireIPv4(ip: string, what: string): string {
 }
 
 /** The pod CIDR must leave a /24 for every node and be one the controller manager accepts. */
-function checkPodCidr(cluster: Cluster): void {
-  const cidr = parseCidr(cluster.network.podCidr)
-  if (!cidr) throw new TypeError(`pod CIDR "${cluster.network.podCidr}" is not an IPv4 CIDR block`)
-  const hint = 'use a pod CIDR between /8 and /24 with a /24 per node, for example 10.244.0.0/16'
-  if (cidr.prefix > NODE_CIDR_MASK || NODE_CIDR_MASK - cidr.prefix > 16) {
-    throw new UserError(`network.pod-cidr ${cluster.network.podCidr} cannot be split into /${NODE_CIDR_MASK} node ranges`, {hint})
-  }
-  const ranges = cidrSize(cidr) / 2 ** (32 - NODE_CIDR_MASK)
-  if (ranges < cluster.nodes) {
-    throw new UserError(
-      `network.pod-cidr ${cluster.network.podCidr} holds ${ranges} /${NODE_CIDR_MASK} node ranges, but the cluster has ${cluster.nodes} nodes`,
-      {hint},
-    )
-  }
-}
 
 function nodeRegistration(cluster: Cluster, traits: VersionTraits, node: RenderNode, criSocket: string): YamlValue {
   const args: Args = [['node-ip', requireIPv4(node.ip, `node ${node.name} IP`)], ...runtimeKubeletArgs(traits, criSocket)]
@@ -132,7 +115,6 @@ export function renderInitConfig(input: InitConfigInput): string {
   const {cluster, node, criSocket} = input
   const traits = versionTraits(cluster.kubernetesVersion)
   const cpIp = requireIPv4(input.controlPlaneIp ?? node.ip, 'control-plane IP')
-  checkPodCidr(cluster)
   const init: YamlValue = {
     apiVersion: traits.kubeadmApi,
     kind: 'InitConfiguration',

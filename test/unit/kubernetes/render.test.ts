@@ -136,22 +136,6 @@ describe('renderInitConfig', () => {
     assert.match(text, /^controlPlaneEndpoint: 10\.22\.0\.2:6443$/m)
   })
 
-  it('rejects a pod CIDR without a /24 for every node', () => {
-    assert.throws(
-      () => renderInitConfig({cluster: cluster('v1.20.2', {nodes: 5, network: {podCidr: '10.244.0.0/22'}}), node: CP, criSocket: SOCKET}),
-      {name: 'UserError', message: /holds 4 \/24 node ranges, but the cluster has 5 nodes/},
-    )
-    assert.throws(
-      () => renderInitConfig({cluster: cluster('v1.20.2', {network: {podCidr: '10.244.0.0/25'}}), node: CP, criSocket: SOCKET}),
-      {
-        name: 'UserError',
-      },
-    )
-    assert.throws(() => renderInitConfig({cluster: cluster('v1.20.2', {network: {podCidr: '10.0.0.0/7'}}), node: CP, criSocket: SOCKET}), {
-      name: 'UserError',
-    })
-  })
-
   it('leaves the control plane of a one-node cluster untainted', () => {
     assert.match(renderInitConfig({cluster: cluster('v1.20.2', {nodes: 1}), node: CP, criSocket: SOCKET}), /^ {2}taints: \[\]$/m)
     assert.doesNotMatch(renderInitConfig({cluster: cluster('v1.20.2', {nodes: 2}), node: CP, criSocket: SOCKET}), /taints/)
