@@ -122,9 +122,32 @@ export async function endNodes(ctx: ClusterContext, graceMs: number, task?: Stag
 export async function forgetNodes(ctx: ClusterContext): Promise<void> {
   for (const node of ctx.nodes) {
     await removeNodeCgroups(node.name)
-    if (ctx.host.machined) await run(['systemctl', 'reset-failed', unitName(node.name)], {allowFailure: true})
+    if (ctx.host.machined) await forgetUnit(ctx, node.name)
   }
   await removeEmptyCgroupParents()
+}
+
+/** How long systemd may take to settle a killed node's unit. */
+const UNIT_SETTLE_MS = 10_000
+
+/**
+ * Removes a node's transient unit from systemd. A killed node's unit turns "failed", and stays
+ * listed, only once systemd has reaped its last process, which can be a moment after the node's
+ * processes are gone: a reset-failed before that is lost. So reset until systemd no longer knows it.
+ */
+async function forgetUnit(ctx: ClusterContext, machine: string): Promise<void> {
+  const unit = unitName(machine)
+  const deadline = Date.now() + UNIT_SETTLE_MS * ctx.host.timeoutScale
+  for (;;) {
+    await run(['systemctl', 'reset-failed', unit], {allowFailure: true})
+    const shown = await run(['systemctl', 'show', unit, '--property=LoadState', '--value'], {allowFailure: true})
+    if (shown.stdout.trim() !== 'loaded') return
+    if (Date.now() > deadline) {
+      ctx.warn(`systemd still lists ${unit}; remove it with "systemctl stop ${unit}; systemctl reset-failed ${unit}"`)
+      return
+    }
+    await sleep(200)
+  }
 }
 
 async function releaseNode(ctx: ClusterContext, machine: string): Promise<void> {

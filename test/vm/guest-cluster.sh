@@ -136,7 +136,8 @@ step "destroy"
 ks destroy -c $CLUSTER
 left=""
 [[ -z "$(machinectl list --no-legend --no-pager)" ]] || left+=" machines"
-[[ -z "$(systemctl list-units --all --no-legend 'kube-spawn-*')" ]] || left+=" units"
+units=$(systemctl list-units --all --no-legend 'kube-spawn-*')
+[[ -z "$units" ]] || left+=" units ($units)"
 [[ -z "$(find /sys/fs/cgroup -name "*ks-$CLUSTER-*" 2>/dev/null)" ]] || left+=" cgroups"
 ! ip link show ks-$CLUSTER >/dev/null 2>&1 || left+=" bridge"
 [[ "$(iptables-save)" != *"kube-spawn:$CLUSTER"* ]] || left+=" iptables"
