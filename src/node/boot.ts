@@ -137,17 +137,18 @@ const UNIT_SETTLE_MS = 10_000
  */
 async function forgetUnit(ctx: ClusterContext, machine: string): Promise<void> {
   const unit = unitName(machine)
-  const deadline = Date.now() + UNIT_SETTLE_MS * ctx.host.timeoutScale
-  for (;;) {
+  const forgotten = async () => {
     await run(['systemctl', 'reset-failed', unit], {allowFailure: true})
     const shown = await run(['systemctl', 'show', unit, '--property=LoadState', '--value'], {allowFailure: true})
-    if (shown.stdout.trim() !== 'loaded') return
-    if (Date.now() > deadline) {
-      ctx.warn(`systemd still lists ${unit}; remove it with "systemctl stop ${unit}; systemctl reset-failed ${unit}"`)
-      return
-    }
-    await sleep(200)
+    return shown.stdout.trim() !== 'loaded' || undefined
   }
+  // No signal: teardown must finish.
+  await waitFor(forgotten, {timeout: UNIT_SETTLE_MS * ctx.host.timeoutScale, interval: 200, describe: `systemd to forget ${unit}`}).catch(
+    (error: unknown) => {
+      if (!(error instanceof WaitTimeout)) throw error
+      ctx.warn(`systemd still lists ${unit}; remove it with "systemctl stop ${unit}; systemctl reset-failed ${unit}"`)
+    },
+  )
 }
 
 async function releaseNode(ctx: ClusterContext, machine: string): Promise<void> {
