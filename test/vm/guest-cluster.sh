@@ -136,7 +136,7 @@ step "destroy"
 ks destroy -c $CLUSTER
 left=""
 [[ -z "$(machinectl list --no-legend --no-pager)" ]] || left+=" machines"
-units=$(systemctl list-units --all --no-legend 'kube-spawn-*')
+units=$(systemctl list-units --all --no-legend "kube-spawn-ks-$CLUSTER-*") # the nodes' units, not this test's runner
 [[ -z "$units" ]] || left+=" units ($units)"
 [[ -z "$(find /sys/fs/cgroup -name "*ks-$CLUSTER-*" 2>/dev/null)" ]] || left+=" cgroups"
 ! ip link show ks-$CLUSTER >/dev/null 2>&1 || left+=" bridge"
