@@ -76,7 +76,7 @@ exec_cgroup=$(cat /proc/"$exec_pid"/cgroup)
 kill "$exec_pid"
 wait || true
 # The node's unit on cgroup v2; on cgroup v1 the node's own subtree kube-spawn/<node> (docs/nodes.md).
-[[ "$exec_cgroup" == *"/kube-spawn-$W1.service/"*run-u* || "$exec_cgroup" == *"/kube-spawn/$W1/"*run-u* ]] ||
+[[ "$exec_cgroup" == *"/kube-spawn-$W1.service/"*run-*.service* || "$exec_cgroup" == *"/kube-spawn/$W1/"*run-*.service* ]] ||
   fail "kube-spawn exec ran outside the node's cgroup: $exec_cgroup"
 echo "exec runs in the node's cgroup: $exec_cgroup"
 kubelet_pid=$(pgrep -f -n '/kubelet .*--node-ip=10' | head -n1 || true)
@@ -136,7 +136,7 @@ step "destroy"
 ks destroy -c $CLUSTER
 left=""
 [[ -z "$(machinectl list --no-legend --no-pager)" ]] || left+=" machines"
-units=$(systemctl list-units --all --no-legend 'kube-spawn-*')
+units=$(systemctl list-units --all --no-legend "kube-spawn-ks-$CLUSTER-*") # the nodes' units, not this test's runner
 [[ -z "$units" ]] || left+=" units ($units)"
 [[ -z "$(find /sys/fs/cgroup -name "*ks-$CLUSTER-*" 2>/dev/null)" ]] || left+=" cgroups"
 ! ip link show ks-$CLUSTER >/dev/null 2>&1 || left+=" bridge"
