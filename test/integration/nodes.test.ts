@@ -115,11 +115,7 @@ describe('a 3-node isolated cluster, standalone backend', {skip: SKIP_REASON}, (
       // A transient unit of the node's own systemd, not the caller's cgroup (docs/nodes.md).
       const cgroup = await cli.exec(machines[1], ['cat', '/proc/self/cgroup'])
       assert.equal(cgroup.code, 0, cgroup.stderr)
-      assert.match(
-        cgroup.stdout,
-        /^(\d+:name=systemd|0:):.*\/system\.slice\/run-[ur][0-9a-f]+\.service$/m,
-        cgroup.stdout,
-      )
+      assert.match(cgroup.stdout, /^(\d+:name=systemd|0:):.*\/system\.slice\/run-[ur][0-9a-f]+\.service$/m, cgroup.stdout)
     },
   )
 
