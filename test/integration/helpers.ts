@@ -3,8 +3,10 @@
  * the host (processes, links, iptables, mounts) to check what it left behind.
  */
 import {randomBytes} from 'node:crypto'
+import {after, before} from 'node:test'
 import {existsSync} from 'node:fs'
 import {mkdir, mkdtemp, readdir, readFile, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
 
 import {type CliResult, REPO, kubeSpawn as runCli, runProgram} from '../helpers/cli.ts'
@@ -216,7 +218,7 @@ export async function nodeCgroupDirs(machines: string[]): Promise<string[]> {
   const hierarchies = (await readFile('/proc/self/mounts', 'utf8'))
     .split('\n')
     .map((l) => l.split(' '))
-    .filter(([, path, type]) => (type === 'cgroup' || type === 'cgroup2') && path?.startsWith('/sys/fs/cgroup/'))
+    .filter(([, path, type]) => (type === 'cgroup' || type === 'cgroup2') && path?.startsWith('/sys/fs/cgroup'))
     .map(([, path]) => path)
   const found: string[] = []
   const walk = async (dir: string, depth: number): Promise<void> => {
@@ -225,7 +227,8 @@ export async function nodeCgroupDirs(machines: string[]): Promise<string[]> {
       if (!entry.isDirectory()) continue
       const child = `${dir}/${entry.name}`
       if (dir.endsWith('/kube-spawn') && machines.includes(entry.name)) found.push(child)
-      else await walk(child, depth - 1)
+      // The kubelets' own trees are large and never hold a node's cgroup.
+      else if (!entry.name.startsWith('kubepods')) await walk(child, depth - 1)
     }
   }
   for (const hierarchy of hierarchies) await walk(hierarchy, 10)
@@ -251,6 +254,9 @@ export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, 
     await new Promise((r) => setTimeout(r, intervalMs))
   }
 }
+
+/** A line of the test's own output (TAP comment), such as a timing. */
+export const log = (line: string): void => console.log(`# ${line}`)
 
 /** Seconds with one decimal, for the timing lines the tests print. */
 export function seconds(ms: number): string {
@@ -339,4 +345,61 @@ export async function writeTestPlugin(dir: string, name: string, index: string):
   )
   await writeFile(join(root, 'index.js'), index)
   return root
+}
+
+/** One test cluster's set-up, filled in by the before hook useTestCluster registers. */
+export interface TestCluster {
+  readonly name: string
+  readonly machines: string[]
+  stateRoot: string
+  cli: Cli
+  /** The isolated definition's path, for create/up --config. */
+  config: string
+  /** With pluginHome: where the test writes user plugins; the Cli's plugin data and config dirs are in it. */
+  work: string
+  /** What of the cluster is still on the host. */
+  residue(): Promise<Residue>
+}
+
+/**
+ * The set-up that cluster tests share, as hooks of the enclosing describe. Before: a fresh state root, an
+ * isolated definition of `nodes` nodes (plus `extra` TOML, given the bundle's directory) and a Cli for the
+ * cluster. After, even when an assertion failed: destroy, then a sweep of what destroy missed.
+ * `kubeconfig` gives the Cli a KUBECONFIG of its own in the state root; `pluginHome` a scratch dir for
+ * user plugins, with the plugin data and config dirs inside it.
+ */
+export function useTestCluster(
+  kind: string,
+  options: {label: string; nodes: number; extra?: (bundle: string) => string; kubeconfig?: boolean; pluginHome?: boolean},
+): TestCluster {
+  const name = uniqueClusterName(kind)
+  const machines = machineNames(name, options.nodes)
+  const test = {name, machines, residue: () => residueOf(name, machines, test.stateRoot)} as TestCluster
+  let prepared = false
+  before(async () => {
+    test.stateRoot = await makeStateRoot(options.label)
+    const env: Record<string, string> = {}
+    if (options.kubeconfig) env.KUBECONFIG = join(test.stateRoot, 'kubeconfig')
+    if (options.pluginHome) {
+      test.work = await mkdtemp(join(tmpdir(), `ks-${options.label}-plugins-`))
+      Object.assign(env, {
+        KUBE_SPAWN_DATA_DIR: join(test.work, 'data'),
+        XDG_DATA_HOME: join(test.work, 'xdg-data'),
+        XDG_CONFIG_HOME: join(test.work, 'xdg-config'),
+      })
+    }
+    test.cli = new Cli(test.stateRoot, name, env)
+    prepared = true
+    const bundle = await fixtureBundle()
+    test.config = await writeDefinition(
+      test.stateRoot,
+      isolatedDefinition({name, nodes: options.nodes, bundle, extra: options.extra?.(bundle)}),
+    )
+  })
+  after(async () => {
+    if (!prepared) return
+    await removeTestCluster(test.cli, log)
+    if (test.work) await rm(test.work, {recursive: true, force: true})
+  })
+  return test
 }
