@@ -311,21 +311,34 @@ async function kubectl(ctx: StageContext, args: string[], timeoutMs = 20_000) {
   )
 }
 
-async function getNodes(ctx: StageContext): Promise<NodeObject[]> {
+/** The nodes, or undefined while the API server does not answer. */
+async function getNodes(ctx: StageContext): Promise<NodeObject[] | undefined> {
   const result = await kubectl(ctx, ['get', 'nodes', '-o', 'json'])
-  if (result.exitCode !== 0) return []
+  if (result.exitCode !== 0) return undefined
   return (JSON.parse(result.stdout) as {items: NodeObject[]}).items
 }
 
+/** The controller manager allocates each node's pod CIDR soon after it registers (after a start, once the API is back). */
+const POD_CIDR_TIMEOUT_MS = 120_000
+
 /** Each node bridges its pods on its own podCIDR; routes to the other nodes' podCIDRs go via their node IPs. */
 async function configurePodNetwork(ctx: ClusterContext): Promise<void> {
-  const deadline = Date.now() + 120_000
+  const timeoutMs = POD_CIDR_TIMEOUT_MS * ctx.host.timeoutScale
+  const deadline = Date.now() + timeoutMs
   let cidrs = new Map<string, string>()
+  let apiAnswered = false
   while (Date.now() < deadline) {
     ctx.signal?.throwIfAborted()
-    cidrs = new Map((await getNodes(ctx)).filter((n) => n.spec.podCIDR).map((n) => [n.metadata.name, n.spec.podCIDR!]))
+    const nodes = await getNodes(ctx)
+    apiAnswered ||= nodes !== undefined
+    cidrs = new Map((nodes ?? []).filter((n) => n.spec.podCIDR).map((n) => [n.metadata.name, n.spec.podCIDR!]))
     if (ctx.nodes.every((n) => cidrs.has(n.name))) break
     await sleep(1000)
+  }
+  if (!apiAnswered) {
+    throw new HostError(`the API server did not answer within ${Math.round(timeoutMs / 1000)} s`, {
+      hint: 'see its logs: kube-spawn exec <control-plane> -- journalctl -u kubelet',
+    })
   }
   const missing = ctx.nodes.filter((n) => !cidrs.has(n.name)).map((n) => n.name)
   if (missing.length > 0) {
@@ -357,7 +370,7 @@ async function waitForReady(ctx: ClusterContext, startedAt: number, task: StageT
   let nodes: NodeObject[] = []
   while (Date.now() < deadline) {
     ctx.signal?.throwIfAborted()
-    nodes = await getNodes(ctx)
+    nodes = (await getNodes(ctx)) ?? []
     const ready = ctx.nodes.filter((n) => nodes.some((o) => o.metadata.name === n.name && fresh(o)))
     task.output = `${ready.length}/${ctx.nodes.length} Ready`
     if (ready.length === ctx.nodes.length) return
