@@ -2,7 +2,6 @@ import {access, mkdir, readFile, statfs} from 'node:fs/promises'
 
 import {UserError} from '../errors.js'
 import type {HostInfo} from '../sdk/index.js'
-import {nspawnVersion} from './detect.js'
 import {checkSupport, describeHost} from './support.js'
 import {run} from '../util/run.js'
 
@@ -25,13 +24,14 @@ async function kernelHasFilesystem(name: string): Promise<boolean> {
 }
 
 /** The host checks `create` runs; each failure names its fix. `stateRoot` is where the nodes will live. */
-export async function checkHost({stateRoot}: {stateRoot: string}): Promise<CheckFailure[]> {
+export async function checkHost({stateRoot, host}: {stateRoot: string; host: HostInfo}): Promise<CheckFailure[]> {
   const failures: CheckFailure[] = []
   const fail = (check: string, problem: string, fix: string) => failures.push({check, problem, fix})
 
   if (process.getuid?.() !== 0) fail('root', 'kube-spawn must run as root', 'run it with sudo')
 
-  const version = await nspawnVersion()
+  // detectHost already asked systemd-nspawn for its version.
+  const version = host.systemdVersion
   if (version === undefined) fail('systemd-nspawn', 'systemd-nspawn is not installed', 'apt-get install systemd-container')
   else if (version < MIN_NSPAWN_VERSION)
     fail('systemd-nspawn', `systemd-nspawn ${version} is older than ${MIN_NSPAWN_VERSION}`, 'upgrade systemd-container')
@@ -151,7 +151,7 @@ export async function examineHost(
   return {
     host,
     description: describeHost(host),
-    failures: [...(await checkHost({stateRoot})), ...support.refusals],
+    failures: [...(await checkHost({stateRoot, host})), ...support.refusals],
     warnings: support.warnings,
   }
 }

@@ -31,7 +31,7 @@ export const NODE_BIN_DIR = '/opt/kube-spawn/kubernetes/bin'
 export const NODE_IMAGES_DIR = '/opt/kube-spawn/images'
 /** kubeadm init or join, whole; kubeadm's own control-plane wait (4 min in 1.20) is inside it. */
 const KUBEADM_TIMEOUT_MS = 600_000
-/** The controller manager allocates each node's pod CIDR soon after it registers. */
+/** The controller manager allocates each node's pod CIDR soon after it registers (after a start, once the API is back). */
 const POD_CIDR_TIMEOUT_MS = 120_000
 const INIT_CONFIG = '/etc/kube-spawn/kubeadm-init.yaml'
 const JOIN_CONFIG = '/etc/kube-spawn/kubeadm-join.yaml'
@@ -312,24 +312,34 @@ async function kubectl(ctx: StageContext, args: string[], timeoutMs = 20_000) {
   )
 }
 
-async function getNodes(ctx: StageContext): Promise<NodeObject[]> {
+/** The nodes, or undefined while the API server does not answer. */
+async function getNodes(ctx: StageContext): Promise<NodeObject[] | undefined> {
   const result = await kubectl(ctx, ['get', 'nodes', '-o', 'json'])
-  if (result.exitCode !== 0) return []
+  if (result.exitCode !== 0) return undefined
   return (JSON.parse(result.stdout) as {items: NodeObject[]}).items
 }
 
 /** Each node bridges its pods on its own podCIDR; routes to the other nodes' podCIDRs go via their node IPs. */
 async function configurePodNetwork(ctx: ClusterContext): Promise<void> {
+  const timeoutMs = POD_CIDR_TIMEOUT_MS * ctx.host.timeoutScale
   let cidrs = new Map<string, string>()
+  let apiAnswered = false
   await ctx
     .waitFor(
       async () => {
-        cidrs = new Map((await getNodes(ctx)).filter((n) => n.spec.podCIDR).map((n) => [n.metadata.name, n.spec.podCIDR!]))
+        const nodes = await getNodes(ctx)
+        apiAnswered ||= nodes !== undefined
+        cidrs = new Map((nodes ?? []).filter((n) => n.spec.podCIDR).map((n) => [n.metadata.name, n.spec.podCIDR!]))
         return ctx.nodes.every((n) => cidrs.has(n.name)) || undefined
       },
-      {timeout: POD_CIDR_TIMEOUT_MS * ctx.host.timeoutScale, interval: 1000, describe: 'a pod CIDR for every node'},
+      {timeout: timeoutMs, interval: 1000, describe: 'a pod CIDR for every node'},
     )
     .catch((error: unknown) => (error instanceof WaitTimeout ? undefined : Promise.reject(error)))
+  if (!apiAnswered) {
+    throw new HostError(`the API server did not answer within ${Math.round(timeoutMs / 1000)} s`, {
+      hint: 'see its logs: kube-spawn exec <control-plane> -- journalctl -u kubelet',
+    })
+  }
   const missing = ctx.nodes.filter((n) => !cidrs.has(n.name)).map((n) => n.name)
   if (missing.length > 0) {
     throw new HostError(`no pod CIDR was allocated to ${missing.join(', ')}`, {
@@ -360,7 +370,7 @@ async function waitForReady(ctx: ClusterContext, startedAt: number, task: StageT
   const allReady = await ctx
     .waitFor(
       async () => {
-        nodes = await getNodes(ctx)
+        nodes = (await getNodes(ctx)) ?? []
         const ready = ctx.nodes.filter((n) => nodes.some((o) => o.metadata.name === n.name && fresh(o)))
         task.output = `${ready.length}/${ctx.nodes.length} Ready`
         return ready.length === ctx.nodes.length || undefined

@@ -15,7 +15,18 @@ SUITE=${KUBE_SPAWN_VM_SUITE:-bookworm}
 CP=ks-$CLUSTER-cp
 W1=ks-$CLUSTER-w1
 ks() { bin/kube-spawn "$@"; }
-fail() { echo "FAIL: $*"; exit 1; }
+fail() {
+  echo "FAIL: $*"
+  # What kube-spawn saved, for scripts/test-vm --keep; and the kubelets' last words, for CI's log.
+  if [[ -n "${KUBE_SPAWN_VM_SHARE:-}" && -d /var/lib/kube-spawn/$CLUSTER/logs ]]; then
+    cp -a /var/lib/kube-spawn/$CLUSTER/logs "$KUBE_SPAWN_VM_SHARE/kube-spawn-logs" || true
+  fi
+  for node in $CP $W1; do
+    echo "-- $node: journalctl -u kubelet (last 25 lines)"
+    timeout 60 bin/kube-spawn exec $node -- journalctl -u kubelet -n 25 --no-pager 2>&1 || true
+  done
+  exit 1
+}
 t0=$(date +%s)
 step() { echo "== $1 ($(($(date +%s) - t0)) s)"; }
 
