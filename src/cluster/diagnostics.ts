@@ -42,7 +42,7 @@ async function nodeLogs(ctx: ClusterContext, node: HostNode, dir: string): Promi
       problems.push(`${what}: ${errorMessage(error)}`)
     }
   }
-  // Files kube-spawn keeps on the host: the console, and kubeadm's output (see kubernetes/tasks.ts).
+  // Files kube-spawn keeps on the host: the console, and kubeadm's output (see kubernetes/kubeadm.ts).
   for (const name of await readdir(paths.dir).catch(() => [] as string[])) {
     if (name === 'console.log' || /^kubeadm-.*\.log$/.test(name)) await attempt(name, () => cp(join(paths.dir, name), join(dir, name)))
   }

@@ -5,21 +5,12 @@
  */
 import type {HostStep, StageDeclaration} from '../context/index.js'
 import {checkDiskSpace, checkHost} from '../host/tasks.js'
-import {
-  clearUnfinishedKubeadm,
-  configurePodNetworkStep,
-  enableKubelet,
-  fetchKubernetesStep,
-  importBundleImages,
-  installKubelet,
-  kubeadmInitStep,
-  kubeadmJoinStep,
-  mountKubernetesBinaries,
-  removeKubeconfigContextStep,
-  stopKubelet,
-  waitUntilReady,
-  writeKubeconfig,
-} from '../kubernetes/tasks.js'
+import {importBundleImages, mountKubernetesBinaries, fetchKubernetesStep} from '../kubernetes/binaries.js'
+import {clearUnfinishedKubeadm, kubeadmInitStep, kubeadmJoinStep} from '../kubernetes/kubeadm.js'
+import {removeKubeconfigContextStep, writeKubeconfig} from '../kubernetes/kubeconfig-steps.js'
+import {enableKubelet, installKubelet, stopKubelet} from '../kubernetes/kubelet.js'
+import {configurePodNetworkStep} from '../kubernetes/pod-network.js'
+import {waitUntilReady} from '../kubernetes/readiness.js'
 import {
   addUserMounts,
   bootTheNodes,
