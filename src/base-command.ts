@@ -1,9 +1,9 @@
 import {Command, Flags, type Interfaces} from '@oclif/core'
 
-import {type Env} from './cluster/context.js'
+import type {Env, RendererName} from './context/index.js'
 import {redactToken} from './config/definition.js'
 import {findUserError} from './errors.js'
-import type {RendererName} from './pipeline/runner.js'
+
 import {StateRoot} from './state/store.js'
 import {type InterruptTrap, trapInterrupts} from './util/interrupt.js'
 

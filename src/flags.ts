@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 
+import type {CreateRequest} from './cluster/create.js'
 import type {DefinitionOverrides} from './config/definition.js'
 
 /** Flags that describe a new cluster (create, up). */
@@ -12,17 +13,31 @@ export const definitionFlags = {
   retain: Flags.boolean({summary: 'Keep what was made when the command fails, for debugging.'}),
 }
 
+/** The definition flags that decide a base image (image build). */
+export const imageFlags = {
+  config: definitionFlags.config,
+  'container-runtime': definitionFlags['container-runtime'],
+  image: definitionFlags.image,
+}
+
 export const dryRunFlag = {
   'dry-run': Flags.boolean({summary: 'Print the pipeline that would run, with the plugin behind each task, and change nothing.'}),
 }
 
-export function overridesFrom(flags: {
+type OverrideFlags = {
   'cluster-name'?: string
   nodes?: number
   'kubernetes-version'?: string
   'container-runtime'?: string
   image?: string
-}): DefinitionOverrides {
+}
+
+/** What create's and up's flags (definitionFlags, dryRunFlag) ask for. */
+export function createRequestFrom(flags: OverrideFlags & {config?: string; 'dry-run'?: boolean; retain?: boolean}): CreateRequest {
+  return {configFile: flags.config, overrides: overridesFrom(flags), dryRun: flags['dry-run'] ?? false, retain: flags.retain}
+}
+
+function overridesFrom(flags: OverrideFlags): DefinitionOverrides {
   return {
     clusterName: flags['cluster-name'],
     nodes: flags.nodes,

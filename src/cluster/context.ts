@@ -1,46 +1,17 @@
-import type {Config} from '@oclif/core'
-import {readFile} from 'node:fs/promises'
-import {join} from 'node:path'
-
-import {UserError, errorMessage} from '../errors.js'
-import {writeFileAtomic} from '../util/fs.js'
+import {errorMessage} from '../errors.js'
 
 import type {Cluster} from '../config/definition.js'
 import {detectHost} from '../host/detect.js'
 import {sandboxImage, versionTraits} from '../kubernetes/versions.js'
 import {LocalNodeHandle} from '../node/handle.js'
-import type {CoreTask, PlanLine, RendererName} from '../pipeline/runner.js'
+import type {ClusterContext, Env, StageDeclaration} from '../context/index.js'
+import {readBaseImage, readProviders} from '../state/cluster-files.js'
+import type {PlanLine} from '../pipeline/runner.js'
 import {describePlan, planPipeline, runPipeline} from '../pipeline/runner.js'
-import {type Catalog, type Offer, loadCatalog, selectProvider} from '../plugins/providers.js'
-import type {HostInfo, RuntimeProvider, Stage, StageContext} from '../sdk/index.js'
-import type {StateRoot} from '../state/store.js'
+import {type Offer, loadCatalog, selectProvider} from '../plugins/providers.js'
+import type {HostInfo, RuntimeProvider} from '../sdk/index.js'
 import {run} from '../util/run.js'
-
-/** What every service needs: the oclif config (for hooks), the state root and the output policy. */
-export interface Env {
-  config: Config
-  root: StateRoot
-  renderer: RendererName
-  /** Aborted on Ctrl-C or SIGTERM during create, start and up (util/interrupt.ts). */
-  signal?: AbortSignal
-}
-
-/** The host's own context, a StageContext with the concrete node handles. */
-export interface ClusterContext extends StageContext {
-  readonly nodes: LocalNodeHandle[]
-  readonly warnings: string[]
-  readonly catalog: Catalog
-  /** Built with ContextOptions.withoutPlugins: plugin failures are warnings. */
-  readonly withoutPlugins: boolean
-  /** The plugins that provide the runtime and the image. */
-  readonly providerPlugins: RecordedProviders
-}
-
-/** Which plugin provided the runtime and the image at create, so that a warning can name a plugin that is gone. */
-interface RecordedProviders {
-  runtime: string
-  image: string
-}
+import {waitFor} from '../util/wait.js'
 
 export interface ContextOptions {
   dryRun?: boolean
@@ -62,7 +33,7 @@ export async function buildContext(
   const tolerate = withoutPlugins ? {onPluginFailure: (message: string) => warnings.push(`${message}; ${TEARDOWN_WITHOUT}`)} : {}
   const catalog = await loadCatalog(env.config, tolerate)
   const clusterDir = env.root.clusterDir(cluster.clusterName)
-  const recorded = await readJson<RecordedProviders>(join(clusterDir, PROVIDERS_FILE))
+  const recorded = await readProviders(clusterDir)
   const chosen = <T extends {name: string}>(offers: Offer<T>[], kind: 'container runtime' | 'image', name: string, standIn: T) => {
     try {
       return selectProvider(offers, kind, name)
@@ -96,11 +67,14 @@ export async function buildContext(
     pluginConfig: (name) => (cluster.pluginConfig[name] ?? {}) as Record<string, unknown>,
     run: (argv, options) => run(argv, {signal: env.signal, ...options}),
     warn: (message) => warnings.push(message),
+    waitFor: (condition, options) => waitFor(condition, {signal: env.signal, ...options}),
     shared: new Map(),
     signal: env.signal,
     warnings,
     catalog,
     withoutPlugins,
+    stateRoot: env.root.path,
+    startedAt: Date.now(),
   }
   return ctx
 }
@@ -127,38 +101,14 @@ export interface PipelineOutcome {
 }
 
 /** Plans the stages; with dryRun returns the plan only, else runs it. */
-export async function runStages(env: Env, ctx: ClusterContext, stages: readonly Stage[], core: CoreTask[]): Promise<PipelineOutcome> {
+export async function runStages(env: Env, ctx: ClusterContext, stages: readonly StageDeclaration[]): Promise<PipelineOutcome> {
   const planned = await planPipeline(
     env.config,
     ctx,
     stages,
-    core,
     ctx.withoutPlugins ? {onPluginFailure: (m) => ctx.warn(`${m}; ${TEARDOWN_WITHOUT}`)} : {},
   )
   if (ctx.dryRun) return {plan: await describePlan(planned, ctx), ran: false}
   await runPipeline(planned, ctx, env.renderer)
   return {plan: [], ran: true}
-}
-
-const BASE_IMAGE_FILE = 'base-image.json'
-const PROVIDERS_FILE = 'providers.json'
-
-/**
- * The base image a cluster's node layers sit on, recorded at create so start uses the very same one;
- * and the plugins behind the runtime and image.
- */
-export async function recordBaseImage(ctx: ClusterContext): Promise<void> {
-  if (!ctx.baseImage)
-    throw new UserError(`image plugin "${ctx.image.name}" set no base image in prepare-image`, {hint: 'fix or reinstall that plugin'})
-  await writeFileAtomic(join(ctx.clusterDir, BASE_IMAGE_FILE), `${JSON.stringify(ctx.baseImage)}\n`, 0o600)
-  await writeFileAtomic(join(ctx.clusterDir, PROVIDERS_FILE), `${JSON.stringify(ctx.providerPlugins)}\n`, 0o600)
-}
-
-async function readBaseImage(clusterDir: string): Promise<StageContext['baseImage']> {
-  return readJson<StageContext['baseImage']>(join(clusterDir, BASE_IMAGE_FILE))
-}
-
-async function readJson<T>(path: string): Promise<T | undefined> {
-  const text = await readFile(path, 'utf8').catch(() => undefined)
-  return text ? (JSON.parse(text) as T) : undefined
 }

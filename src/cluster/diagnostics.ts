@@ -7,10 +7,10 @@ import {cp, mkdir, readdir, readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {errorMessage} from '../errors.js'
-import {type LocalNodeHandle, leaderPid} from '../node/handle.js'
+import {leaderPid} from '../node/handle.js'
 import {nodePaths} from '../node/layout.js'
 import {run} from '../util/run.js'
-import type {ClusterContext} from './context.js'
+import type {ClusterContext, HostNode} from '../context/index.js'
 
 /** Each command may take this long; a hung node must not hold up the error report. */
 const COMMAND_TIMEOUT_MS = 30_000
@@ -31,7 +31,7 @@ export async function collectLogs(ctx: ClusterContext, dest: string): Promise<st
   return dest
 }
 
-async function nodeLogs(ctx: ClusterContext, node: LocalNodeHandle, dir: string): Promise<void> {
+async function nodeLogs(ctx: ClusterContext, node: HostNode, dir: string): Promise<void> {
   await mkdir(dir, {recursive: true})
   const paths = nodePaths(ctx.clusterDir, node.name)
   const problems: string[] = []
@@ -42,7 +42,7 @@ async function nodeLogs(ctx: ClusterContext, node: LocalNodeHandle, dir: string)
       problems.push(`${what}: ${errorMessage(error)}`)
     }
   }
-  // Files kube-spawn keeps on the host: the console, and kubeadm's output (see kubernetes/tasks.ts).
+  // Files kube-spawn keeps on the host: the console, and kubeadm's output (see kubernetes/kubeadm.ts).
   for (const name of await readdir(paths.dir).catch(() => [] as string[])) {
     if (name === 'console.log' || /^kubeadm-.*\.log$/.test(name)) await attempt(name, () => cp(join(paths.dir, name), join(dir, name)))
   }

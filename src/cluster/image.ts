@@ -2,7 +2,9 @@ import type {DefinitionOverrides} from '../config/definition.js'
 import {UserError} from '../errors.js'
 import {loadCatalog, selectProvider} from '../plugins/providers.js'
 import type {StageContext} from '../sdk/index.js'
-import {type Env, buildContext, runStages} from './context.js'
+import type {Env} from '../context/index.js'
+import {phaseStages} from '../pipeline/pipelines.js'
+import {buildContext, runStages} from './context.js'
 import {readDefinition} from './create.js'
 
 export interface BuiltImage {
@@ -24,7 +26,7 @@ export async function buildBaseImage(env: Env, request: {configFile?: string; ov
   // No machines: the image is shared by every cluster and no node is touched.
   const ctx = await buildContext(env, {...definition, machines: []})
   ctx.baseImage = undefined
-  await runStages(env, ctx, ['prepare-image'], [])
+  await runStages(env, ctx, phaseStages('image'))
   if (!ctx.baseImage)
     throw new UserError(`image plugin "${definition.image}" set no base image in prepare-image`, {hint: 'fix or reinstall that plugin'})
   return {image: definition.image, baseImage: ctx.baseImage, warnings: ctx.warnings}

@@ -1,24 +1,14 @@
-import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {interruptOf, withNote} from '../errors.js'
-
-import {kubernetesArch, kubernetesCacheDir} from '../kubernetes/artifacts.js'
-import {exists} from '../util/fs.js'
-
 import type {Cluster} from '../config/definition.js'
-import type {CoreTask, PlanLine} from '../pipeline/runner.js'
-import type {Stage} from '../sdk/index.js'
+import type {ClusterContext, Env} from '../context/index.js'
+import {interruptOf, withNote} from '../errors.js'
+import {endNodes} from '../node/boot.js'
+import {phaseStages} from '../pipeline/pipelines.js'
+import type {PlanLine} from '../pipeline/runner.js'
 import {withLock} from '../state/store.js'
-import {POWER_OFF_TIMEOUT_MS, bootNodes, endNodes, forgetNodes} from '../node/boot.js'
-import {ensureNetwork, removeNetwork} from '../node/network.js'
-import {type ClusterContext, type Env, buildContext, runStages} from './context.js'
+import {buildContext, runStages} from './context.js'
 import {collectLogs, timestampName} from './diagnostics.js'
-import {kubernetesStartTasks, kubernetesStopTasks, KUBERNETES_STAGES, removeKubeconfigContext} from '../kubernetes/tasks.js'
-
-export const START_STAGES: readonly Stage[] = ['pre-boot', 'boot', 'post-boot']
-export const STOP_STAGES: readonly Stage[] = ['stop', 'power-off']
-export const DESTROY_STAGES: readonly Stage[] = ['destroy', 'remove']
 
 export interface LifecycleResult {
   cluster: Cluster
@@ -76,15 +66,12 @@ export async function planStart(env: Env, cluster: Cluster, skipClusterInit = fa
 }
 
 function runStart(env: Env, ctx: ClusterContext, skipClusterInit: boolean) {
-  const stages = skipClusterInit ? START_STAGES : [...START_STAGES, ...KUBERNETES_STAGES]
-  // The binaries are mounted on every boot (pre-boot), so even a --skip-cluster-init boot of an initialized cluster has them.
-  const core = [...startTasks(), ...kubernetesStartTasks().filter((t) => !skipClusterInit || t.stage === 'pre-boot')]
-  return runStages(env, ctx, stages, core)
+  return runStages(env, ctx, phaseStages('start', {skipClusterInit}))
 }
 
 /** Powers every node off; their layers and data stay. Works without the cluster's plugins. */
 export async function stopCluster(env: Env, name: string, {dryRun = false} = {}): Promise<LifecycleResult> {
-  return inCluster(env, name, dryRun, (ctx) => runStages(env, ctx, STOP_STAGES, stopTasks()), {withoutPlugins: true})
+  return inCluster(env, name, dryRun, (ctx) => runStages(env, ctx, phaseStages('stop')), {withoutPlugins: true})
 }
 
 /**
@@ -92,7 +79,7 @@ export async function stopCluster(env: Env, name: string, {dryRun = false} = {})
  * context, directory. Works without the cluster's plugins.
  */
 export async function destroyCluster(env: Env, name: string, {dryRun = false} = {}): Promise<LifecycleResult> {
-  return inCluster(env, name, dryRun, (ctx) => runStages(env, ctx, DESTROY_STAGES, destroyTasks(env)), {
+  return inCluster(env, name, dryRun, (ctx) => runStages(env, ctx, phaseStages('destroy')), {
     persist: false,
     withoutPlugins: true,
   })
@@ -127,79 +114,4 @@ async function inCluster(
     }
   }
   return dryRun ? act() : withLock(env.root, name, act)
-}
-
-export function startTasks(): CoreTask[] {
-  return [
-    {
-      stage: 'pre-boot',
-      title: 'Create the cluster bridge and its firewall rules',
-      task: async (ctx, task) => {
-        await ensureNetwork(ctx.cluster)
-        task.title = `Create the cluster bridge and its firewall rules (${ctx.cluster.network.egress ? 'egress with NAT' : 'isolated'})`
-      },
-    },
-    {
-      stage: 'pre-boot',
-      title: 'Add the bind mounts from the definition',
-      skip: (ctx) => (allUserMounts(ctx.cluster) === 0 ? 'the definition has no [bindmount] entries' : false),
-      task: async (ctx) => {
-        for (const node of ctx.nodes) {
-          const own = ctx.cluster.machines.find((m) => m.name === node.name)?.bindmount
-          for (const b of [ctx.cluster.bindmount, ...(own ? [own] : [])]) {
-            for (const m of b.readOnly) node.addBindMount({...m, readOnly: true})
-            for (const m of b.readWrite) node.addBindMount(m)
-          }
-        }
-      },
-    },
-    {
-      stage: 'boot',
-      title: 'Boot the nodes',
-      task: async (ctx, task) => {
-        await bootNodes(ctx as ClusterContext, task)
-      },
-    },
-  ]
-}
-
-function stopTasks(): CoreTask[] {
-  return [
-    ...kubernetesStopTasks(),
-    {
-      stage: 'power-off',
-      title: 'Power the nodes off',
-      task: async (ctx, task) => endNodes(ctx as ClusterContext, POWER_OFF_TIMEOUT_MS, task),
-    },
-  ]
-}
-
-function destroyTasks(env: Env): CoreTask[] {
-  return [
-    {stage: 'remove', title: 'Stop any running node', task: async (ctx) => endNodes(ctx as ClusterContext, 0)},
-    {stage: 'remove', title: 'Remove the bridge and firewall rules', task: async (ctx) => removeNetwork(ctx.cluster.clusterName)},
-    {stage: 'remove', title: "Remove the nodes' cgroups and registrations", task: async (ctx) => forgetNodes(ctx as ClusterContext)},
-    {
-      stage: 'remove',
-      title: 'Remove the kubeconfig context',
-      task: async (ctx) => {
-        // Use the cluster's own kubectl from the cache; the host may have none.
-        const kubectl = join(kubernetesCacheDir(ctx.cacheDir, ctx.cluster.kubernetesVersion, kubernetesArch()), 'kubectl')
-        await removeKubeconfigContext(ctx.cluster.clusterName, (await exists(kubectl)) ? kubectl : undefined)
-      },
-    },
-    {
-      stage: 'remove',
-      title: 'Remove the cluster directory',
-      task: async (ctx) => {
-        await rm(ctx.clusterDir, {recursive: true, force: true})
-        await env.root.remove(ctx.cluster.clusterName)
-      },
-    },
-  ]
-}
-
-function allUserMounts(cluster: Cluster): number {
-  const count = (b: Cluster['bindmount']) => b.readOnly.length + b.readWrite.length
-  return count(cluster.bindmount) + cluster.machines.reduce((n, m) => n + count(m.bindmount), 0)
 }

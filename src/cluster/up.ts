@@ -4,7 +4,7 @@ import type {Cluster} from '../config/definition.js'
 import {errorMessage, withNote} from '../errors.js'
 import type {PlanLine} from '../pipeline/runner.js'
 import {type CreateRequest, createCluster} from './create.js'
-import type {Env} from './context.js'
+import type {Env} from '../context/index.js'
 import {destroyCluster, planStart, startCluster} from './lifecycle.js'
 
 export interface UpResult {

@@ -1,6 +1,6 @@
 import {BaseCommand} from '../base-command.js'
 import {type CreateResult, createCluster} from '../cluster/create.js'
-import {definitionFlags, dryRunFlag, overridesFrom} from '../flags.js'
+import {definitionFlags, dryRunFlag, createRequestFrom} from '../flags.js'
 import {formatPlan} from '../pipeline/runner.js'
 
 export default class Create extends BaseCommand<typeof Create> {
@@ -18,12 +18,7 @@ export default class Create extends BaseCommand<typeof Create> {
   static flags = {...definitionFlags, ...dryRunFlag}
 
   async run(): Promise<CreateResult> {
-    const result = await createCluster(this.env, {
-      configFile: this.flags.config,
-      overrides: overridesFrom(this.flags),
-      dryRun: this.flags['dry-run'],
-      retain: this.flags.retain,
-    })
+    const result = await createCluster(this.env, createRequestFrom(this.flags))
     this.warnAll(result.warnings)
     const {cluster} = result
     if (this.flags['dry-run']) {

@@ -3,6 +3,7 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../base-command.js'
 import {type HostExamination, examineHost} from '../host/preflight.js'
 import {detectHost} from '../host/detect.js'
+import {specDefault} from '../config/spec.js'
 import {parseKubernetesVersion} from '../config/version.js'
 import {UserError} from '../errors.js'
 
@@ -11,7 +12,10 @@ export default class Host extends BaseCommand<typeof Host> {
   static description = `The same checks create runs first (preflight), changing nothing but a probe bridge and, where the module exists but is not loaded yet, loading overlay: the cgroup version, systemd as PID 1, machined (which backend nodes use), the systemd and kernel versions, the tools nodes need, and what the Kubernetes version means on this host. Exits 1 when a check fails. See docs/hosts.md for the tested hosts.`
   static examples = ['<%= config.bin %> host', '<%= config.bin %> host --kubernetes-version v1.35.0 --json']
   static flags = {
-    'kubernetes-version': Flags.string({summary: 'Judge the host for this Kubernetes release.', default: 'v1.20.2'}),
+    'kubernetes-version': Flags.string({
+      summary: 'Judge the host for this Kubernetes release.',
+      default: specDefault('kubernetes-version') as string,
+    }),
   }
 
   async run(): Promise<HostExamination> {

@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../base-command.js'
 import {type UpResult, upCluster} from '../cluster/up.js'
-import {definitionFlags, dryRunFlag, overridesFrom} from '../flags.js'
+import {definitionFlags, dryRunFlag, createRequestFrom} from '../flags.js'
 import {formatPlan} from '../pipeline/runner.js'
 
 export default class Up extends BaseCommand<typeof Up> {
@@ -18,13 +18,7 @@ export default class Up extends BaseCommand<typeof Up> {
   }
 
   async run(): Promise<UpResult> {
-    const result = await upCluster(this.env, {
-      configFile: this.flags.config,
-      overrides: overridesFrom(this.flags),
-      dryRun: this.flags['dry-run'],
-      retain: this.flags.retain,
-      skipClusterInit: this.flags['skip-cluster-init'],
-    })
+    const result = await upCluster(this.env, {...createRequestFrom(this.flags), skipClusterInit: this.flags['skip-cluster-init']})
     const name = result.cluster.clusterName
     this.warnAll(result.warnings)
     if (this.flags['dry-run']) this.log(formatPlan(`Plan: up cluster "${name}":`, result.plan))

@@ -5,7 +5,7 @@ import {isAbsolute} from 'node:path'
 
 import {UserError} from '../errors.js'
 import {cidrsOverlap, parseCidr} from '../net/cidr.js'
-import {MAX_NODES, checkAgainstSpec, definitionSpec} from './spec.js'
+import {checkAgainstSpec, definitionSpec, withDefaults} from './spec.js'
 import {parseKubernetesVersion} from './version.js'
 
 export interface BindMount {
@@ -77,44 +77,56 @@ export async function resolveDefinition(
   overrides: DefinitionOverrides = {},
   {checkPaths = true}: {checkPaths?: boolean} = {},
 ): Promise<Cluster> {
-  const problems = checkAgainstSpec(raw, definitionSpec, '')
+  // Flag overrides go in before the spec check, so that they are checked like the file's own values.
+  const given = Object.fromEntries(
+    Object.entries({
+      'cluster-name': overrides.clusterName,
+      'container-runtime': overrides.containerRuntime,
+      image: overrides.image,
+      'kubernetes-version': overrides.kubernetesVersion,
+      nodes: overrides.nodes,
+    }).filter(([, value]) => value !== undefined),
+  )
+  const merged = {...raw, ...given}
+  const problems = checkAgainstSpec(merged, definitionSpec, '')
   if (problems.length > 0) throw new UserError(`${source}: ${problems[0]}`, {hint: hintFor(problems[0])})
 
-  const r = raw as Record<string, any>
-  const net = r.network ?? {}
-  const rc = r['runtime-config'] ?? {}
+  // Every default comes from the spec (spec.ts), which also documents it and feeds the JSON Schema.
+  const r = withDefaults(merged) as Record<string, any>
+  const net = r.network
+  const rc = r['runtime-config']
   const cluster: Cluster = {
-    clusterName: overrides.clusterName ?? r['cluster-name'] ?? 'default',
-    containerRuntime: overrides.containerRuntime ?? r['container-runtime'] ?? 'containerd',
-    image: overrides.image ?? r.image ?? 'debian',
-    kubernetesVersion: overrides.kubernetesVersion ?? r['kubernetes-version'] ?? 'v1.20.2',
-    nodes: overrides.nodes ?? r.nodes ?? 3,
+    clusterName: r['cluster-name'],
+    containerRuntime: r['container-runtime'],
+    image: r.image,
+    kubernetesVersion: r['kubernetes-version'],
+    nodes: r.nodes,
     token: r.token ?? generateToken(),
-    cni: r.cni ?? 'bridge',
-    kubernetes: {source: r.kubernetes?.source ?? 'https://dl.k8s.io'},
+    cni: r.cni,
+    kubernetes: {source: r.kubernetes.source},
     network: {
-      subnet: net.subnet ?? '10.22.0.0/16',
+      subnet: net.subnet,
       clusterSubnet: net['cluster-subnet'],
-      podCidr: net['pod-cidr'] ?? '10.244.0.0/16',
-      serviceCidr: net['service-cidr'] ?? '10.96.0.0/12',
-      egress: net.egress ?? true,
+      podCidr: net['pod-cidr'],
+      serviceCidr: net['service-cidr'],
+      egress: net.egress,
     },
     bindmount: toBindMounts(r.bindmount),
     runtimeConfig: {
-      cgroupPerQos: rc['cgroup-per-qos'] ?? true,
-      failSwapOn: rc['fail-swap-on'] ?? false,
-      timeout: rc.timeout ?? '10m',
-      useLegacyCgroupDriver: rc['use-legacy-cgroup-driver'] ?? true,
+      cgroupPerQos: rc['cgroup-per-qos'],
+      failSwapOn: rc['fail-swap-on'],
+      timeout: rc.timeout,
+      useLegacyCgroupDriver: rc['use-legacy-cgroup-driver'],
     },
-    pluginConfig: r['plugin-config'] ?? {},
+    pluginConfig: r['plugin-config'],
     machines: (r.machines ?? []).map((m: Record<string, any>) => ({
       name: m.name,
       role: m.role,
       ip: m.ip,
-      running: m.running ?? false,
+      running: m.running,
       bindmount: toBindMounts(m.bindmount),
     })),
-    state: {initialized: r.state?.initialized ?? false},
+    state: {initialized: r.state.initialized},
   }
   await validateCluster(cluster, source, {checkPaths})
   // "1.20.2" is accepted; release URLs and kubeadm want the canonical "v1.20.2".
@@ -128,10 +140,6 @@ export async function validateCluster(cluster: Cluster, source: string, {checkPa
     throw new UserError(`${source}: ${message}`, {hint})
   }
   validateClusterName(cluster.clusterName, source)
-  // Flag overrides skip the spec check, so the range is checked again here.
-  if (!Number.isInteger(cluster.nodes) || cluster.nodes < 1 || cluster.nodes > MAX_NODES) {
-    fail(`nodes = ${cluster.nodes} is out of range; use a whole number from 1 to ${MAX_NODES}`, 'change the value')
-  }
   if (!TOKEN.test(cluster.token)) {
     fail(
       `token "${redactToken(cluster.token)}" is not a kubeadm bootstrap token`,

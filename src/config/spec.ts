@@ -240,3 +240,31 @@ function describe(value: unknown): string {
   if (typeof value === 'object') return value instanceof Date ? 'a date' : 'a table'
   return `${typeof value} ${JSON.stringify(value)}`
 }
+
+/** The default the spec declares at a dotted path (`network.pod-cidr`); the one place defaults live. */
+export function specDefault(path: string): string | number | boolean | undefined {
+  let spec: Spec = definitionSpec
+  for (const key of path.split('.')) {
+    if (spec.kind !== 'table' || !(key in spec.fields)) throw new Error(`no key ${path} in the definition spec`)
+    spec = spec.fields[key]
+  }
+  return 'default' in spec ? spec.default : undefined
+}
+
+/**
+ * The raw definition with every default of the spec filled in where a key is absent: in tables, and in
+ * each table of an array (machines). Free-form tables (plugin-config) are left as they are.
+ */
+export function withDefaults(raw: Record<string, unknown>, spec: Spec & {kind: 'table'} = definitionSpec): Record<string, unknown> {
+  const filled: Record<string, unknown> = {...raw}
+  if (spec.freeForm) return filled
+  for (const [key, field] of Object.entries(spec.fields)) {
+    const value = filled[key]
+    if (field.kind === 'table') filled[key] = withDefaults((value ?? {}) as Record<string, unknown>, field)
+    else if (field.kind === 'array' && field.items.kind === 'table' && Array.isArray(value)) {
+      const items = field.items
+      filled[key] = value.map((item) => withDefaults(item as Record<string, unknown>, items))
+    } else if (value === undefined && 'default' in field && field.default !== undefined) filled[key] = field.default
+  }
+  return filled
+}

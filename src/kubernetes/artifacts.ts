@@ -84,9 +84,9 @@ export function formatProgress({binary, done, total}: DownloadProgress, width = 
 
 /** Fetches (or finds in the cache) the binaries of `version` from `source`. */
 export async function fetchKubernetes(options: FetchKubernetesOptions): Promise<KubernetesArtifacts> {
+  // The definition's version and source were checked when it was read (config/definition.ts).
   const parsed = parseKubernetesVersion(options.version)
-  if (!parsed)
-    throw new UserError(`Kubernetes version "${options.version}" is not supported`, {hint: 'use vMAJOR.MINOR.PATCH, v1.20.0 or newer'})
+  if (!parsed) throw new TypeError(`Kubernetes version "${options.version}" was not validated`)
   const version = parsed.text
   const arch = options.arch ?? kubernetesArch()
   const binDir = kubernetesCacheDir(options.cacheDir, version, arch)
@@ -106,11 +106,7 @@ export async function fetchKubernetes(options: FetchKubernetesOptions): Promise<
     return {binDir, ...paths, images: []}
   }
 
-  if (!isAbsolute(options.source)) {
-    throw new UserError(`kubernetes.source "${options.source}" is neither an http(s) URL nor an absolute directory path`, {
-      hint: 'use https://dl.k8s.io or the absolute path of an offline bundle',
-    })
-  }
+  if (!isAbsolute(options.source)) throw new TypeError(`kubernetes.source "${options.source}" was not validated`)
   const bundle = await checkBundle(options.source, version)
   await mkdir(binDir, {recursive: true})
   await removeStaleTemps(binDir)
@@ -252,8 +248,8 @@ interface Bundle {
 const BUNDLE_HINT =
   'an offline bundle holds bin/ (kubeadm, kubelet, kubectl), images/ (docker-archive tars) and images.txt (one image reference a line)'
 
-/** Checks a bundle's layout and version; returns its image archives and checksums. */
-async function checkBundle(dir: string, version: string): Promise<Bundle> {
+/** Checks a bundle's layout and version (read-only; create runs it before anything is written); returns its image archives and checksums. */
+export async function checkBundle(dir: string, version: string): Promise<Bundle> {
   const info = await stat(dir).catch(() => undefined)
   if (!info?.isDirectory()) throw new UserError(`offline bundle ${dir} does not exist or is not a directory`, {hint: BUNDLE_HINT})
 

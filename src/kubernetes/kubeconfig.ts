@@ -28,6 +28,7 @@ import {parseDocument} from 'yaml'
 
 import {validateClusterName} from '../config/definition.js'
 import {UserError} from '../errors.js'
+import {WaitTimeout, waitFor} from '../util/wait.js'
 import {writeFileAtomic} from '../util/fs.js'
 import {run} from '../util/run.js'
 
@@ -322,22 +323,22 @@ async function makeDirectory(dir: string, sudo: SudoUser | undefined): Promise<v
  */
 export async function withFileLock<T>(path: string, timeoutMs = 5000, fn: () => Promise<T>): Promise<T> {
   const lock = `${path}.lock`
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
+  const take = async () => {
     try {
       const handle = await open(lock, 'wx', 0o600)
       await handle.writeFile(`${process.pid}\n`).finally(() => handle.close())
-      break
+      return true
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
-      if (Date.now() >= deadline) {
-        throw new UserError(`${path} is locked: ${lock} exists`, {
-          hint: 'another kubectl or kube-spawn is writing it; if none is running, remove the lock file',
-        })
-      }
-      await new Promise((resolve) => setTimeout(resolve, 100))
+      return undefined
     }
   }
+  await waitFor(take, {timeout: timeoutMs, interval: 100, describe: `${lock} to go away`}).catch((error: unknown) => {
+    if (!(error instanceof WaitTimeout)) throw error
+    throw new UserError(`${path} is locked: ${lock} exists`, {
+      hint: 'another kubectl or kube-spawn is writing it; if none is running, remove the lock file',
+    })
+  })
   try {
     return await fn()
   } finally {

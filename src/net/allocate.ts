@@ -3,6 +3,7 @@ import {execa} from 'execa'
 import type {Cluster} from '../config/definition.js'
 import {UserError} from '../errors.js'
 import {type Cidr, allocateBlock, cidrsOverlap, formatCidr, parseCidr} from './cidr.js'
+import {specDefault} from '../config/spec.js'
 
 /** Every IPv4 network configured on the host's interfaces, so a new cluster never shadows one. */
 export async function hostNetworks(): Promise<Cidr[]> {
@@ -47,7 +48,7 @@ export function allocateClusterSubnet(cluster: Cluster, others: Cluster[], host:
   return formatCidr(block)
 }
 
-export const DEFAULT_POD_CIDR = '10.244.0.0/16'
+export const DEFAULT_POD_CIDR = specDefault('network.pod-cidr') as string
 /** Where clusters left at the default pod CIDR move to when another cluster already has it. */
 const POD_CIDR_RANGE = '10.240.0.0/12'
 

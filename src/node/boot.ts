@@ -1,17 +1,18 @@
-import {mkdtemp, readdir, readFile, rm, rmdir, stat, writeFile} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
-import {dirname, join} from 'node:path'
-import {setTimeout as sleep} from 'node:timers/promises'
+import {readdir, readFile, rm, stat, writeFile} from 'node:fs/promises'
 
-import type {ClusterContext} from '../cluster/context.js'
+import type {ClusterContext} from '../context/index.js'
 import {HostError, UserError} from '../errors.js'
 import type {StageTaskWrapper} from '../sdk/index.js'
 import {run} from '../util/run.js'
+import {WaitTimeout, waitFor} from '../util/wait.js'
 import {leaderPid} from './handle.js'
 import {nodePaths} from './layout.js'
 import {backendFor, unitName} from './machine.js'
 import {bridgeName} from './names.js'
+import {removeEmptyCgroupParents, removeNodeCgroups} from './cgroups.js'
+import {mountOverlay, unmount} from './mounts.js'
 import {nodeResolvConf} from './network.js'
+import {recordVeth, removeStaleVeth} from './veth.js'
 
 export const BOOT_TIMEOUT_MS = 90_000
 export const POWER_OFF_TIMEOUT_MS = 30_000
@@ -60,26 +61,29 @@ export async function bootNodes(ctx: ClusterContext, task: StageTaskWrapper): Pr
 /** systemd in the node reports running, or degraded (then the failed units become a warning). */
 async function waitForSystemd(ctx: ClusterContext, machine: string): Promise<void> {
   const node = ctx.nodes.find((n) => n.name === machine)!
-  const deadline = Date.now() + BOOT_TIMEOUT_MS * ctx.host.timeoutScale
   let state = ''
-  while (Date.now() < deadline) {
-    ctx.signal?.throwIfAborted()
-    const result = await node.exec(['systemctl', 'is-system-running'], {allowFailure: true, timeoutMs: 10_000}).catch(() => undefined)
-    state = result?.stdout.trim() ?? ''
-    if (state === 'running') return
-    if (state === 'degraded') {
-      const failed = await node.exec(['systemctl', 'list-units', '--state=failed', '--plain', '--no-legend'], {allowFailure: true})
-      ctx.warn(
-        `node ${machine} booted degraded; failed units: ${failed.stdout
-          .trim()
-          .split('\n')
-          .map((l) => l.split(' ')[0])
-          .join(', ')}`,
-      )
-      return
-    }
-    if ((await leaderPid(ctx.clusterDir, machine)) === undefined) break
-    await sleep(100)
+  const outcome = await ctx
+    .waitFor(
+      async () => {
+        const result = await node.exec(['systemctl', 'is-system-running'], {allowFailure: true, timeoutMs: 10_000}).catch(() => undefined)
+        state = result?.stdout.trim() ?? ''
+        if (state === 'running' || state === 'degraded') return state
+        return (await leaderPid(ctx.clusterDir, machine)) === undefined ? 'gone' : undefined
+      },
+      {timeout: BOOT_TIMEOUT_MS * ctx.host.timeoutScale, interval: 100, describe: `systemd in ${machine} to finish booting`},
+    )
+    .catch((error: unknown) => (error instanceof WaitTimeout ? 'timed out' : Promise.reject(error)))
+  if (outcome === 'running') return
+  if (outcome === 'degraded') {
+    const failed = await node.exec(['systemctl', 'list-units', '--state=failed', '--plain', '--no-legend'], {allowFailure: true})
+    ctx.warn(
+      `node ${machine} booted degraded; failed units: ${failed.stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' ')[0])
+        .join(', ')}`,
+    )
+    return
   }
   const console = (await readFile(nodePaths(ctx.clusterDir, machine).console, 'utf8').catch(() => ''))
     .trim()
@@ -133,17 +137,18 @@ const UNIT_SETTLE_MS = 10_000
  */
 async function forgetUnit(ctx: ClusterContext, machine: string): Promise<void> {
   const unit = unitName(machine)
-  const deadline = Date.now() + UNIT_SETTLE_MS * ctx.host.timeoutScale
-  for (;;) {
+  const forgotten = async () => {
     await run(['systemctl', 'reset-failed', unit], {allowFailure: true})
     const shown = await run(['systemctl', 'show', unit, '--property=LoadState', '--value'], {allowFailure: true})
-    if (shown.stdout.trim() !== 'loaded') return
-    if (Date.now() > deadline) {
-      ctx.warn(`systemd still lists ${unit}; remove it with "systemctl stop ${unit}; systemctl reset-failed ${unit}"`)
-      return
-    }
-    await sleep(200)
+    return shown.stdout.trim() !== 'loaded' || undefined
   }
+  // No signal: teardown must finish.
+  await waitFor(forgotten, {timeout: UNIT_SETTLE_MS * ctx.host.timeoutScale, interval: 200, describe: `systemd to forget ${unit}`}).catch(
+    (error: unknown) => {
+      if (!(error instanceof WaitTimeout)) throw error
+      ctx.warn(`systemd still lists ${unit}; remove it with "systemctl stop ${unit}; systemctl reset-failed ${unit}"`)
+    },
+  )
 }
 
 async function releaseNode(ctx: ClusterContext, machine: string): Promise<void> {
@@ -153,18 +158,18 @@ async function releaseNode(ctx: ClusterContext, machine: string): Promise<void> 
   await removeStaleVeth(ctx.clusterDir, machine)
 }
 
-/** True once the leader and the node's nspawn process are gone. */
+/** True once the leader and the node's nspawn process are gone. No signal: teardown must finish. */
 async function waitGone(machine: string, leader: number, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
+  const gone = async () => {
     const leaderAlive = await stat(`/proc/${leader}`).then(
       () => true,
       () => false,
     )
-    if (!leaderAlive && (await nspawnPids(machine)).length === 0) return true
-    await sleep(50)
+    return !leaderAlive && (await nspawnPids(machine)).length === 0
   }
-  return false
+  return waitFor(async () => (await gone()) || undefined, {timeout: timeoutMs, interval: 50, describe: `node ${machine} to end`}).catch(
+    (error: unknown) => (error instanceof WaitTimeout ? false : Promise.reject(error)),
+  )
 }
 
 /** PIDs of systemd-nspawn processes running the given machine. */
@@ -177,149 +182,6 @@ async function nspawnPids(machine: string): Promise<number[]> {
     if (args.some((a) => a.endsWith('systemd-nspawn')) && args.includes(`--machine=${machine}`)) pids.push(Number(entry))
   }
   return pids
-}
-
-async function mountOverlay(base: string, paths: ReturnType<typeof nodePaths>): Promise<void> {
-  if (await isMounted(paths.rootfs)) return
-  await run(['mount', '-t', 'overlay', 'overlay', '-o', `lowerdir=${base},upperdir=${paths.upper},workdir=${paths.work}`, paths.rootfs])
-}
-
-async function unmount(path: string): Promise<void> {
-  for (let attempt = 0; attempt < 20 && (await isMounted(path)); attempt++) {
-    const result = await run(['umount', path], {allowFailure: true})
-    if (result.exitCode !== 0) await sleep(100)
-  }
-  if (await isMounted(path)) await run(['umount', '-l', path], {allowFailure: true})
-}
-
-async function isMounted(path: string): Promise<boolean> {
-  const mounts = await readFile('/proc/self/mounts', 'utf8')
-  return mounts.split('\n').some((line) => line.split(' ')[1] === path)
-}
-
-/**
- * After a crash nspawn leaves the node's host-side veth behind and the next boot fails with "File
- * exists". nspawn shortens long names with a hash, so the name is recorded at boot rather than guessed.
- */
-async function removeStaleVeth(clusterDir: string, machine: string): Promise<void> {
-  const file = join(nodePaths(clusterDir, machine).dir, 'veth')
-  const veth = (await readFile(file, 'utf8').catch(() => '')).trim()
-  if (veth) {
-    const shown = await run(['ip', 'link', 'show', veth], {allowFailure: true})
-    if (shown.exitCode === 0) await run(['ip', 'link', 'del', veth], {allowFailure: true})
-  }
-  await rm(file, {force: true})
-}
-
-/** The host end of the node's host0: the interface whose index host0's iflink names. */
-async function recordVeth(ctx: ClusterContext, machine: string): Promise<void> {
-  const node = ctx.nodes.find((n) => n.name === machine)!
-  const iflink = (await node.exec(['cat', '/sys/class/net/host0/iflink'], {allowFailure: true})).stdout.trim()
-  for (const name of await readdir('/sys/class/net').catch(() => [] as string[])) {
-    if ((await readFile(`/sys/class/net/${name}/ifindex`, 'utf8').catch(() => '')).trim() === iflink) {
-      await writeFile(join(nodePaths(ctx.clusterDir, machine).dir, 'veth'), `${name}\n`)
-      return
-    }
-  }
-}
-
-/**
- * Node cgroup subtrees stay in the host hierarchies after a node is gone. Nodes run in a cgroup
- * namespace rooted at their launcher cgroup, so their kube-spawn/<machine> dirs sit at various depths
- * (e.g. /sys/fs/cgroup/memory/<launcher's cgroup>/kube-spawn/<machine>): search for them. The
- * kube-spawn parent goes too once it is empty, or it keeps the launcher's cgroup from being removed.
- * Where kube-spawn itself runs in a container, the hierarchies it sees are read-only mounts; then a
- * private writable mount of the same hierarchy is used.
- */
-async function removeNodeCgroups(machine: string): Promise<void> {
-  for (const hierarchy of await cgroupHierarchies()) {
-    await withWritableHierarchy(hierarchy, async (root) => {
-      for (const dir of await findNodeCgroups(root, machine, 8)) {
-        await removeTree(dir)
-        await rmdir(dirname(dir)).catch(() => undefined)
-      }
-    })
-  }
-}
-
-async function findNodeCgroups(dir: string, machine: string, depth: number): Promise<string[]> {
-  if (depth === 0) return []
-  const entries = await readdir(dir, {withFileTypes: true}).catch(() => [])
-  const found: string[] = []
-  for (const e of entries) {
-    if (!e.isDirectory()) continue
-    const child = `${dir}/${e.name}`
-    if (e.name === machine && dir.endsWith('/kube-spawn')) found.push(child)
-    else found.push(...(await findNodeCgroups(child, machine, depth - 1)))
-  }
-  return found
-}
-
-async function removeEmptyCgroupParents(): Promise<void> {
-  for (const hierarchy of await cgroupHierarchies()) {
-    await withWritableHierarchy(hierarchy, (root) => rmdir(`${root}/kube-spawn`).catch(() => undefined))
-  }
-}
-
-interface CgroupHierarchy {
-  path: string
-  type: 'cgroup' | 'cgroup2'
-  /** The mount options that select the hierarchy: its controllers, or name=... */
-  select: string[]
-  readOnly: boolean
-}
-
-async function cgroupHierarchies(): Promise<CgroupHierarchy[]> {
-  const [mounts, cgroups] = await Promise.all([readFile('/proc/self/mounts', 'utf8'), readFile('/proc/cgroups', 'utf8').catch(() => '')])
-  const controllers = new Set(cgroups.split('\n').map((line) => line.split('\t')[0]))
-  return mounts
-    .split('\n')
-    .map((line) => line.split(' '))
-    .filter(([, path, type]) => (type === 'cgroup' || type === 'cgroup2') && path?.startsWith('/sys/fs/cgroup'))
-    .map(([, path, type, options]) => {
-      const list = options.split(',')
-      return {
-        path,
-        type: type as CgroupHierarchy['type'],
-        select: list.filter((o) => controllers.has(o) || o.startsWith('name=')),
-        readOnly: list.includes('ro'),
-      }
-    })
-}
-
-/** Runs work on the hierarchy's root; a read-only one is mounted again, writable, at a private path. */
-async function withWritableHierarchy(hierarchy: CgroupHierarchy, work: (root: string) => Promise<unknown>): Promise<void> {
-  if (!hierarchy.readOnly) {
-    await work(hierarchy.path)
-    return
-  }
-  if (hierarchy.type === 'cgroup' && hierarchy.select.length === 0) return
-  const temp = await mkdtemp(join(tmpdir(), 'kube-spawn-cgroot-'))
-  const source =
-    hierarchy.type === 'cgroup2'
-      ? ['-t', 'cgroup2', 'cgroup2']
-      : [
-          '-t',
-          'cgroup',
-          '-o',
-          [...(hierarchy.select.every((o) => o.startsWith('name=')) ? ['none'] : []), ...hierarchy.select].join(','),
-          'cgroup',
-        ]
-  const mounted = await run(['mount', ...source, temp], {allowFailure: true})
-  try {
-    if (mounted.exitCode === 0) await work(temp)
-  } finally {
-    if (mounted.exitCode === 0) await run(['umount', temp], {allowFailure: true})
-    await rmdir(temp).catch(() => undefined)
-  }
-}
-
-/** cgroup directories can only be removed with rmdir, deepest first. */
-async function removeTree(dir: string): Promise<void> {
-  const entries = await readdir(dir, {withFileTypes: true}).catch(() => undefined)
-  if (!entries) return
-  for (const e of entries) if (e.isDirectory()) await removeTree(`${dir}/${e.name}`)
-  await rmdir(dir).catch(() => undefined)
 }
 
 /** Several nodes exhaust the default 128 inotify instances; kubelet then fails with "too many open files". */

@@ -1,14 +1,15 @@
 import {chmod, lstat, mkdir, readFile, rm, stat, symlink, unlink, writeFile} from 'node:fs/promises'
 import {dirname} from 'node:path'
 
-import type {BindMount, Machine} from '../config/definition.js'
+import type {HostNode, NodeMount} from '../context/index.js'
+import type {Machine} from '../config/definition.js'
 import {HostError} from '../errors.js'
-import type {ExecResult, NodeHandle} from '../sdk/index.js'
+import type {ExecResult} from '../sdk/index.js'
 import {resolveInRoot} from '../util/chroot-path.js'
 import {type HostRunOptions, run} from '../util/run.js'
 import {nodePaths} from './layout.js'
 
-export type NodeMount = BindMount & {readOnly?: boolean}
+export type {NodeMount} from '../context/index.js'
 
 /** The PID of a running node's init, or undefined when the node does not run. */
 export async function leaderPid(clusterDir: string, machine: string): Promise<number | undefined> {
@@ -60,7 +61,7 @@ async function isMountPoint(path: string): Promise<boolean> {
   }
 }
 
-export class LocalNodeHandle implements NodeHandle {
+export class LocalNodeHandle implements HostNode {
   readonly mounts: NodeMount[] = []
   private readonly paths: ReturnType<typeof nodePaths>
 

@@ -1,11 +1,12 @@
 import {spawn} from 'node:child_process'
-import {mkdir, open, readFile, rm} from 'node:fs/promises'
-import {setTimeout as sleep} from 'node:timers/promises'
+import {open, readFile, rm} from 'node:fs/promises'
 
 import {HostError} from '../errors.js'
 import {run} from '../util/run.js'
+import {WaitTimeout, waitFor} from '../util/wait.js'
 import type {NodeMount} from './handle.js'
 import {recordLeader} from './handle.js'
+import {launcherCgroups} from './cgroups.js'
 import {nodePaths} from './layout.js'
 
 export interface BootSpec {
@@ -104,15 +105,17 @@ export const machinedBackend: MachineBackend = {
       '--keep-unit',
       ...nspawnArgs(spec),
     ])
-    const deadline = Date.now() + 30_000
-    while (Date.now() < deadline) {
-      const shown = await run(['machinectl', 'show', spec.machine, '--property=Leader', '--value'], {allowFailure: true})
-      const pid = Number.parseInt(shown.stdout, 10)
-      if (shown.exitCode === 0 && pid > 0 && (await recordLeader(spec.clusterDir, spec.machine, pid))) return pid
-      const state = await run(['systemctl', 'is-active', unitName(spec.machine)], {allowFailure: true})
-      if (state.stdout.trim() === 'failed') break
-      await sleep(100)
-    }
+    const registered = await waitFor(
+      async () => {
+        const shown = await run(['machinectl', 'show', spec.machine, '--property=Leader', '--value'], {allowFailure: true})
+        const pid = Number.parseInt(shown.stdout, 10)
+        if (shown.exitCode === 0 && pid > 0 && (await recordLeader(spec.clusterDir, spec.machine, pid))) return pid
+        const state = await run(['systemctl', 'is-active', unitName(spec.machine)], {allowFailure: true})
+        return state.stdout.trim() === 'failed' ? 'failed' : undefined
+      },
+      {timeout: LEADER_TIMEOUT_MS, interval: 100, describe: `node ${spec.machine} to register with machined`},
+    ).catch((error: unknown) => (error instanceof WaitTimeout ? 'timed out' : Promise.reject(error)))
+    if (typeof registered === 'number') return registered
     const journal = await run(['journalctl', '-u', unitName(spec.machine), '-n', '5', '--no-pager', '-o', 'cat'], {allowFailure: true})
     throw new HostError(`node ${spec.machine} did not register with machined: ${journal.stdout.trim().split('\n').join(' | ')}`, {
       hint: `see journalctl -u ${unitName(spec.machine)}`,
@@ -131,6 +134,9 @@ export const machinedBackend: MachineBackend = {
   },
 }
 
+/** How long nspawn may take to set up a node's namespaces (or machined to register it). */
+const LEADER_TIMEOUT_MS = 30_000
+
 export function unitName(machine: string): string {
   return `kube-spawn-${machine}.service`
 }
@@ -144,41 +150,25 @@ async function waitForLeader(spec: BootSpec, nspawnPid: number, exited: Promise<
   const paths = nodePaths(spec.clusterDir, spec.machine)
   let done: number | undefined
   void exited.then((code) => (done = code))
-  const deadline = Date.now() + 30_000
-  while (Date.now() < deadline && done === undefined) {
-    const children = await readFile(`/proc/${nspawnPid}/task/${nspawnPid}/children`, 'utf8').catch(() => '')
-    for (const pid of children.trim().split(/\s+/).filter(Boolean).map(Number)) {
-      // The leader is PID 1 of the node's PID namespace (the last NSpid field).
-      const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '')
-      const nspid = /^NSpid:\s+(.*)$/m.exec(status)?.[1].trim().split(/\s+/)
-      if (nspid && nspid.length > 1 && nspid.at(-1) === '1' && (await recordLeader(spec.clusterDir, spec.machine, pid))) return pid
-    }
-    await sleep(25)
-  }
+  const leader = await waitFor(
+    async () => {
+      if (done !== undefined) return 'nspawn exited'
+      const children = await readFile(`/proc/${nspawnPid}/task/${nspawnPid}/children`, 'utf8').catch(() => '')
+      for (const pid of children.trim().split(/\s+/).filter(Boolean).map(Number)) {
+        // The leader is PID 1 of the node's PID namespace (the last NSpid field).
+        const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '')
+        const nspid = /^NSpid:\s+(.*)$/m.exec(status)?.[1].trim().split(/\s+/)
+        if (nspid && nspid.length > 1 && nspid.at(-1) === '1' && (await recordLeader(spec.clusterDir, spec.machine, pid))) return pid
+      }
+      return undefined
+    },
+    {timeout: LEADER_TIMEOUT_MS, interval: 25, describe: `node ${spec.machine} to start`},
+  ).catch((error: unknown) => (error instanceof WaitTimeout ? 'timed out' : Promise.reject(error)))
+  if (typeof leader === 'number') return leader
   await rm(paths.leaderFile, {force: true})
   const tail = (await readFile(paths.console, 'utf8').catch(() => '')).trim().split('\n').slice(-3).join(' | ')
   throw new HostError(
     `node ${spec.machine} did not start${done === undefined ? ' within 30 s' : ` (nspawn exited with ${done})`}: ${tail}`,
     {hint: `see ${paths.console}`},
   )
-}
-
-/** Hierarchies where nspawn creates its payload/supervisor cgroups. */
-const LAUNCHER_HIERARCHIES = ['/sys/fs/cgroup/systemd', '/sys/fs/cgroup/unified']
-
-/** Creates the node's launcher cgroups and returns their cgroup.procs files. */
-async function launcherCgroups(machine: string): Promise<string[]> {
-  const procs: string[] = []
-  for (const hierarchy of LAUNCHER_HIERARCHIES) {
-    if (!(await isCgroupMount(hierarchy))) continue
-    const dir = `${hierarchy}/kube-spawn/${machine}`
-    await mkdir(dir, {recursive: true})
-    procs.push(`${dir}/cgroup.procs`)
-  }
-  return procs
-}
-
-async function isCgroupMount(path: string): Promise<boolean> {
-  const mounts = await readFile('/proc/self/mounts', 'utf8').catch(() => '')
-  return mounts.split('\n').some((line) => line.split(' ')[1] === path)
 }

@@ -1,4 +1,4 @@
-import type {ClusterContext} from '../cluster/context.js'
+import type {ClusterContext} from '../context/index.js'
 import {bridgeAddress} from './names.js'
 
 /**

@@ -2,18 +2,10 @@ import type {Config} from '@oclif/core'
 import {Listr, PRESET_TIMER, type ListrRendererValue} from 'listr2'
 
 import {type DispatchOptions, dispatch, shortPluginName} from '../plugins/dispatch.js'
+import type {ClusterContext, RendererName, StageDeclaration} from '../context/index.js'
 import type {Stage, StageContext, StageTask} from '../sdk/index.js'
-import {STAGES} from '../sdk/index.js'
 
 export const HOST_OWNER = 'kube-spawn'
-
-/** A task of the host itself, placed at a stage. */
-export interface CoreTask {
-  stage: Stage
-  title: string
-  task: StageTask['task']
-  skip?: StageTask['skip']
-}
 
 export interface PlannedTask {
   stage: Stage
@@ -30,24 +22,21 @@ export interface PlanLine {
   skipped?: string
 }
 
-export type RendererName = 'default' | 'simple' | 'silent' | 'test'
-
 /**
- * Collects the tasks of the given stages: for each stage the host's own tasks, then the tasks that
- * plugins return from the kube-spawn:tasks hook, in plugin-name order.
+ * Collects the tasks of the declared stages (pipelines.ts), in order: for each stage the host's own
+ * tasks, then the tasks that plugins return from the kube-spawn:tasks hook, in plugin-name order.
  */
 export async function planPipeline(
   config: Config,
-  ctx: StageContext,
-  stages: readonly Stage[],
-  core: CoreTask[],
+  ctx: ClusterContext,
+  stages: readonly StageDeclaration[],
   options: DispatchOptions = {},
 ): Promise<PlannedTask[]> {
-  const ordered = STAGES.filter((stage) => stages.includes(stage))
   const planned: PlannedTask[] = []
-  for (const stage of ordered) {
-    for (const c of core.filter((t) => t.stage === stage)) {
-      planned.push({stage, owner: HOST_OWNER, task: {title: c.title, task: c.task, skip: c.skip}})
+  for (const {stage, host} of stages) {
+    // The host's tasks get the host's full context; listr hands every task the same object as a StageContext.
+    for (const {title, task, skip} of host) {
+      planned.push({stage, owner: HOST_OWNER, task: {title, task: (_ctx, wrapper) => task(ctx, wrapper), skip: skip && (() => skip(ctx))}})
     }
     for (const {plugin, result} of await dispatch(config, 'kube-spawn:tasks', {stage, ctx}, options)) {
       for (const task of result ?? []) planned.push({stage, owner: shortPluginName(plugin), task})

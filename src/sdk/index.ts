@@ -96,6 +96,9 @@ export interface HostInfo {
   timeoutScale: number
 }
 
+export type {WaitOptions} from '../util/wait.js'
+import type {WaitOptions} from '../util/wait.js'
+
 export interface ExecResult {
   stdout: string
   stderr: string
@@ -156,6 +159,13 @@ export interface StageContext {
   run(argv: string[], options?: RunOptions): Promise<ExecResult>
   /** A warning the user sees after the pipeline. */
   warn(message: string): void
+  /**
+   * Probes `condition` until it returns something other than false or undefined, and returns that; the
+   * first probe runs at once, a probe that throws ends the wait. Ends with a "timed out after … waiting
+   * for <describe>" error, or with the interrupt when ctx.signal aborts. Scale the timeout by
+   * host.timeoutScale.
+   */
+  waitFor<T>(condition: () => T | false | undefined | Promise<T | false | undefined>, options: WaitOptions): Promise<T>
   /** Free-form values plugins hand to later stages, keyed by plugin name. */
   readonly shared: Map<string, unknown>
   /**

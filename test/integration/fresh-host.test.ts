@@ -12,26 +12,12 @@ import {readdir, readFile, rmdir, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {after, before, describe, it} from 'node:test'
 
-import {
-  Cli,
-  NO_RESIDUE,
-  SKIP_REASON,
-  fixtureBundle,
-  isolatedDefinition,
-  machineNames,
-  makeStateRoot,
-  removeTestCluster,
-  residueOf,
-  seconds,
-  uniqueClusterName,
-  writeDefinition,
-} from './helpers.ts'
+import {NO_RESIDUE, SKIP_REASON, seconds, useTestCluster, log} from './helpers.ts'
 
 const CPUSET = '/sys/fs/cgroup/cpuset'
 const CLONE_CHILDREN = join(CPUSET, 'cgroup.clone_children')
 const KUBE_SPAWN_CPUSET = join(CPUSET, 'kube-spawn')
 const STEP_TIMEOUT = 25 * 60_000
-const log = (line: string) => console.log(`# ${line}`)
 
 const skip = SKIP_REASON || (existsSync(CLONE_CHILDREN) ? false : 'no cgroup v1 cpuset hierarchy on this host')
 
@@ -44,18 +30,12 @@ async function removeCgroupTree(dir: string): Promise<void> {
 const read = async (path: string) => (await readFile(path, 'utf8')).trim()
 
 describe('the first up after a boot, on a loaded 2-core host (cgroup v1 cpuset)', {skip}, () => {
-  const cluster = uniqueClusterName('b')
-  const machines = machineNames(cluster, 2)
-  let stateRoot: string
-  let cli: Cli
-  let config: string
+  const test = useTestCluster('b', {label: 'fresh', nodes: 2, kubeconfig: true})
+  const machines = test.machines
   let originalCloneChildren: string | undefined
   const hogs: ChildProcess[] = []
 
   before(async () => {
-    stateRoot = await makeStateRoot('fresh')
-    cli = new Cli(stateRoot, cluster, {KUBECONFIG: join(stateRoot, 'kubeconfig')})
-    config = await writeDefinition(stateRoot, isolatedDefinition({name: cluster, nodes: 2, bundle: await fixtureBundle()}))
     originalCloneChildren = await read(CLONE_CHILDREN)
     // As after a boot: no kube-spawn cpuset (other clusters' running nodes would make this fail) and clone_children off.
     if (existsSync(KUBE_SPAWN_CPUSET)) await removeCgroupTree(KUBE_SPAWN_CPUSET)
@@ -65,9 +45,6 @@ describe('the first up after a boot, on a loaded 2-core host (cgroup v1 cpuset)'
 
   after(async () => {
     for (const hog of hogs) hog.kill('SIGKILL')
-    if (stateRoot) {
-      await removeTestCluster(cli, log)
-    }
     if (originalCloneChildren !== undefined) await writeFile(CLONE_CHILDREN, originalCloneChildren)
   })
 
@@ -79,7 +56,7 @@ describe('the first up after a boot, on a loaded 2-core host (cgroup v1 cpuset)'
       'the CPU hogs run',
     )
 
-    const result = await cli.ok(['up', '--config', config], STEP_TIMEOUT)
+    const result = await test.cli.ok(['up', '--config', test.config], STEP_TIMEOUT)
     log(`up with both cores busy: ${seconds(result.ms)}; load ${await read('/proc/loadavg')}`)
 
     const rootCpus = await read(join(CPUSET, 'cpuset.cpus'))
@@ -90,13 +67,13 @@ describe('the first up after a boot, on a loaded 2-core host (cgroup v1 cpuset)'
     }
     // kube-spawn fills its own cgroups and leaves the host's setting alone.
     assert.equal(await read(CLONE_CHILDREN), '0')
-    const tasks = await cli.exec(machines[0], ['ctr', '-n', 'k8s.io', 'tasks', 'ls'])
+    const tasks = await test.cli.exec(machines[0], ['ctr', '-n', 'k8s.io', 'tasks', 'ls'])
     assert.ok((tasks.stdout.match(/RUNNING/g) ?? []).length >= 5, `the control plane's containers run:\n${tasks.stdout}${tasks.stderr}`)
   })
 
   it('destroy leaves nothing behind, the kube-spawn cpuset included', {timeout: STEP_TIMEOUT}, async () => {
-    await cli.ok(['destroy'])
-    assert.deepEqual(await residueOf(cluster, machines, stateRoot), NO_RESIDUE)
+    await test.cli.ok(['destroy'])
+    assert.deepEqual(await test.residue(), NO_RESIDUE)
     assert.equal(existsSync(KUBE_SPAWN_CPUSET), false)
   })
 })

@@ -2,14 +2,16 @@
  * Helpers for the integration tests: they run the real CLI as root against real nodes, and look at
  * the host (processes, links, iptables, mounts) to check what it left behind.
  */
-import {type ChildProcess, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
+import {after, before} from 'node:test'
 import {existsSync} from 'node:fs'
 import {mkdir, mkdtemp, readdir, readFile, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
-import {fileURLToPath} from 'node:url'
 
-export const REPO = fileURLToPath(new URL('../../', import.meta.url))
+import {type CliResult, REPO, kubeSpawn as runCli, runProgram} from '../helpers/cli.ts'
+
+export {REPO}
 /** The Debian base image is built into this cache once and shared by every test run (and the bench). */
 export const TEST_CACHE_DIR = process.env.KUBE_SPAWN_TEST_CACHE_DIR || '/var/cache/kube-spawn-test'
 /** Every state root of a test lives here; test/integration/cleanup.sh sweeps them. */
@@ -31,78 +33,11 @@ export const PREPARE_BUNDLE = join(
 export const SKIP_REASON: string | false =
   process.platform !== 'linux' ? 'needs Linux' : process.getuid?.() !== 0 ? 'needs root (systemd-nspawn, bridges, iptables)' : false
 
-export interface CliResult {
-  code: number | null
-  stdout: string
-  stderr: string
-  ms: number
-}
+export {type CliResult, type RunOptions, runProgram} from '../helpers/cli.ts'
 
-export interface RunOptions {
-  env?: Record<string, string>
-  timeoutMs?: number
-  input?: string
-}
-
-/** Runs a program; never rejects on a non-zero exit, kills it after timeoutMs. `fullEnv` replaces the environment. */
-export function runProgram(
-  file: string,
-  args: string[],
-  {
-    env = {},
-    timeoutMs = 10 * 60_000,
-    input,
-    fullEnv,
-    cwd,
-    onStdout,
-  }: RunOptions & {fullEnv?: Record<string, string>; cwd?: string; onStdout?: (stdout: string, child: ChildProcess) => void} = {},
-): Promise<CliResult> {
-  const started = Date.now()
-  return new Promise((done, fail) => {
-    const child = spawn(file, args, {
-      cwd,
-      env: fullEnv ?? {...process.env, ...env},
-      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    const timer = setTimeout(() => {
-      stderr += `\n[test] killed after ${timeoutMs} ms`
-      child.kill('SIGKILL')
-    }, timeoutMs)
-    child.stdout!.on('data', (chunk) => {
-      stdout += chunk
-      onStdout?.(stdout, child)
-    })
-    child.stderr!.on('data', (chunk) => (stderr += chunk))
-    child.on('error', (error) => {
-      clearTimeout(timer)
-      fail(error)
-    })
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      done({code, stdout, stderr, ms: Date.now() - started})
-    })
-    if (input !== undefined) {
-      child.stdin!.on('error', () => undefined)
-      child.stdin!.end(input)
-    }
-  })
-}
-
-/** The environment the CLI runs with: no stray KUBE_SPAWN_* settings, the shared test cache. */
-export function cliEnv(extra: Record<string, string> = {}): Record<string, string> {
-  const base = Object.fromEntries(
-    Object.entries(process.env).filter(
-      ([key, value]) => value !== undefined && !key.startsWith('KUBE_SPAWN_') && key !== 'NODE_TEST_CONTEXT',
-    ),
-  ) as Record<string, string>
-  return {...base, CI: 'true', KUBE_SPAWN_CACHE_DIR: TEST_CACHE_DIR, ...extra}
-}
-
-/** `node bin/run.js ...args` with this test's node binary. */
-export function kubeSpawn(args: string[], options: RunOptions = {}): Promise<CliResult> {
-  return runProgram(process.execPath, [join(REPO, 'bin', 'run.js'), ...args], {...options, cwd: REPO, fullEnv: cliEnv(options.env)})
+/** `node bin/run.js ...args` from the checkout in a clean environment, with CI output and the shared test cache. */
+export function kubeSpawn(args: string[], options: Parameters<typeof runCli>[1] = {}): Promise<CliResult> {
+  return runCli(args, {...options, cwd: REPO, env: {CI: 'true', KUBE_SPAWN_CACHE_DIR: TEST_CACHE_DIR, ...options.env}})
 }
 
 /** A failure message with what the command printed. */
@@ -283,7 +218,7 @@ export async function nodeCgroupDirs(machines: string[]): Promise<string[]> {
   const hierarchies = (await readFile('/proc/self/mounts', 'utf8'))
     .split('\n')
     .map((l) => l.split(' '))
-    .filter(([, path, type]) => (type === 'cgroup' || type === 'cgroup2') && path?.startsWith('/sys/fs/cgroup/'))
+    .filter(([, path, type]) => (type === 'cgroup' || type === 'cgroup2') && path?.startsWith('/sys/fs/cgroup'))
     .map(([, path]) => path)
   const found: string[] = []
   const walk = async (dir: string, depth: number): Promise<void> => {
@@ -292,7 +227,8 @@ export async function nodeCgroupDirs(machines: string[]): Promise<string[]> {
       if (!entry.isDirectory()) continue
       const child = `${dir}/${entry.name}`
       if (dir.endsWith('/kube-spawn') && machines.includes(entry.name)) found.push(child)
-      else await walk(child, depth - 1)
+      // The kubelets' own trees are large and never hold a node's cgroup.
+      else if (!entry.name.startsWith('kubepods')) await walk(child, depth - 1)
     }
   }
   for (const hierarchy of hierarchies) await walk(hierarchy, 10)
@@ -318,6 +254,9 @@ export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, 
     await new Promise((r) => setTimeout(r, intervalMs))
   }
 }
+
+/** A line of the test's own output (TAP comment), such as a timing. */
+export const log = (line: string): void => console.log(`# ${line}`)
 
 /** Seconds with one decimal, for the timing lines the tests print. */
 export function seconds(ms: number): string {
@@ -370,9 +309,8 @@ export async function interruptCli(
 ): Promise<CliResult & {signalled: boolean}> {
   let cued = false
   let signalled = false
-  const result = await runProgram(process.execPath, [join(REPO, 'bin', 'run.js'), ...args], {
-    cwd: REPO,
-    fullEnv: cliEnv(env),
+  const result = await kubeSpawn(args, {
+    env,
     timeoutMs,
     onStdout: (stdout, child) => {
       if (cued || !when.test(stdout)) return
@@ -407,4 +345,61 @@ export async function writeTestPlugin(dir: string, name: string, index: string):
   )
   await writeFile(join(root, 'index.js'), index)
   return root
+}
+
+/** One test cluster's set-up, filled in by the before hook useTestCluster registers. */
+export interface TestCluster {
+  readonly name: string
+  readonly machines: string[]
+  stateRoot: string
+  cli: Cli
+  /** The isolated definition's path, for create/up --config. */
+  config: string
+  /** With pluginHome: where the test writes user plugins; the Cli's plugin data and config dirs are in it. */
+  work: string
+  /** What of the cluster is still on the host. */
+  residue(): Promise<Residue>
+}
+
+/**
+ * The set-up that cluster tests share, as hooks of the enclosing describe. Before: a fresh state root, an
+ * isolated definition of `nodes` nodes (plus `extra` TOML, given the bundle's directory) and a Cli for the
+ * cluster. After, even when an assertion failed: destroy, then a sweep of what destroy missed.
+ * `kubeconfig` gives the Cli a KUBECONFIG of its own in the state root; `pluginHome` a scratch dir for
+ * user plugins, with the plugin data and config dirs inside it.
+ */
+export function useTestCluster(
+  kind: string,
+  options: {label: string; nodes: number; extra?: (bundle: string) => string; kubeconfig?: boolean; pluginHome?: boolean},
+): TestCluster {
+  const name = uniqueClusterName(kind)
+  const machines = machineNames(name, options.nodes)
+  const test = {name, machines, residue: () => residueOf(name, machines, test.stateRoot)} as TestCluster
+  let prepared = false
+  before(async () => {
+    test.stateRoot = await makeStateRoot(options.label)
+    const env: Record<string, string> = {}
+    if (options.kubeconfig) env.KUBECONFIG = join(test.stateRoot, 'kubeconfig')
+    if (options.pluginHome) {
+      test.work = await mkdtemp(join(tmpdir(), `ks-${options.label}-plugins-`))
+      Object.assign(env, {
+        KUBE_SPAWN_DATA_DIR: join(test.work, 'data'),
+        XDG_DATA_HOME: join(test.work, 'xdg-data'),
+        XDG_CONFIG_HOME: join(test.work, 'xdg-config'),
+      })
+    }
+    test.cli = new Cli(test.stateRoot, name, env)
+    prepared = true
+    const bundle = await fixtureBundle()
+    test.config = await writeDefinition(
+      test.stateRoot,
+      isolatedDefinition({name, nodes: options.nodes, bundle, extra: options.extra?.(bundle)}),
+    )
+  })
+  after(async () => {
+    if (!prepared) return
+    await removeTestCluster(test.cli, log)
+    if (test.work) await rm(test.work, {recursive: true, force: true})
+  })
+  return test
 }

@@ -6,13 +6,11 @@
  * Ctrl-C during create, while a plugin's task ignores the abort, leaves no cluster directory.
  */
 import assert from 'node:assert/strict'
-import {mkdtemp, readdir, readFile, rm, stat} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
+import {readdir, readFile, stat} from 'node:fs/promises'
 import {join} from 'node:path'
-import {after, before, describe, it} from 'node:test'
+import {before, describe, it} from 'node:test'
 
 import {
-  Cli,
   NO_RESIDUE,
   SKIP_REASON,
   explain,
@@ -20,41 +18,19 @@ import {
   interruptCli,
   isolatedDefinition,
   kubeSpawn,
-  machineNames,
-  makeStateRoot,
-  removeTestCluster,
-  residueOf,
   seconds,
-  uniqueClusterName,
   writeDefinition,
   writeTestPlugin,
+  useTestCluster,
+  log,
 } from './helpers.ts'
 
 const STEP_TIMEOUT = 15 * 60_000
-const log = (line: string) => console.log(`# ${line}`)
 
 describe('interrupts and failures of up and start (2 nodes, isolated)', {skip: SKIP_REASON}, () => {
-  const cluster = uniqueClusterName('i')
-  const machines = machineNames(cluster, 2)
-  const [cp, worker] = machines
-  let stateRoot: string
-  let cli: Cli
-  let config: string
-  let env: Record<string, string>
-
-  before(async () => {
-    stateRoot = await makeStateRoot('interrupts')
-    env = {KUBECONFIG: join(stateRoot, 'kubeconfig')}
-    cli = new Cli(stateRoot, cluster, env)
-    config = await writeDefinition(stateRoot, isolatedDefinition({name: cluster, nodes: 2, bundle: await fixtureBundle()}))
-  })
-
-  after(async () => {
-    if (!stateRoot) return
-    await removeTestCluster(cli, log)
-  })
-
-  const residue = () => residueOf(cluster, machines, stateRoot)
+  const test = useTestCluster('i', {label: 'interrupts', nodes: 2, kubeconfig: true})
+  const cluster = test.name
+  const [cp, worker] = test.machines
 
   const interruptions = [
     {stage: 'boot', cue: /Boot the nodes/, afterMs: 300, signal: 'SIGTERM', exitCode: 143},
@@ -63,11 +39,16 @@ describe('interrupts and failures of up and start (2 nodes, isolated)', {skip: S
   ] as const
   for (const {stage, cue, afterMs, signal, exitCode} of interruptions) {
     it(`${signal} during up's ${stage} stage tears down everything up made`, {timeout: STEP_TIMEOUT}, async () => {
-      const result = await interruptCli(['up', '--config', config, '--dir', stateRoot], {when: cue, afterMs, signal, env})
+      const result = await interruptCli(['up', '--config', test.config, '--dir', test.stateRoot], {
+        when: cue,
+        afterMs,
+        signal,
+        env: test.cli.env,
+      })
       const what = explain(`up interrupted in ${stage}`, result)
       assert.ok(result.signalled, `the cue ${cue} never showed, or up ended before the signal: ${what}`)
       log(`up interrupted in ${stage}: ended ${seconds(result.ms)} after its start`)
-      assert.deepEqual(await residue(), NO_RESIDUE, what)
+      assert.deepEqual(await test.residue(), NO_RESIDUE, what)
       assert.equal(result.code, exitCode, what)
       assert.match(result.stderr, new RegExp(`^kube-spawn: interrupted by ${signal}: the new cluster was removed$`, 'm'), what)
     })
@@ -79,26 +60,26 @@ describe('interrupts and failures of up and start (2 nodes, isolated)', {skip: S
     async () => {
       // Ready within a second is impossible: the start fails in its last stage, after init and join.
       const failing = await writeDefinition(
-        stateRoot,
+        test.stateRoot,
         isolatedDefinition({name: cluster, nodes: 2, bundle: await fixtureBundle(), extra: '\n[runtime-config]\ntimeout = "1s"\n'}),
         'failing.toml',
       )
-      const result = await cli.run(['up', '--config', failing], STEP_TIMEOUT)
+      const result = await test.cli.run(['up', '--config', failing], STEP_TIMEOUT)
       const what = explain('up with a 1 s Ready timeout', result)
       assert.equal(result.code, 1, what)
       const lines = result.stderr.trim().split('\n')
       const errorLine = lines.at(-1)!
       assert.match(errorLine, /^kube-spawn: nodes not Ready after 1s: .*; logs saved in \S+; the new cluster was removed$/, what)
       const logs = /logs saved in (\S+);/.exec(errorLine)![1]
-      assert.ok(logs.startsWith(join(stateRoot, 'logs', cluster) + '/'), `logs at ${logs}`)
-      assert.deepEqual(await residue(), NO_RESIDUE)
+      assert.ok(logs.startsWith(join(test.stateRoot, 'logs', cluster) + '/'), `logs at ${logs}`)
+      assert.deepEqual(await test.residue(), NO_RESIDUE)
       await assertEvidence(logs)
     },
   )
 
   async function assertEvidence(dir: string): Promise<void> {
     assert.match(await readFile(join(dir, 'host.txt'), 'utf8'), /cpuset root cgroup.clone_children/)
-    for (const machine of machines) {
+    for (const machine of test.machines) {
       const files = await readdir(join(dir, machine))
       for (const file of [
         'kubelet.journal.log',
@@ -126,24 +107,27 @@ describe('interrupts and failures of up and start (2 nodes, isolated)', {skip: S
   }
 
   it('up works after the interrupts and the failure', {timeout: STEP_TIMEOUT}, async () => {
-    const result = await cli.ok(['up', '--config', config], STEP_TIMEOUT)
+    const result = await test.cli.ok(['up', '--config', test.config], STEP_TIMEOUT)
     log(`up: ${seconds(result.ms)}`)
-    assert.ok((await cli.status()).machines.every((m) => m.running))
+    assert.ok((await test.cli.status()).machines.every((m) => m.running))
   })
 
   it("export logs saves the running cluster's logs and prints the directory", {timeout: STEP_TIMEOUT}, async () => {
-    const into = join(stateRoot, 'exported')
-    const result = await cli.ok(['export', 'logs', into])
+    const into = join(test.stateRoot, 'exported')
+    const result = await test.cli.ok(['export', 'logs', into])
     assert.equal(result.stdout.trim(), into)
     await assertEvidence(into)
-    const byDefault = await cli.ok(['export', 'logs'])
-    assert.ok(byDefault.stdout.trim().startsWith(join(cli.clusterDir, 'logs') + '/'), byDefault.stdout)
+    const byDefault = await test.cli.ok(['export', 'logs'])
+    assert.ok(byDefault.stdout.trim().startsWith(join(test.cli.clusterDir, 'logs') + '/'), byDefault.stdout)
     assert.ok((await stat(join(byDefault.stdout.trim(), cp, 'kubelet.journal.log'))).size > 0)
   })
 
   it('Ctrl-C during the start of a stopped cluster leaves it stopped, and it starts again', {timeout: STEP_TIMEOUT}, async () => {
-    await cli.ok(['stop'])
-    const result = await interruptCli(['start', '--dir', stateRoot, '-c', cluster], {when: /Wait until every node is Ready/, env})
+    await test.cli.ok(['stop'])
+    const result = await interruptCli(['start', '--dir', test.stateRoot, '-c', cluster], {
+      when: /Wait until every node is Ready/,
+      env: test.cli.env,
+    })
     const what = explain('start interrupted in ready', result)
     assert.ok(result.signalled, what)
     assert.equal(result.code, 130, what)
@@ -152,18 +136,18 @@ describe('interrupts and failures of up and start (2 nodes, isolated)', {skip: S
       /^kube-spawn: interrupted by SIGINT: the nodes were stopped; start them again with "kube-spawn start -c /m,
       what,
     )
-    const stopped = await residue()
+    const stopped = await test.residue()
     assert.deepEqual(stopped.processes, [])
     assert.deepEqual(stopped.mounts, [])
-    assert.ok((await cli.status()).machines.every((m) => !m.running))
-    const again = await cli.ok(['start'], STEP_TIMEOUT)
+    assert.ok((await test.cli.status()).machines.every((m) => !m.running))
+    const again = await test.cli.ok(['start'], STEP_TIMEOUT)
     log(`start after the interrupted start: ${seconds(again.ms)}`)
-    assert.ok((await cli.status()).machines.every((m) => m.running))
+    assert.ok((await test.cli.status()).machines.every((m) => m.running))
   })
 
   it('destroy leaves nothing behind', {timeout: STEP_TIMEOUT}, async () => {
-    await cli.ok(['destroy'])
-    assert.deepEqual(await residue(), NO_RESIDUE)
+    await test.cli.ok(['destroy'])
+    assert.deepEqual(await test.residue(), NO_RESIDUE)
   })
 })
 
@@ -175,46 +159,27 @@ export const tasks = async ({stage}) =>
 `
 
 describe('Ctrl-C during create', {skip: SKIP_REASON}, () => {
-  const cluster = uniqueClusterName('c')
-  let stateRoot: string
-  let work: string
-  let cli: Cli
-  let config: string
-
+  const test = useTestCluster('c', {label: 'create-interrupt', nodes: 1, pluginHome: true})
   before(async () => {
-    stateRoot = await makeStateRoot('create-interrupt')
-    work = await mkdtemp(join(tmpdir(), 'ks-slow-plugin-'))
-    await writeTestPlugin(work, SLOW_PLUGIN, SLOW_INDEX)
-    cli = new Cli(stateRoot, cluster, {
-      KUBE_SPAWN_DATA_DIR: join(work, 'data'),
-      XDG_DATA_HOME: join(work, 'xdg-data'),
-      XDG_CONFIG_HOME: join(work, 'xdg-config'),
-    })
-    config = await writeDefinition(stateRoot, isolatedDefinition({name: cluster, nodes: 1, bundle: await fixtureBundle()}))
-    const linked = await kubeSpawn(['plugins:link', join(work, SLOW_PLUGIN), '--no-install'], {env: cli.env})
+    await writeTestPlugin(test.work, SLOW_PLUGIN, SLOW_INDEX)
+    const linked = await kubeSpawn(['plugins:link', join(test.work, SLOW_PLUGIN), '--no-install'], {env: test.cli.env})
     assert.equal(linked.code, 0, explain('plugins:link', linked))
   })
 
-  after(async () => {
-    if (!stateRoot) return
-    await removeTestCluster(cli, log)
-    await rm(work, {recursive: true, force: true})
-  })
-
   it('leaves no cluster directory, even when a plugin task ignores the abort (given 10 s to settle)', {timeout: STEP_TIMEOUT}, async () => {
-    const result = await interruptCli(['create', '--config', config, '--dir', stateRoot], {
+    const result = await interruptCli(['create', '--config', test.config, '--dir', test.stateRoot], {
       when: /\[slow\] Sleep a minute/,
       afterMs: 500,
-      env: cli.env,
+      env: test.cli.env,
     })
     const what = explain('create interrupted in prepare-node', result)
     assert.ok(result.signalled, what)
     assert.equal(result.code, 130, what)
     assert.match(result.stderr, /^kube-spawn: interrupted by SIGINT: the new cluster was removed$/m, what)
     assert.ok(result.ms < 30_000, `create ended ${seconds(result.ms)} after its start, not after the plugin's minute`)
-    assert.deepEqual(await residueOf(cluster, machineNames(cluster, 1), stateRoot), NO_RESIDUE)
+    assert.deepEqual(await test.residue(), NO_RESIDUE)
     assert.deepEqual(
-      (await readdir(stateRoot)).filter((name) => name.startsWith('kst-')),
+      (await readdir(test.stateRoot)).filter((name) => name.startsWith('kst-')),
       [],
     )
   })

@@ -26,6 +26,8 @@ import {fileURLToPath} from 'node:url'
 
 import TOML from '@iarna/toml'
 
+import {nodeCgroupDirs} from './helpers.ts'
+
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const PREPARE_BUNDLE = resolve(REPO, '..', 'shared', 'fixtures', 'kubernetes', 'prepare-bundle')
 const CLEANUP = join(REPO, 'test', 'integration', 'cleanup.sh')
@@ -52,7 +54,7 @@ const WEB_BODY = 'hello from web'
 const MINUTE = 60_000
 
 // ---------------------------------------------------------------------------------------------------
-// Small helpers of this file (the shared test/integration helpers belong to another suite).
+// Small helpers of this file (it takes only nodeCgroupDirs from the shared helpers.ts).
 
 interface Result {
   code: number | null
@@ -287,26 +289,6 @@ async function podRoutes(pairs: Array<{cidr: string; ip: string}>): Promise<stri
     const [dst, word, via] = line.split(' ')
     return word === 'via' && (nodeIps.has(via) || pairs.some((p) => p.cidr === dst && p.ip === via))
   })
-}
-
-/** cgroup directories kube-spawn/<machine> the nodes made in the host hierarchies. */
-async function nodeCgroups(): Promise<string[]> {
-  const mounts = (await readFile('/proc/mounts', 'utf8')).split('\n').map((l) => l.split(' '))
-  const hierarchies = mounts
-    .filter(([, path, type]) => (type === 'cgroup' || type === 'cgroup2') && path?.startsWith('/sys/fs/cgroup'))
-    .map(([, p]) => p)
-  const found: string[] = []
-  const walk = async (dir: string, depth: number): Promise<void> => {
-    if (depth === 0) return
-    for (const e of await readdir(dir, {withFileTypes: true}).catch(() => [])) {
-      if (!e.isDirectory()) continue
-      const child = `${dir}/${e.name}`
-      if (MACHINES.includes(e.name) && dir.endsWith('/kube-spawn')) found.push(child)
-      else if (!e.name.startsWith('kubepods')) await walk(child, depth - 1)
-    }
-  }
-  for (const h of hierarchies) await walk(h, 8)
-  return found
 }
 
 /** The user's own kubeconfig (~/.kube/config), which no step may touch, as a hash ("absent" when missing). */
@@ -699,7 +681,7 @@ describe('Kubernetes cluster lifecycle (3 nodes, isolated, offline bundle)', {sk
         [],
         `host routes to the pod CIDRs via the node IPs remain after destroy (before: ${routesBefore.join('; ')})`,
       )
-      assert.deepEqual(await nodeCgroups(), [], "the nodes' cgroup subtrees remain after destroy")
+      assert.deepEqual(await nodeCgroupDirs(MACHINES), [], "the nodes' cgroup subtrees remain after destroy")
       assert.equal(await userKubeconfigHash(), seen.userKubeconfig, `${USER_KUBECONFIG} changed during the test; only ${kubeconfig} may`)
       t.diagnostic(`host routes removed: ${routesBefore.join('; ') || 'none were present'}`)
     },

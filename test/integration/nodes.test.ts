@@ -6,59 +6,37 @@
 import assert from 'node:assert/strict'
 import {readdir, stat} from 'node:fs/promises'
 import {join} from 'node:path'
-import {after, before, describe, it} from 'node:test'
+import {before, describe, it} from 'node:test'
 
 import {
-  Cli,
   SKIP_REASON,
   type StatusJson,
   bridgeAddress,
-  fixtureBundle,
   iptablesRulesOf,
-  isolatedDefinition,
   linkExists,
-  makeStateRoot,
   mountsUnder,
   nodeCgroupDirs,
   nspawnProcesses,
-  removeTestCluster,
   seconds,
-  uniqueClusterName,
   waitFor,
-  writeDefinition,
+  useTestCluster,
+  log,
 } from './helpers.ts'
 
 /** The first create may build the Debian image with debootstrap (about 2 minutes, longer on a slow mirror). */
 const CREATE_TIMEOUT = 30 * 60_000
 const STEP_TIMEOUT = 5 * 60_000
 
-const log = (line: string) => console.log(`# ${line}`)
-
 describe('a 3-node isolated cluster, standalone backend', {skip: SKIP_REASON}, () => {
-  const cluster = uniqueClusterName('n')
-  let stateRoot: string
-  let cli: Cli
-  let config: string
+  const test = useTestCluster('n', {label: 'nodes', nodes: 3})
+  const cluster = test.name
   let machines: string[] = []
   let firstStatus: StatusJson
 
-  before(async () => {
-    stateRoot = await makeStateRoot('nodes')
-    cli = new Cli(stateRoot, cluster)
-    config = await writeDefinition(stateRoot, isolatedDefinition({name: cluster, nodes: 3, bundle: await fixtureBundle()}))
-  })
-
-  after(async () => {
-    // Even when an assertion failed: destroy, then sweep whatever destroy missed.
-    if (stateRoot) {
-      await removeTestCluster(cli, log)
-    }
-  })
-
   it('creates the cluster', {timeout: CREATE_TIMEOUT}, async () => {
-    const created = await cli.ok(['create', '--config', config], CREATE_TIMEOUT)
+    const created = await test.cli.ok(['create', '--config', test.config], CREATE_TIMEOUT)
     log(`create: ${seconds(created.ms)}`)
-    const status = await cli.status()
+    const status = await test.cli.status()
     assert.equal(status.machines.length, 3)
     machines = status.machines.map((m) => m.name)
     assert.deepEqual(machines, [`ks-${cluster}-cp`, `ks-${cluster}-w1`, `ks-${cluster}-w2`])
@@ -66,9 +44,9 @@ describe('a 3-node isolated cluster, standalone backend', {skip: SKIP_REASON}, (
   })
 
   it('boots every node with start --skip-cluster-init', {timeout: STEP_TIMEOUT}, async () => {
-    const started = await cli.ok(['start', '--skip-cluster-init'], STEP_TIMEOUT)
+    const started = await test.cli.ok(['start', '--skip-cluster-init'], STEP_TIMEOUT)
     log(`start (3 nodes): ${seconds(started.ms)}`)
-    firstStatus = await cli.status()
+    firstStatus = await test.cli.status()
     assert.equal(firstStatus.backend, 'standalone')
     assert.ok(
       firstStatus.machines.every((m) => m.running),
@@ -79,9 +57,9 @@ describe('a 3-node isolated cluster, standalone backend', {skip: SKIP_REASON}, (
 
   it('runs systemd and containerd in every node', {timeout: STEP_TIMEOUT}, async () => {
     for (const node of machines) {
-      const system = await cli.exec(node, ['systemctl', 'is-system-running'])
+      const system = await test.cli.exec(node, ['systemctl', 'is-system-running'])
       assert.match(system.stdout.trim(), /^(running|degraded)$/, `${node}: ${system.stdout}${system.stderr}`)
-      const containerd = await cli.exec(node, ['systemctl', 'is-active', 'containerd'])
+      const containerd = await test.cli.exec(node, ['systemctl', 'is-active', 'containerd'])
       assert.equal(containerd.stdout.trim(), 'active', `${node}: containerd is ${containerd.stdout}${containerd.stderr}`)
       assert.equal(containerd.code, 0)
     }
@@ -93,7 +71,7 @@ describe('a 3-node isolated cluster, standalone backend', {skip: SKIP_REASON}, (
     for (const from of firstStatus.machines) {
       const targets = [gateway, ...firstStatus.machines.filter((m) => m.name !== from.name).map((m) => m.ip)]
       for (const ip of targets) {
-        const ping = await cli.exec(from.name, ['ping', '-c', '1', '-W', '2', ip])
+        const ping = await test.cli.exec(from.name, ['ping', '-c', '1', '-W', '2', ip])
         assert.equal(ping.code, 0, `${from.name} -> ${ip}: ${ping.stdout}${ping.stderr}`)
       }
     }
@@ -104,50 +82,50 @@ describe('a 3-node isolated cluster, standalone backend', {skip: SKIP_REASON}, (
     {timeout: STEP_TIMEOUT},
     async () => {
       for (const node of machines) {
-        const hostname = await cli.exec(node, ['hostname'])
+        const hostname = await test.cli.exec(node, ['hostname'])
         assert.equal(hostname.code, 0, hostname.stderr)
         assert.equal(hostname.stdout.trim(), node)
       }
-      const seven = await cli.exec(machines[1], ['sh', '-c', 'echo out; echo err >&2; exit 7'])
+      const seven = await test.cli.exec(machines[1], ['sh', '-c', 'echo out; echo err >&2; exit 7'])
       assert.equal(seven.code, 7)
       assert.equal(seven.stdout, 'out\n')
       assert.equal(seven.stderr, 'err\n')
       // A transient unit of the node's own systemd, not the caller's cgroup (docs/nodes.md).
-      const cgroup = await cli.exec(machines[1], ['cat', '/proc/self/cgroup'])
+      const cgroup = await test.cli.exec(machines[1], ['cat', '/proc/self/cgroup'])
       assert.equal(cgroup.code, 0, cgroup.stderr)
       assert.match(cgroup.stdout, /^(\d+:name=systemd|0:):.*\/system\.slice\/run-[ur][0-9a-f]+\.service$/m, cgroup.stdout)
     },
   )
 
   it('stop leaves no nspawn process of the cluster', {timeout: STEP_TIMEOUT}, async () => {
-    const marker = await cli.exec(machines[2], ['sh', '-c', `echo ${cluster}-kept > /root/kst-marker && sync`])
+    const marker = await test.cli.exec(machines[2], ['sh', '-c', `echo ${cluster}-kept > /root/kst-marker && sync`])
     assert.equal(marker.code, 0, marker.stderr)
-    const stopped = await cli.ok(['stop'], STEP_TIMEOUT)
+    const stopped = await test.cli.ok(['stop'], STEP_TIMEOUT)
     log(`stop (3 nodes): ${seconds(stopped.ms)}`)
     assert.deepEqual(await nspawnProcesses(machines), [])
-    const status = await cli.status()
+    const status = await test.cli.status()
     assert.ok(
       status.machines.every((m) => !m.running),
       JSON.stringify(status.machines),
     )
     // The nodes' roots are unmounted while they are off.
-    assert.deepEqual(await mountsUnder(stateRoot), [])
+    assert.deepEqual(await mountsUnder(test.stateRoot), [])
   })
 
   it('start brings the same nodes back with the same addresses and data', {timeout: STEP_TIMEOUT}, async () => {
-    const started = await cli.ok(['start', '--skip-cluster-init'], STEP_TIMEOUT)
+    const started = await test.cli.ok(['start', '--skip-cluster-init'], STEP_TIMEOUT)
     log(`start again (3 nodes): ${seconds(started.ms)}`)
-    const status = await cli.status()
+    const status = await test.cli.status()
     assert.deepEqual(
       status.machines.map((m) => [m.name, m.ip, m.running]),
       firstStatus.machines.map((m) => [m.name, m.ip, true]),
     )
     assert.equal(status.subnet, firstStatus.subnet)
-    const marker = await cli.exec(machines[2], ['cat', '/root/kst-marker'])
+    const marker = await test.cli.exec(machines[2], ['cat', '/root/kst-marker'])
     assert.equal(marker.code, 0, marker.stderr)
     assert.equal(marker.stdout.trim(), `${cluster}-kept`)
     // The address is live again, not just recorded.
-    const ping = await cli.exec(machines[0], ['ping', '-c', '1', '-W', '2', status.machines[2].ip])
+    const ping = await test.cli.exec(machines[0], ['ping', '-c', '1', '-W', '2', status.machines[2].ip])
     assert.equal(ping.code, 0, ping.stdout + ping.stderr)
   })
 
@@ -155,53 +133,42 @@ describe('a 3-node isolated cluster, standalone backend', {skip: SKIP_REASON}, (
     const bridge = firstStatus.bridge
     assert.ok(await linkExists(bridge), `bridge ${bridge} exists before destroy`)
     assert.notDeepEqual(await iptablesRulesOf(cluster), [], 'the cluster has iptables rules before destroy')
-    const destroyed = await cli.ok(['destroy'], STEP_TIMEOUT)
+    const destroyed = await test.cli.ok(['destroy'], STEP_TIMEOUT)
     log(`destroy (3 running nodes): ${seconds(destroyed.ms)}`)
     assert.ok(await waitFor(async () => (await nspawnProcesses(machines)).length === 0, 5000), 'no nspawn process is left')
     assert.equal(await linkExists(bridge), false, `bridge ${bridge} is gone`)
     assert.deepEqual(await iptablesRulesOf(cluster), [])
-    assert.deepEqual(await mountsUnder(stateRoot), [])
+    assert.deepEqual(await mountsUnder(test.stateRoot), [])
     assert.deepEqual(await nodeCgroupDirs(machines), [], "the nodes' cgroup subtrees are removed")
-    await assert.rejects(stat(cli.clusterDir), {code: 'ENOENT'})
+    await assert.rejects(stat(test.cli.clusterDir), {code: 'ENOENT'})
   })
 })
 
 describe('containerd data lives on the host (workaround-varlib)', {skip: SKIP_REASON}, () => {
-  const cluster = uniqueClusterName('v')
-  const machine = `ks-${cluster}-cp`
-  const IMAGE = 'k8s.gcr.io/pause:3.2'
-  let stateRoot: string
-  let cli: Cli
-  let config: string
-  let hostDir: string
-
-  before(async () => {
-    stateRoot = await makeStateRoot('varlib')
-    cli = new Cli(stateRoot, cluster)
-    const bundle = await fixtureBundle()
+  const test = useTestCluster('v', {
+    label: 'varlib',
+    nodes: 1,
     // The bundle's image archives, read-only in the node, through the definition's [bindmount].
-    const extra = `
+    extra: (bundle) => `
 [bindmount]
 read-only = [{src = "${join(bundle, 'images')}", dst = "/mnt/kst-images"}]
-`
-    config = await writeDefinition(stateRoot, isolatedDefinition({name: cluster, nodes: 1, bundle, extra}))
-    hostDir = join(stateRoot, cluster, 'nodes', machine, 'var-lib', 'containerd')
+`,
   })
-
-  after(async () => {
-    if (stateRoot) {
-      await removeTestCluster(cli, log)
-    }
+  const [machine] = test.machines
+  const IMAGE = 'k8s.gcr.io/pause:3.2'
+  let hostDir: string
+  before(() => {
+    hostDir = join(test.stateRoot, test.name, 'nodes', machine, 'var-lib', 'containerd')
   })
 
   const images = async () => {
-    const listed = await cli.exec(machine, ['ctr', '-n', 'k8s.io', 'images', 'ls', '-q'])
+    const listed = await test.cli.exec(machine, ['ctr', '-n', 'k8s.io', 'images', 'ls', '-q'])
     assert.equal(listed.code, 0, listed.stderr)
     return listed.stdout.split('\n').map((l) => l.trim())
   }
 
   it('boots a node whose /var/lib/containerd is a host directory', {timeout: CREATE_TIMEOUT}, async () => {
-    const up = await cli.ok(['up', '--skip-cluster-init', '--config', config], CREATE_TIMEOUT)
+    const up = await test.cli.ok(['up', '--skip-cluster-init', '--config', test.config], CREATE_TIMEOUT)
     log(`up (1 node): ${seconds(up.ms)}`)
     assert.ok((await stat(hostDir)).isDirectory(), `${hostDir} exists`)
     // containerd keeps its metadata there, not in the node's overlay layer.
@@ -209,13 +176,13 @@ read-only = [{src = "${join(bundle, 'images')}", dst = "/mnt/kst-images"}]
       await waitFor(async () => (await readdir(hostDir)).includes('io.containerd.metadata.v1.bolt'), 10_000),
       `containerd's metadata is in ${hostDir}: ${(await readdir(hostDir)).join(', ')}`,
     )
-    const upperContainerd = join(stateRoot, cluster, 'nodes', machine, 'upper', 'var', 'lib', 'containerd')
+    const upperContainerd = join(test.stateRoot, test.name, 'nodes', machine, 'upper', 'var', 'lib', 'containerd')
     const inLayer = await readdir(upperContainerd).catch(() => [] as string[])
     assert.deepEqual(inLayer, [], "nothing of containerd's lands in the node's own layer")
   })
 
   it('imports an image archive with ctr, into the host directory', {timeout: STEP_TIMEOUT}, async () => {
-    const imported = await cli.exec(machine, ['ctr', '-n', 'k8s.io', 'images', 'import', '/mnt/kst-images/pause.tar'], 120_000)
+    const imported = await test.cli.exec(machine, ['ctr', '-n', 'k8s.io', 'images', 'import', '/mnt/kst-images/pause.tar'], 120_000)
     assert.equal(imported.code, 0, imported.stdout + imported.stderr)
     assert.ok((await images()).includes(IMAGE), `${IMAGE} is listed`)
     const blobs = await readdir(join(hostDir, 'io.containerd.content.v1.content', 'blobs', 'sha256'))
@@ -223,15 +190,15 @@ read-only = [{src = "${join(bundle, 'images')}", dst = "/mnt/kst-images"}]
   })
 
   it('still lists the image after stop and start', {timeout: STEP_TIMEOUT}, async () => {
-    await cli.ok(['stop'], STEP_TIMEOUT)
-    await cli.ok(['start', '--skip-cluster-init'], STEP_TIMEOUT)
+    await test.cli.ok(['stop'], STEP_TIMEOUT)
+    await test.cli.ok(['start', '--skip-cluster-init'], STEP_TIMEOUT)
     assert.ok((await images()).includes(IMAGE), `${IMAGE} is listed after a restart`)
   })
 
   it('destroy removes the node and its data', {timeout: STEP_TIMEOUT}, async () => {
-    await cli.ok(['destroy'], STEP_TIMEOUT)
+    await test.cli.ok(['destroy'], STEP_TIMEOUT)
     assert.deepEqual(await nspawnProcesses([machine]), [])
-    assert.deepEqual(await mountsUnder(stateRoot), [])
+    assert.deepEqual(await mountsUnder(test.stateRoot), [])
     await assert.rejects(stat(hostDir), {code: 'ENOENT'})
   })
 })

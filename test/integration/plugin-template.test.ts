@@ -19,7 +19,7 @@ import {after, before, describe, it} from 'node:test'
 import {fileURLToPath} from 'node:url'
 import {promisify} from 'node:util'
 
-import {runProgram} from './helpers.ts'
+import {cleanEnv, kubeSpawn, runProgram} from '../helpers/cli.ts'
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const TEMPLATE = join(REPO, 'examples', 'plugin-template')
@@ -54,33 +54,14 @@ let tarball = ''
 let clusterStarted = false
 let env: Record<string, string> = {}
 
-/** Runs a program with exactly this environment (the shared helper, with the environment replaced). */
-function spawnCollect(command: string, args: string[], options: {cwd: string; env: Record<string, string | undefined>}): Promise<Result> {
-  const fullEnv = Object.fromEntries(Object.entries(options.env).filter((e): e is [string, string] => e[1] !== undefined))
-  return runProgram(command, args, {cwd: options.cwd, fullEnv})
-}
-
-/** What npm may need from the caller's environment to reach the registry; every other npm_* variable is dropped. */
-const NPM_NETWORK_SETTINGS = /^npm_config_(registry|proxy|https_proxy|noproxy|cafile|ca|strict_ssl)$/i
-
-/**
- * The environment without the caller's kube-spawn and oclif settings, and without what `npm run` or
- * `npm exec` exports: npm_config_local_prefix there would make every npm below (the template's and the
- * one plugins:install runs) work on the kube-spawn repository instead of its own directory.
- */
-function cleanEnv(): Record<string, string | undefined> {
-  const drop = (key: string) =>
-    key.startsWith('KUBE_SPAWN_') ||
-    key.startsWith('OCLIF_') ||
-    key === 'NODE_TEST_CONTEXT' ||
-    (/^npm_/i.test(key) && !NPM_NETWORK_SETTINGS.test(key))
-  // Plain output to match on, whatever the caller's terminal and CI settings.
-  return {...Object.fromEntries(Object.entries(process.env).filter(([key]) => !drop(key))), NO_COLOR: '1', FORCE_COLOR: '0'}
+/** Runs a program in the shared clean environment (test/helpers/cli.ts) plus `env`. */
+function spawnCollect(command: string, args: string[], options: {cwd: string; env: Record<string, string>}): Promise<Result> {
+  return runProgram(command, args, {cwd: options.cwd, fullEnv: cleanEnv(options.env)})
 }
 
 /** `node bin/run.js ...args` with this run's data dir, state root, cache and kubeconfig. */
-function kubeSpawn(...args: string[]): Promise<Result> {
-  return spawnCollect(process.execPath, [join(REPO, 'bin', 'run.js'), ...args], {cwd: work, env: {...cleanEnv(), ...env}})
+function cli(...args: string[]): Promise<Result> {
+  return kubeSpawn(args, {cwd: work, env})
 }
 
 /**
@@ -91,7 +72,7 @@ function installOffline(tgz: string): Promise<Result> {
   const npmCache = join(work, `npm-cache-${Date.now()}`)
   return spawnCollect(process.execPath, [join(REPO, 'bin', 'run.js'), 'plugins:install', `file:${tgz}`], {
     cwd: work,
-    env: {...cleanEnv(), ...env, npm_config_offline: 'true', npm_config_cache: npmCache},
+    env: {...env, npm_config_offline: 'true', npm_config_cache: npmCache},
   })
 }
 
@@ -99,7 +80,7 @@ function installOffline(tgz: string): Promise<Result> {
 async function npm(cwd: string, ...args: string[]): Promise<Result> {
   const result = await spawnCollect(process.execPath, [NPM_CLI, ...args, '--no-audit', '--no-fund'], {
     cwd,
-    env: {...cleanEnv(), npm_config_offline: 'true'},
+    env: {npm_config_offline: 'true'},
   })
   assert.equal(result.code, 0, `npm ${args.join(' ')} in ${cwd}:\n${result.stdout}\n${result.stderr}`)
   return result
@@ -112,18 +93,18 @@ function ok(result: Result, what: string): Result {
 
 /** The user and linked plugins (and with core, the core ones) as `plugins --json` lists them. */
 async function pluginList(core = false): Promise<Array<{name: string; type: string; version: string; root: string}>> {
-  const result = ok(await kubeSpawn('plugins', '--json', ...(core ? ['--core'] : [])), 'plugins --json')
+  const result = ok(await cli('plugins', '--json', ...(core ? ['--core'] : [])), 'plugins --json')
   const list = JSON.parse(result.stdout) as Array<{name: string; type: string; version: string; root: string}>
   return list.map(({name, type, version, root}) => ({name, type, version, root}))
 }
 
 async function providerRows(): Promise<Array<{kind: string; name: string; plugin: string; description: string}>> {
-  return JSON.parse(ok(await kubeSpawn('providers', '--json'), 'providers --json').stdout)
+  return JSON.parse(ok(await cli('providers', '--json'), 'providers --json').stdout)
 }
 
 /** The plan `up --dry-run` prints for the test cluster (nothing is created). */
 async function dryRunPlan(config = join(work, 'cluster.toml')): Promise<string> {
-  return ok(await kubeSpawn('up', '--dry-run', '--skip-cluster-init', '--config', config), 'up --dry-run').stdout
+  return ok(await cli('up', '--dry-run', '--skip-cluster-init', '--config', config), 'up --dry-run').stdout
 }
 
 /** The lines of one stage in a printed plan. */
@@ -158,7 +139,7 @@ async function linkDevDependencies(dir: string): Promise<void> {
 
 async function destroyCluster(): Promise<void> {
   if (!clusterStarted) return
-  await kubeSpawn('destroy', '-c', CLUSTER).catch(() => undefined)
+  await cli('destroy', '-c', CLUSTER).catch(() => undefined)
   clusterStarted = false
 }
 
@@ -238,14 +219,14 @@ describe('the plugin template as a third-party plugin', {timeout: 20 * MINUTE}, 
       user.map(({name, type, version}) => ({name, type, version})),
       [{name: PLUGIN, type: 'user', version: '0.1.0'}],
     )
-    assert.match(ok(await kubeSpawn('plugins'), 'plugins').stdout, new RegExp(`^${PLUGIN} 0\\.1\\.0$`, 'm'))
+    assert.match(ok(await cli('plugins'), 'plugins').stdout, new RegExp(`^${PLUGIN} 0\\.1\\.0$`, 'm'))
 
     const rows = await providerRows()
     assert.deepEqual(
       rows.filter((r) => r.plugin === 'hello').map(({kind, name}) => ({kind, name})),
       [{kind: 'workaround', name: 'hello'}],
     )
-    assert.match(ok(await kubeSpawn('providers'), 'providers').stdout, /^workaround +hello +hello +Example plugin/m)
+    assert.match(ok(await cli('providers'), 'providers').stdout, /^workaround +hello +hello +Example plugin/m)
   })
 
   it('shows its tasks, owned by [hello], in up --dry-run; skipped when [plugin-config.hello] enabled = false', async () => {
@@ -264,22 +245,22 @@ describe('the plugin template as a third-party plugin', {timeout: 20 * MINUTE}, 
 
   it('runs its post-boot task in a real one-node cluster', {timeout: 15 * MINUTE}, async () => {
     clusterStarted = true
-    const up = ok(await kubeSpawn('up', '--config', join(work, 'cluster.toml'), '--skip-cluster-init'), 'up')
+    const up = ok(await cli('up', '--config', join(work, 'cluster.toml'), '--skip-cluster-init'), 'up')
     assert.ok(
       up.stdout.split('\n').some((line) => line.includes(HELLO_POST_BOOT)),
       up.stdout,
     )
     assert.match(up.stdout, new RegExp(`Cluster "${CLUSTER}" is up with 1 nodes`))
 
-    const hello = ok(await kubeSpawn('exec', '-c', CLUSTER, NODE, '--', 'cat', '/etc/kube-spawn-hello'), 'exec')
+    const hello = ok(await cli('exec', '-c', CLUSTER, NODE, '--', 'cat', '/etc/kube-spawn-hello'), 'exec')
     assert.equal(hello.stdout, `hello from ${NODE}\n`)
 
-    ok(await kubeSpawn('destroy', '-c', CLUSTER), 'destroy')
+    ok(await cli('destroy', '-c', CLUSTER), 'destroy')
     clusterStarted = false
   })
 
   it('uninstalls: the plugin, its provider and its tasks are gone', async () => {
-    ok(await kubeSpawn('plugins:uninstall', PLUGIN), 'plugins:uninstall')
+    ok(await cli('plugins:uninstall', PLUGIN), 'plugins:uninstall')
     assert.deepEqual(
       (await pluginList()).filter((p) => p.name === PLUGIN),
       [],
@@ -296,7 +277,7 @@ describe('the plugin template as a third-party plugin', {timeout: 20 * MINUTE}, 
   it('links the template folder and unlinks it', async () => {
     assert.ok(copy, 'the template was built')
     // --no-install: the folder is built already; linking then runs no npm at all.
-    const linked = ok(await kubeSpawn('plugins:link', copy, '--no-install'), 'plugins:link')
+    const linked = ok(await cli('plugins:link', copy, '--no-install'), 'plugins:link')
     assert.match(linked.stderr, /Linking plugin/)
     assert.deepEqual(
       (await pluginList()).filter((p) => p.name === PLUGIN),
@@ -305,7 +286,7 @@ describe('the plugin template as a third-party plugin', {timeout: 20 * MINUTE}, 
     const plan = await dryRunPlan()
     assert.ok(stageLines(plan, 'post-boot').includes(HELLO_POST_BOOT), plan)
 
-    ok(await kubeSpawn('plugins:unlink', PLUGIN), 'plugins:unlink')
+    ok(await cli('plugins:unlink', PLUGIN), 'plugins:unlink')
     assert.deepEqual(
       (await pluginList()).filter((p) => p.name === PLUGIN),
       [],
@@ -363,13 +344,13 @@ export const tasks = async ({stage}) => (stage === 'pre-boot' ? [{title: 'The us
     assert.ok(!preBoot.includes(coreVarlib))
 
     // The core copy comes back with the uninstall; a core plugin itself cannot be uninstalled.
-    ok(await kubeSpawn('plugins:uninstall', '@kube-spawn/workaround-varlib'), 'plugins:uninstall (core name)')
+    ok(await cli('plugins:uninstall', '@kube-spawn/workaround-varlib'), 'plugins:uninstall (core name)')
     assert.deepEqual(
       (await pluginList(true)).filter((p) => p.name === '@kube-spawn/workaround-varlib').map(({type, version}) => ({type, version})),
       [{type: 'core', version: '0.1.0'}],
     )
     assert.ok(stageLines(await dryRunPlan(), 'pre-boot').includes(coreVarlib))
-    const refused = await kubeSpawn('plugins:uninstall', '@kube-spawn/runtime-containerd')
+    const refused = await cli('plugins:uninstall', '@kube-spawn/runtime-containerd')
     assert.notEqual(refused.code, 0)
     assert.match(refused.stderr, /@kube-spawn\/runtime-containerd is not installed/)
   })

@@ -7,43 +7,18 @@
 import assert from 'node:assert/strict'
 import {readdir, readFile, stat} from 'node:fs/promises'
 import {join} from 'node:path'
-import {after, before, describe, it} from 'node:test'
+import {describe, it} from 'node:test'
 
-import {
-  Cli,
-  SKIP_REASON,
-  TEST_CACHE_DIR,
-  explain,
-  fixtureBundle,
-  isolatedDefinition,
-  kubeSpawn,
-  makeStateRoot,
-  removeTestCluster,
-  uniqueClusterName,
-  writeDefinition,
-} from './helpers.ts'
+import {SKIP_REASON, TEST_CACHE_DIR, explain, kubeSpawn, useTestCluster} from './helpers.ts'
 
 /** The first create may build the Debian image with debootstrap (minutes, longer on a slow mirror). */
 const CREATE_TIMEOUT = 30 * 60_000
 
 describe('create, list, status, destroy', {skip: SKIP_REASON, timeout: CREATE_TIMEOUT + 5 * 60_000}, () => {
-  const name = uniqueClusterName('r')
-  let stateRoot: string
-  let cli: Cli
-  let config: string
-
-  before(async () => {
-    stateRoot = await makeStateRoot('round-trip')
-    cli = new Cli(stateRoot, name)
-    config = await writeDefinition(stateRoot, isolatedDefinition({name, nodes: 2, bundle: await fixtureBundle()}))
-  })
-
-  after(async () => {
-    if (!stateRoot) return
-    await removeTestCluster(cli, (line) => console.log(`# ${line}`))
-  })
+  const test = useTestCluster('r', {label: 'round-trip', nodes: 2})
 
   it('round-trips a two-node cluster', {timeout: CREATE_TIMEOUT}, async () => {
+    const {name, cli, config, stateRoot} = test
     const created = await cli.ok(['create', '--config', config], CREATE_TIMEOUT)
     assert.match(created.stdout, new RegExp(`Created cluster "${name}" with 2 nodes on 10\\.\\d+\\.\\d+\\.0/24`))
 
@@ -52,7 +27,7 @@ describe('create, list, status, destroy', {skip: SKIP_REASON, timeout: CREATE_TI
     const toml = await readFile(join(clusterDir, 'kspawn.toml'), 'utf8')
     assert.match(toml, /^cluster-subnet = "10\.\d+\.\d+\.0\/24"$/m)
     assert.equal(toml.match(/^\[\[machines\]\]$/gm)?.length, 2)
-    for (const machine of [`ks-${name}-cp`, `ks-${name}-w1`]) {
+    for (const machine of test.machines) {
       for (const dir of ['upper', 'work', 'rootfs'])
         assert.ok((await stat(join(clusterDir, 'nodes', machine, dir))).isDirectory(), `${machine}/${dir}`)
     }

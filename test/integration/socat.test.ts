@@ -39,6 +39,7 @@ import {
   seconds,
   uniqueClusterName,
   writeDefinition,
+  log,
 } from './helpers.ts'
 
 const MINUTE = 60_000
@@ -65,7 +66,6 @@ spec:
         - containerPort: 8080
 `
 
-const log = (line: string) => console.log(`# ${line}`)
 const output = (result: CliResult) => `${result.stdout}\n${result.stderr}`
 
 describe(

@@ -5,33 +5,14 @@
  * kube-spawn's own teardown, warn naming the plugin (on stderr, --json included), and leave nothing.
  */
 import assert from 'node:assert/strict'
-import {mkdtemp, rm} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {after, before, describe, it} from 'node:test'
+import {before, describe, it} from 'node:test'
 
-import {
-  Cli,
-  NO_RESIDUE,
-  REPO,
-  SKIP_REASON,
-  explain,
-  fixtureBundle,
-  isolatedDefinition,
-  kubeSpawn,
-  machineNames,
-  makeStateRoot,
-  removeTestCluster,
-  residueOf,
-  uniqueClusterName,
-  writeDefinition,
-  writeTestPlugin,
-} from './helpers.ts'
+import {NO_RESIDUE, REPO, SKIP_REASON, explain, kubeSpawn, writeTestPlugin, useTestCluster} from './helpers.ts'
 
 const STEP_TIMEOUT = 10 * 60_000
 const COPY_PLUGIN = 'kube-spawn-plugin-rtcopy'
 const BROKEN_PLUGIN = 'kube-spawn-plugin-broken'
-const log = (line: string) => console.log(`# ${line}`)
 
 /** The core containerd runtime under the name containerd-copy: its tasks are planned as if the cluster ran containerd. */
 const COPY_INDEX = `import * as core from ${JSON.stringify(join(REPO, 'plugins', 'runtime-containerd', 'dist', 'index.js'))}
@@ -45,52 +26,29 @@ export async function tasks(options) {
 `
 
 describe("stop and destroy without the cluster's plugins", {skip: SKIP_REASON}, () => {
-  const cluster = uniqueClusterName('t')
-  const machines = machineNames(cluster, 2)
-  let stateRoot: string
-  let work: string
-  let cli: Cli
-  let config: string
-
+  const test = useTestCluster('t', {label: 'plugins', nodes: 2, kubeconfig: true, pluginHome: true})
+  const cluster = test.name
+  const machines = test.machines
   before(async () => {
-    stateRoot = await makeStateRoot('plugins')
-    work = await mkdtemp(join(tmpdir(), 'ks-teardown-plugins-'))
-    for (const [name, index] of [
-      [COPY_PLUGIN, COPY_INDEX],
-      [BROKEN_PLUGIN, "throw new Error('broken on purpose')\n"],
-    ]) {
-      await writeTestPlugin(work, name, index)
-    }
-    cli = new Cli(stateRoot, cluster, {
-      KUBE_SPAWN_DATA_DIR: join(work, 'data'),
-      XDG_DATA_HOME: join(work, 'xdg-data'),
-      XDG_CONFIG_HOME: join(work, 'xdg-config'),
-      KUBECONFIG: join(work, 'kubeconfig'),
-    })
-    config = await writeDefinition(stateRoot, isolatedDefinition({name: cluster, nodes: 2, bundle: await fixtureBundle()}))
-  })
-
-  after(async () => {
-    if (!stateRoot) return
-    await removeTestCluster(cli, log)
-    await rm(work, {recursive: true, force: true})
+    await writeTestPlugin(test.work, COPY_PLUGIN, COPY_INDEX)
+    await writeTestPlugin(test.work, BROKEN_PLUGIN, "throw new Error('broken on purpose')\n")
   })
 
   /** Plugin commands take no --dir or -c; they share the test's data directories through the environment. */
   const plugins = async (args: string[]) => {
-    const result = await kubeSpawn(args, {env: cli.env})
+    const result = await kubeSpawn(args, {env: test.cli.env})
     if (result.code !== 0) throw new Error(explain(`kube-spawn ${args.join(' ')}`, result))
   }
-  const link = (name: string) => plugins(['plugins:link', join(work, name), '--no-install'])
+  const link = (name: string) => plugins(['plugins:link', join(test.work, name), '--no-install'])
   const unlink = (name: string) => plugins(['plugins:unlink', name])
   const warnings = (stderr: string) => stderr.split('\n').filter((l) => l.startsWith('kube-spawn: warning: '))
-  const running = async () => (await cli.status()).machines.map((m) => m.running)
+  const running = async () => (await test.cli.status()).machines.map((m) => m.running)
 
   it('boots a cluster whose runtime comes from a linked user plugin', {timeout: STEP_TIMEOUT}, async () => {
     await link(COPY_PLUGIN)
-    await cli.ok(['create', '--config', config, '--container-runtime', 'containerd-copy'], STEP_TIMEOUT)
-    await cli.ok(['start', '--skip-cluster-init'], STEP_TIMEOUT)
-    const active = await cli.exec(machines[1], ['systemctl', 'is-active', 'containerd'])
+    await test.cli.ok(['create', '--config', test.config, '--container-runtime', 'containerd-copy'], STEP_TIMEOUT)
+    await test.cli.ok(['start', '--skip-cluster-init'], STEP_TIMEOUT)
+    const active = await test.cli.exec(machines[1], ['systemctl', 'is-active', 'containerd'])
     assert.equal(active.stdout.trim(), 'active', explain('systemctl is-active containerd', active))
     assert.deepEqual(await running(), [true, true])
   })
@@ -100,7 +58,7 @@ describe("stop and destroy without the cluster's plugins", {skip: SKIP_REASON}, 
     {timeout: STEP_TIMEOUT},
     async () => {
       await unlink(COPY_PLUGIN)
-      const stopped = await cli.ok(['stop', '--json'])
+      const stopped = await test.cli.ok(['stop', '--json'])
       const json = JSON.parse(stopped.stdout) as {cluster: {clusterName: string}; warnings: string[]}
       assert.equal(json.cluster.clusterName, cluster)
       const seen = warnings(stopped.stderr)
@@ -110,12 +68,12 @@ describe("stop and destroy without the cluster's plugins", {skip: SKIP_REASON}, 
         /the container runtime plugin of this cluster \(rtcopy\) is missing or broken: unknown container runtime "containerd-copy"/,
       )
       assert.deepEqual(await running(), [false, false])
-      assert.deepEqual((await residueOf(cluster, machines, stateRoot)).processes, [])
+      assert.deepEqual((await test.residue()).processes, [])
     },
   )
 
   it('start without the runtime plugin is refused in one line, and the cluster stays as it was', async () => {
-    const refused = await cli.run(['start'])
+    const refused = await test.cli.run(['start'])
     assert.equal(refused.code, 2, explain('start', refused))
     assert.match(
       refused.stderr.trim(),
@@ -126,7 +84,9 @@ describe("stop and destroy without the cluster's plugins", {skip: SKIP_REASON}, 
 
   it('a plugin that fails to load refuses create in one line naming it', async () => {
     await link(BROKEN_PLUGIN)
-    const refused = await kubeSpawn(['create', '--dry-run', '--config', config, '--dir', stateRoot, '-c', `${cluster}x`], {env: cli.env})
+    const refused = await kubeSpawn(['create', '--dry-run', '--config', test.config, '--dir', test.stateRoot, '-c', `${cluster}x`], {
+      env: test.cli.env,
+    })
     assert.equal(refused.code, 2, explain('create', refused))
     assert.match(refused.stderr, /^kube-spawn: plugin kube-spawn-plugin-broken failed in hook kube-spawn:providers: broken on purpose/m)
   })
@@ -137,19 +97,19 @@ describe("stop and destroy without the cluster's plugins", {skip: SKIP_REASON}, 
     async () => {
       await unlink(BROKEN_PLUGIN)
       await link(COPY_PLUGIN)
-      await cli.ok(['start', '--skip-cluster-init'], STEP_TIMEOUT)
+      await test.cli.ok(['start', '--skip-cluster-init'], STEP_TIMEOUT)
       assert.deepEqual(await running(), [true, true])
       await unlink(COPY_PLUGIN)
       await link(BROKEN_PLUGIN)
 
-      const plan = await cli.ok(['destroy', '--dry-run'])
+      const plan = await test.cli.ok(['destroy', '--dry-run'])
       assert.match(plan.stdout, /\[kube-spawn\] Remove the cluster directory/)
-      const destroyed = await cli.ok(['destroy'], STEP_TIMEOUT)
+      const destroyed = await test.cli.ok(['destroy'], STEP_TIMEOUT)
       const seen = warnings(destroyed.stderr).join('\n')
       assert.match(seen, /plugin kube-spawn-plugin-broken failed in hook kube-spawn:providers: broken on purpose/)
       assert.match(seen, /plugin kube-spawn-plugin-broken failed in hook kube-spawn:tasks: broken on purpose/)
       assert.match(seen, /the container runtime plugin of this cluster \(rtcopy\) is missing or broken/)
-      assert.deepEqual(await residueOf(cluster, machines, stateRoot), NO_RESIDUE)
+      assert.deepEqual(await test.residue(), NO_RESIDUE)
       await unlink(BROKEN_PLUGIN)
     },
   )

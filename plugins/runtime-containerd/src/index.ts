@@ -50,16 +50,20 @@ for i in $(seq 1 50); do [ -z "$(ctr -n k8s.io tasks ls -q 2>/dev/null)" ] && br
 
 const forEachNode = (ctx: StageContext, work: (node: NodeHandle) => Promise<unknown>) => Promise.all(ctx.nodes.map(work))
 
-async function waitReady(node: NodeHandle, timeoutScale: number): Promise<void> {
-  const deadline = Date.now() + 60_000 * timeoutScale
+async function waitReady(ctx: StageContext, node: NodeHandle): Promise<void> {
   let last = ''
-  while (Date.now() < deadline) {
-    const result = await node.exec(containerd.readinessCommand, {allowFailure: true, timeoutMs: 10_000})
-    if (result.exitCode === 0) return
-    last = (result.stderr || result.stdout).trim()
-    await new Promise((resolve) => setTimeout(resolve, 200))
+  try {
+    await ctx.waitFor(
+      async () => {
+        const result = await node.exec(containerd.readinessCommand, {allowFailure: true, timeoutMs: 10_000})
+        last = (result.stderr || result.stdout).trim()
+        return result.exitCode === 0 ? true : undefined
+      },
+      {timeout: 60_000 * ctx.host.timeoutScale, interval: 200, describe: `containerd in ${node.name} to answer`},
+    )
+  } catch (error) {
+    throw last && error instanceof Error && error.name === 'WaitTimeout' ? new Error(`${error.message}: ${last}`) : error
   }
-  throw new Error(`containerd in ${node.name} is not ready after ${60 * timeoutScale} s: ${last}`)
 }
 
 async function isRunning(node: NodeHandle): Promise<boolean> {
@@ -89,7 +93,7 @@ export const tasks: KubeSpawnHook<'kube-spawn:tasks'> = async ({stage, ctx}) => 
       {
         title: 'Wait until containerd answers in every node',
         task: async (c) => {
-          await forEachNode(c, (node) => waitReady(node, c.host.timeoutScale))
+          await forEachNode(c, (node) => waitReady(c, node))
         },
       },
     ],

@@ -1,6 +1,6 @@
 import {BaseCommand} from '../../base-command.js'
 import {type BuiltImage, buildBaseImage} from '../../cluster/image.js'
-import {definitionFlags, overridesFrom} from '../../flags.js'
+import {createRequestFrom, imageFlags} from '../../flags.js'
 
 export default class ImageBuild extends BaseCommand<typeof ImageBuild> {
   static interruptible = true
@@ -10,14 +10,10 @@ export default class ImageBuild extends BaseCommand<typeof ImageBuild> {
 
   static examples = ['<%= config.bin %> image build', '<%= config.bin %> image build --config trixie.toml --json']
 
-  static flags = {
-    config: definitionFlags.config,
-    'container-runtime': definitionFlags['container-runtime'],
-    image: definitionFlags.image,
-  }
+  static flags = imageFlags
 
   async run(): Promise<BuiltImage> {
-    const built = await buildBaseImage(this.env, {configFile: this.flags.config, overrides: overridesFrom(this.flags)})
+    const built = await buildBaseImage(this.env, createRequestFrom(this.flags))
     this.warnAll(built.warnings)
     this.log(`Base image ${built.baseImage.key}: ${built.baseImage.rootfs}`)
     return built

@@ -104,6 +104,16 @@ const cases: Case[] = [
     toml: '[plugin-config.image-debian]\nsuite = "../etc"\n',
     expect: 'suite must be a Debian suite name such as "trixie", not "../etc"',
   },
+  {
+    name: 'a pod CIDR without a /24 for every node, before anything is written',
+    toml: 'nodes = 3\n[network]\npod-cidr = "10.244.0.0/23"\n',
+    expect: 'network.pod-cidr 10.244.0.0/23 holds 2 /24 node ranges, but the cluster has 3 nodes',
+  },
+  {
+    name: 'an offline bundle that does not exist, before anything is written',
+    toml: '[kubernetes]\nsource = "/nonexistent/kube-spawn-bundle"\n',
+    expect: 'offline bundle /nonexistent/kube-spawn-bundle does not exist or is not a directory',
+  },
   {name: 'destroy of the reserved name cache', args: ['destroy', '-c', 'cache'], expect: 'cluster name "cache" is reserved'},
 ]
 

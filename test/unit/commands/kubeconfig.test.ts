@@ -42,6 +42,20 @@ describe('kubeconfig of a started cluster', () => {
   })
   after(() => cleanup())
 
+  /** kubeconfig --json of the cluster "keep", which must exit 0. */
+  const kubeconfigJson = async (...flags: string[]) => {
+    const result = await kubeSpawn(['kubeconfig', '--dir', root, '-c', 'keep', ...flags, '--json'])
+    assert.equal(result.code, 0, result.stderr)
+    return JSON.parse(result.stdout) as unknown
+  }
+  const expected = (path: string, internal: boolean) => ({
+    cluster: 'keep',
+    path,
+    context: 'kubernetes-admin@kubernetes',
+    server: internal ? 'https://ks-keep-cp:6443' : 'https://10.22.5.2:6443',
+    internal,
+  })
+
   it("prints the path of the cluster's admin.conf", async () => {
     const result = await kubeSpawn(['kubeconfig', '--dir', root, '-c', 'keep'])
     assert.equal(result.code, 0, result.stderr)
@@ -56,15 +70,7 @@ describe('kubeconfig of a started cluster', () => {
   })
 
   it('--json gives the path, context and server', async () => {
-    const result = await kubeSpawn(['kubeconfig', '--dir', root, '-c', 'keep', '--json'])
-    assert.equal(result.code, 0, result.stderr)
-    assert.deepEqual(JSON.parse(result.stdout), {
-      cluster: 'keep',
-      path: adminConf,
-      context: 'kubernetes-admin@kubernetes',
-      server: 'https://10.22.5.2:6443',
-      internal: false,
-    })
+    assert.deepEqual(await kubeconfigJson(), expected(adminConf, false))
   })
 
   it('--internal --raw prints the kubeconfig with the control plane by machine name, and writes nothing', async () => {
@@ -83,15 +89,7 @@ describe('kubeconfig of a started cluster', () => {
     assert.equal(await readFile(adminConf, 'utf8'), ADMIN_CONF)
 
     const written = await stat(internalConf)
-    const again = await kubeSpawn(['kubeconfig', '--dir', root, '-c', 'keep', '--internal', '--json'])
-    assert.equal(again.code, 0, again.stderr)
-    assert.deepEqual(JSON.parse(again.stdout), {
-      cluster: 'keep',
-      path: internalConf,
-      context: 'kubernetes-admin@kubernetes',
-      server: 'https://ks-keep-cp:6443',
-      internal: true,
-    })
+    assert.deepEqual(await kubeconfigJson('--internal'), expected(internalConf, true))
     const unchanged = await stat(internalConf)
     assert.deepEqual([unchanged.ino, unchanged.mtimeMs], [written.ino, written.mtimeMs], 'an up-to-date file is not rewritten')
   })

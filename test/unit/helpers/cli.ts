@@ -1,42 +1,16 @@
-/** Helpers for the command tests: run the real CLI, and a state root whose every byte can be compared. */
-import {spawn} from 'node:child_process'
+/**
+ * Helpers for the command tests: the real CLI (test/helpers/cli.ts; no shared cache, so whatever a command
+ * writes to its cache lands in its own state root), and a state root whose every byte can be compared.
+ */
 import {createHash} from 'node:crypto'
 import {cp, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {fileURLToPath} from 'node:url'
+import {REPO} from '../../helpers/cli.ts'
+import type {CliResult} from '../../helpers/cli.ts'
 
-export const REPO = fileURLToPath(new URL('../../../', import.meta.url))
+export {type CliResult, REPO, kubeSpawn} from '../../helpers/cli.ts'
 export const FIXTURES = join(REPO, 'test', 'fixtures')
-
-export interface CliResult {
-  code: number | null
-  stdout: string
-  stderr: string
-}
-
-/**
- * Runs `node bin/run.js ...args` with a clean kube-spawn environment. No shared cache: a command test
- * must not need one, and whatever a command writes to its cache lands in its own state root.
- */
-export function kubeSpawn(args: string[], {cwd = REPO, env = {}}: {cwd?: string; env?: Record<string, string>} = {}): Promise<CliResult> {
-  const base = Object.fromEntries(
-    Object.entries(process.env).filter(([key]) => !key.startsWith('KUBE_SPAWN_') && key !== 'NODE_TEST_CONTEXT'),
-  )
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(REPO, 'bin', 'run.js'), ...args], {
-      cwd,
-      env: {...base, ...env},
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (chunk) => (stdout += chunk))
-    child.stderr.on('data', (chunk) => (stderr += chunk))
-    child.on('error', reject)
-    child.on('close', (code) => resolve({code, stdout, stderr}))
-  })
-}
 
 /** The lines a command wrote to stderr, without the trailing newline. */
 export function stderrLines(result: CliResult): string[] {

@@ -6,6 +6,7 @@
  * never answer.
  */
 import {Config, settings} from '@oclif/core'
+import {after, before} from 'node:test'
 import {mkdtemp, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -32,4 +33,14 @@ export async function loadFixtureConfig(): Promise<{config: Config; cleanup: () 
     if (previous === undefined) delete process.env.KSFIXTURE_DATA_DIR
     else process.env.KSFIXTURE_DATA_DIR = previous
   }
+}
+
+/** loadFixtureConfig as hooks of the enclosing describe: the Config, loaded before its tests and removed after. */
+export function useFixtureConfig(): () => Config {
+  let loaded: Awaited<ReturnType<typeof loadFixtureConfig>> | undefined
+  before(async () => {
+    loaded = await loadFixtureConfig()
+  })
+  after(async () => loaded?.cleanup())
+  return () => loaded!.config
 }

@@ -1,22 +1,18 @@
 import assert from 'node:assert/strict'
-import type {Config} from '@oclif/core'
-import {after, before, describe, it} from 'node:test'
+import {describe, it} from 'node:test'
 
 import {ABORT_GRACE_MS, HOST_OWNER, describePlan, formatPlan, planPipeline, runPipeline} from '../../../dist/pipeline/runner.js'
 import {Interrupted} from '../../../dist/errors.js'
-import type {CoreTask, PlannedTask} from '../../../dist/pipeline/runner.js'
-import {STAGES} from '../../../dist/sdk/index.js'
-import type {StageContext} from '../../../dist/sdk/index.js'
-import {loadFixtureConfig} from '../helpers/fixture-config.ts'
+import type {PlannedTask} from '../../../dist/pipeline/runner.js'
+import type {ClusterContext, StageDeclaration} from '../../../dist/context/index.js'
+import {useFixtureConfig} from '../helpers/fixture-config.ts'
 
-type TestContext = StageContext & {log: string[]; mode?: string}
+type TestContext = ClusterContext & {log: string[]; mode?: string}
 
 const fakeContext = (fields: Partial<TestContext> = {}): TestContext => ({log: [], shared: new Map(), ...fields}) as unknown as TestContext
-const logTask = (owner: string, stage: PlannedTask['stage'], title: string): PlannedTask => ({
-  stage,
-  owner,
-  task: {title, task: (ctx) => void (ctx as TestContext).log.push(`${stage}: ${title}`)},
-})
+const planned = (stage: PlannedTask['stage'], owner: string, task: PlannedTask['task']): PlannedTask => ({stage, owner, task})
+const logTask = (owner: string, stage: PlannedTask['stage'], title: string): PlannedTask =>
+  planned(stage, owner, {title, task: (ctx) => void (ctx as TestContext).log.push(`${stage}: ${title}`)})
 
 describe('describePlan', () => {
   it('lists every task with its owner, and why it would be skipped', async () => {
@@ -90,11 +86,7 @@ describe('runPipeline', () => {
 
   it('skips tasks that say so', async () => {
     const ctx = fakeContext()
-    const skipped: PlannedTask = {
-      stage: 'boot',
-      owner: 'x',
-      task: {title: 'skipped', skip: () => 'not needed', task: () => assert.fail('ran')},
-    }
+    const skipped = planned('boot', 'x', {title: 'skipped', skip: () => 'not needed', task: () => assert.fail('ran')})
     await runPipeline([skipped, logTask('x', 'boot', 'after')], ctx, 'silent')
     assert.deepEqual(ctx.log, ['boot: after'])
   })
@@ -102,16 +94,12 @@ describe('runPipeline', () => {
   it("surfaces a failing task's error and runs nothing after it", async () => {
     const ctx = fakeContext()
     const failure = new Error('kubeadm init failed')
-    const failing: PlannedTask = {
-      stage: 'init',
-      owner: HOST_OWNER,
-      task: {
-        title: 'kubeadm init',
-        task: () => {
-          throw failure
-        },
+    const failing = planned('init', HOST_OWNER, {
+      title: 'kubeadm init',
+      task: () => {
+        throw failure
       },
-    }
+    })
     await assert.rejects(
       runPipeline(
         [logTask('x', 'pre-init', 'before'), failing, logTask('x', 'init', 'same stage'), logTask('x', 'join', 'later')],
@@ -128,44 +116,32 @@ describe('runPipeline', () => {
 
   it('keeps the [owner] label when a task retitles itself', async () => {
     const ctx = fakeContext()
-    const retitling: PlannedTask = {
-      stage: 'prepare-image',
-      owner: 'image-debian',
-      task: {
-        title: 'Build the image',
-        task: (c, task) => {
-          assert.equal(task.title, '[image-debian] Build the image')
-          task.title = 'Built the image in 3 s'
-          ;(c as TestContext).log.push(task.title)
-        },
+    const retitling = planned('prepare-image', 'image-debian', {
+      title: 'Build the image',
+      task: (c, task) => {
+        assert.equal(task.title, '[image-debian] Build the image')
+        task.title = 'Built the image in 3 s'
+        ;(c as TestContext).log.push(task.title)
       },
-    }
+    })
     await runPipeline([retitling], ctx, 'silent')
     assert.deepEqual(ctx.log, ['[image-debian] Built the image in 3 s'])
-  })
-
-  it('does nothing for an empty plan', async () => {
-    await runPipeline([], fakeContext(), 'silent')
   })
 
   it('stops at an abort: the running task settles, no later task starts, and the run rejects with the reason', async () => {
     const controller = new AbortController()
     const ctx = fakeContext({signal: controller.signal})
     const reason = new Interrupted('SIGINT')
-    const waiting: PlannedTask = {
-      stage: 'init',
-      owner: HOST_OWNER,
-      task: {
-        title: 'wait',
-        task: async (c) => {
-          ;(c as TestContext).log.push('waiting')
-          controller.abort(reason)
-          // A task that honours the signal ends soon after the abort.
-          await new Promise((resolve) => setTimeout(resolve, 50))
-          ;(c as TestContext).log.push('settled')
-        },
+    const waiting = planned('init', HOST_OWNER, {
+      title: 'wait',
+      task: async (c) => {
+        ;(c as TestContext).log.push('waiting')
+        controller.abort(reason)
+        // A task that honours the signal ends soon after the abort.
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        ;(c as TestContext).log.push('settled')
       },
-    }
+    })
     const started = Date.now()
     await assert.rejects(runPipeline([waiting, logTask('x', 'join', 'later')], ctx, 'silent'), (e) => e === reason)
     assert.deepEqual(ctx.log, ['waiting', 'settled'])
@@ -176,7 +152,7 @@ describe('runPipeline', () => {
     t.mock.timers.enable({apis: ['setTimeout']})
     const controller = new AbortController()
     const ctx = fakeContext({signal: controller.signal})
-    const stuck: PlannedTask = {stage: 'boot', owner: 'x', task: {title: 'stuck', task: () => new Promise(() => {})}}
+    const stuck = planned('boot', 'x', {title: 'stuck', task: () => new Promise(() => {})})
     const run = runPipeline([stuck], ctx, 'silent')
     await new Promise((resolve) => setImmediate(resolve))
     controller.abort(new Interrupted('SIGTERM'))
@@ -195,19 +171,14 @@ describe('runPipeline', () => {
 })
 
 describe('planPipeline (fixture plugins)', () => {
-  let config: Config
-  let cleanup: () => Promise<void>
-  before(async () => {
-    ;({config, cleanup} = await loadFixtureConfig())
-  })
-  after(async () => cleanup())
+  const config = useFixtureConfig()
 
-  it("puts the host's tasks first in each stage, then the plugins' in plugin-name order, stages in STAGES order", async () => {
-    const core: CoreTask[] = [
-      {stage: 'boot', title: 'Boot the nodes', task: () => {}},
-      {stage: 'pre-boot', title: 'Create the bridge', task: () => {}},
+  it("puts the host's tasks first in each stage, then the plugins' in plugin-name order, stages in declared order", async () => {
+    const stages: StageDeclaration[] = [
+      {stage: 'pre-boot', host: [{title: 'Create the bridge', task: () => {}}]},
+      {stage: 'boot', host: [{title: 'Boot the nodes', task: () => {}}]},
     ]
-    const planned = await planPipeline(config, fakeContext(), ['boot', 'pre-boot'], core)
+    const planned = await planPipeline(config(), fakeContext(), stages)
     assert.deepEqual(
       planned.map((p) => `${p.stage} [${p.owner}] ${String(p.task.title)}`),
       [
@@ -221,12 +192,23 @@ describe('planPipeline (fixture plugins)', () => {
         'boot [ks-fixture-beta] beta boot skipped',
       ],
     )
-    assert.ok(STAGES.indexOf('pre-boot') < STAGES.indexOf('boot'))
+  })
+
+  it("hands the host's tasks the host's context, whatever listr passes", async () => {
+    const ctx = fakeContext()
+    const seen: unknown[] = []
+    const stages: StageDeclaration[] = [
+      {stage: 'boot', host: [{title: 'Boot', skip: (c) => (seen.push(c), false), task: (c) => void seen.push(c)}]},
+    ]
+    const planned = await planPipeline(config(), ctx, stages)
+    await runPipeline(planned.slice(0, 1), ctx, 'silent')
+    assert.equal(seen.length, 2)
+    for (const c of seen) assert.equal(c, ctx)
   })
 
   it('plans, describes and runs the plugin tasks', async () => {
     const ctx = fakeContext()
-    const planned = await planPipeline(config, ctx, ['post-join'], [])
+    const planned = await planPipeline(config(), ctx, [{stage: 'post-join', host: []}])
     assert.deepEqual(await describePlan(planned, ctx), [
       {stage: 'post-join', owner: 'ks-fixture-alpha', title: 'alpha post-join'},
       {stage: 'post-join', owner: 'ks-fixture-beta', title: 'beta post-join'},
@@ -238,7 +220,7 @@ describe('planPipeline (fixture plugins)', () => {
 
   it('fails naming the plugin when one fails to plan', async () => {
     await assert.rejects(
-      planPipeline(config, fakeContext({mode: 'throw'}), ['boot'], []),
+      planPipeline(config(), fakeContext({mode: 'throw'}), [{stage: 'boot', host: []}]),
       /plugin ks-fixture-beta failed in hook kube-spawn:tasks/,
     )
   })

@@ -1,24 +1,18 @@
 import assert from 'node:assert/strict'
-import type {Config} from '@oclif/core'
-import {after, before, describe, it} from 'node:test'
+import {describe, it} from 'node:test'
 
 import {HOOK_TIMEOUT_MS, dispatch, shortPluginName} from '../../../dist/plugins/dispatch.js'
 import type {StageContext} from '../../../dist/sdk/index.js'
 import {UserError} from '../../../dist/errors.js'
-import {loadFixtureConfig} from '../helpers/fixture-config.ts'
+import {useFixtureConfig} from '../helpers/fixture-config.ts'
 
 const ctx = (mode?: string) => ({mode, log: []}) as unknown as StageContext
 
 describe('dispatch (fixture plugins)', () => {
-  let config: Config
-  let cleanup: () => Promise<void>
-  before(async () => {
-    ;({config, cleanup} = await loadFixtureConfig())
-  })
-  after(async () => cleanup())
+  const config = useFixtureConfig()
 
   it('the fixture plugins complete in reverse name order under plain runHook', async () => {
-    const {successes} = await config.runHook('kube-spawn:providers', {}, 5000, true)
+    const {successes} = await config().runHook('kube-spawn:providers', {}, 5000, true)
     assert.deepEqual(
       successes.map((s) => s.plugin.name),
       ['ks-fixture-beta', 'ks-fixture-alpha'],
@@ -26,7 +20,7 @@ describe('dispatch (fixture plugins)', () => {
   })
 
   it('returns the answers sorted by plugin name', async () => {
-    const answers = await dispatch(config, 'kube-spawn:providers', {})
+    const answers = await dispatch(config(), 'kube-spawn:providers', {})
     assert.deepEqual(
       answers.map((a) => a.plugin),
       ['ks-fixture-alpha', 'ks-fixture-beta'],
@@ -35,7 +29,7 @@ describe('dispatch (fixture plugins)', () => {
   })
 
   it('turns a throwing plugin into a UserError that names the plugin and the hook', async () => {
-    await assert.rejects(dispatch(config, 'kube-spawn:tasks', {stage: 'boot', ctx: ctx('throw')}), (e: unknown) => {
+    await assert.rejects(dispatch(config(), 'kube-spawn:tasks', {stage: 'boot', ctx: ctx('throw')}), (e: unknown) => {
       assert.ok(e instanceof UserError)
       assert.equal(e.message, 'plugin ks-fixture-beta failed in hook kube-spawn:tasks: beta cannot plan this')
       assert.match(e.hint!, /uninstall that plugin/)
@@ -45,7 +39,7 @@ describe('dispatch (fixture plugins)', () => {
   })
 
   it("passes the hint a plugin's error carries", async () => {
-    await assert.rejects(dispatch(config, 'kube-spawn:tasks', {stage: 'boot', ctx: ctx('hint')}), (e: unknown) => {
+    await assert.rejects(dispatch(config(), 'kube-spawn:tasks', {stage: 'boot', ctx: ctx('hint')}), (e: unknown) => {
       assert.ok(e instanceof UserError)
       assert.match(e.message, /^plugin ks-fixture-beta failed in hook kube-spawn:tasks: \[plugin-config\.beta\] size must be a number$/)
       assert.equal(e.hint, 'fix the definition')
@@ -55,7 +49,7 @@ describe('dispatch (fixture plugins)', () => {
 
   it('stops waiting for a plugin that never answers and names it', async () => {
     const started = Date.now()
-    await assert.rejects(dispatch(config, 'kube-spawn:tasks', {stage: 'boot', ctx: ctx('hang')}, {timeoutMs: 300}), (e: unknown) => {
+    await assert.rejects(dispatch(config(), 'kube-spawn:tasks', {stage: 'boot', ctx: ctx('hang')}, {timeoutMs: 300}), (e: unknown) => {
       assert.ok(e instanceof UserError)
       assert.match(e.message, /^plugin ks-fixture-alpha failed in hook kube-spawn:tasks: Timed out after 300 ms/)
       return true
@@ -66,7 +60,7 @@ describe('dispatch (fixture plugins)', () => {
   it("with onPluginFailure, reports every failing plugin by name and keeps the others' answers", async () => {
     const reported: string[] = []
     const answers = await dispatch(
-      config,
+      config(),
       'kube-spawn:tasks',
       {stage: 'boot', ctx: ctx('throw')},
       {onPluginFailure: (m) => reported.push(m)},

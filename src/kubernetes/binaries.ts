@@ -1,0 +1,74 @@
+/** The Kubernetes binaries and the bundle's images: fetched into the cache, then mounted into the nodes and imported. */
+import {join} from 'node:path'
+
+import type {HostStep} from '../context/index.js'
+import type {StageContext, StageTaskWrapper} from '../sdk/index.js'
+import {type KubernetesArtifacts, fetchKubernetes, formatProgress} from './artifacts.js'
+
+/** Where the cached Kubernetes binaries and bundle images appear inside every node (read-only). */
+export const NODE_BIN_DIR = '/opt/kube-spawn/kubernetes/bin'
+export const NODE_IMAGES_DIR = '/opt/kube-spawn/images'
+const ARTIFACTS = 'kubernetes-artifacts'
+
+/** What fetchArtifacts found, for the later stages of the same run. */
+export function artifacts(ctx: StageContext): KubernetesArtifacts {
+  const found = ctx.shared.get(ARTIFACTS) as KubernetesArtifacts | undefined
+  if (!found) throw new Error('Kubernetes artifacts were not fetched before they were needed')
+  return found
+}
+
+/** Fetches (or finds in the cache) and verifies the Kubernetes binaries, with a progress bar. */
+export async function fetchArtifacts(ctx: StageContext, task: StageTaskWrapper): Promise<KubernetesArtifacts> {
+  const fetched = await fetchKubernetes({
+    source: ctx.cluster.kubernetes.source,
+    version: ctx.cluster.kubernetesVersion,
+    cacheDir: ctx.cacheDir,
+    onProgress: (progress) => (task.output = formatProgress(progress)),
+  })
+  ctx.shared.set(ARTIFACTS, fetched)
+  return fetched
+}
+
+/** Create: fetch and verify the binaries, so a bad source fails before any node exists. */
+export const fetchKubernetesStep: HostStep = {
+  title: 'Fetch and verify Kubernetes',
+  task: async (ctx, task) => {
+    await fetchArtifacts(ctx, task)
+    task.title = `Fetch and verify Kubernetes ${ctx.cluster.kubernetesVersion} (${ctx.cluster.kubernetes.source})`
+  },
+}
+
+export const mountKubernetesBinaries: HostStep = {
+  title: 'Mount the Kubernetes binaries into each node',
+  task: async (ctx, task) => {
+    const found = await fetchArtifacts(ctx, task)
+    for (const node of ctx.nodes) {
+      node.addBindMount({src: found.binDir, dst: NODE_BIN_DIR, readOnly: true})
+      if (found.images.length > 0) node.addBindMount({src: join(found.images[0], '..'), dst: NODE_IMAGES_DIR, readOnly: true})
+    }
+  },
+}
+
+export const importBundleImages: HostStep = {
+  title: 'Import the bundle images into every node',
+  skip: (ctx) => (ctx.cluster.state.initialized ? 'the nodes have them from the first start' : false),
+  task: async (ctx, task) => {
+    const images = artifacts(ctx).images
+    if (images.length === 0) {
+      task.title = 'Import images: none in a release download; the runtime pulls them'
+      return
+    }
+    let done = 0
+    await Promise.all(
+      ctx.nodes.map(async (node) => {
+        for (const image of images) {
+          const name = image.split('/').at(-1)!
+          await node.exec([...ctx.runtime.imageImportCommand, `${NODE_IMAGES_DIR}/${name}`], {
+            timeoutMs: 300_000 * ctx.host.timeoutScale,
+          })
+          task.output = `${++done}/${images.length * ctx.nodes.length} imported`
+        }
+      }),
+    )
+  },
+}

@@ -1,0 +1,182 @@
+/**
+ * kubeadm's configuration for a node (init on the control plane, join on a worker), rendered from the
+ * cluster definition. Pure: same input, same bytes (golden-file tested). Every decision that depends
+ * on the Kubernetes release is taken from the version table (versions.ts).
+ */
+import type {Cluster, Role} from '../config/definition.js'
+import {parseIPv4} from '../net/cidr.js'
+import {NODE_CIDR_MASK} from '../net/pod-cidr.js'
+import {criSocketFor, runtimeKubeletArgs, type VersionTraits, versionTraits} from './versions.js'
+import {type YamlValue, renderYaml} from './yaml.js'
+
+export const API_SERVER_PORT = 6443
+/**
+ * The bootstrap token's lifetime. kube-spawn joins every worker right after init, so kubeadm's own
+ * default of 24 h is plenty, and it bounds the use of a secret that also sits in kspawn.toml. A node
+ * joined later (after a day) needs the token re-created first: `kubeadm token create <token>` on the
+ * control plane accepts the same token string again.
+ */
+export const BOOTSTRAP_TOKEN_TTL = '24h0m0s'
+
+export interface RenderNode {
+  name: string
+  ip: string
+  role: Role
+}
+
+export interface InitConfigInput {
+  cluster: Cluster
+  /** The node kubeadm init runs on (the control plane). */
+  node: RenderNode
+  /** The API server's address; defaults to the node's. */
+  controlPlaneIp?: string
+  /** The runtime's CRI socket, as the runtime plugin names it, e.g. unix:///run/containerd/containerd.sock. */
+  criSocket: string
+  /** Where control-plane images come from; defaults to the version's registry. */
+  imageRepository?: string
+  /** The bootstrap token; defaults to the cluster's. */
+  token?: string
+}
+
+export interface JoinConfigInput {
+  cluster: Cluster
+  /** The worker that joins. */
+  node: RenderNode
+  controlPlaneIp: string
+  criSocket: string
+  /** The hash of the cluster CA's public key, sha256:<hex> (the bare hex is accepted). */
+  caCertHash: string
+  token?: string
+}
+
+type Args = Array<[name: string, value: string]>
+
+/** extraArgs and kubeletExtraArgs: a map before v1beta4, a list of {name, value} from it on. */
+function extraArgs(traits: VersionTraits, args: Args): YamlValue {
+  return traits.extraArgsAsList ? args.map(([name, value]) => ({name, value})) : Object.fromEntries(args)
+}
+
+function requireIPv4(ip: string, what: string): string {
+  if (parseIPv4(ip) === undefined) throw new TypeError(`${what} "${ip}" is not an IPv4 address`)
+  return ip
+}
+
+/** The pod CIDR must leave a /24 for every node and be one the controller manager accepts. */
+
+function nodeRegistration(cluster: Cluster, traits: VersionTraits, node: RenderNode, criSocket: string): YamlValue {
+  const args: Args = [['node-ip', requireIPv4(node.ip, `node ${node.name} IP`)], ...runtimeKubeletArgs(traits, criSocket)]
+  // Without QoS cgroups the kubelet refuses its default enforceNodeAllocatable ["pods"]. An empty list
+  // in the KubeletConfiguration does not survive kubeadm (it drops empty fields when it rewrites the
+  // config), so the empty value goes in as a flag, which overrides the config file.
+  if (!cluster.runtimeConfig.cgroupPerQos) args.push(['enforce-node-allocatable', ''])
+  return {
+    name: node.name,
+    criSocket: criSocketFor(traits, criSocket),
+    // A one-node cluster must run workloads on its control plane: an empty list means no taint
+    // (leaving the field out gets kubeadm's NoSchedule control-plane taint).
+    taints: node.role === 'control-plane' && cluster.nodes === 1 ? [] : undefined,
+    kubeletExtraArgs: extraArgs(traits, args),
+  }
+}
+
+function kubeletConfiguration(cluster: Cluster, traits: VersionTraits): YamlValue {
+  const rc = cluster.runtimeConfig
+  return {
+    apiVersion: 'kubelet.config.k8s.io/v1beta1',
+    kind: 'KubeletConfiguration',
+    cgroupDriver: rc.useLegacyCgroupDriver ? 'cgroupfs' : 'systemd',
+    cgroupsPerQOS: rc.cgroupPerQos,
+    failSwapOn: rc.failSwapOn,
+    failCgroupV1: traits.failCgroupV1Field ? false : undefined,
+    // Nodes run no systemd-resolved; kube-spawn writes the node's own resolv.conf.
+    resolvConf: '/etc/resolv.conf',
+    // Nodes share the host's disk: never evict pods or collect images because the host is full
+    // (an image imported from an offline bundle cannot be pulled again).
+    imageGCHighThresholdPercent: 100,
+    evictionHard: {
+      'memory.available': '0%',
+      'nodefs.available': '0%',
+      'nodefs.inodesFree': '0%',
+      'imagefs.available': '0%',
+      'imagefs.inodesFree': '0%',
+    },
+  }
+}
+
+/** /proc/sys is read-only in a node: kube-proxy must not try to raise nf_conntrack_max. */
+const KUBE_PROXY_CONFIGURATION: YamlValue = {
+  apiVersion: 'kubeproxy.config.k8s.io/v1alpha1',
+  kind: 'KubeProxyConfiguration',
+  conntrack: {maxPerCore: 0},
+}
+
+/** kubeadm init --config: InitConfiguration, ClusterConfiguration, KubeletConfiguration, KubeProxyConfiguration. */
+export function renderInitConfig(input: InitConfigInput): string {
+  const {cluster, node, criSocket} = input
+  const traits = versionTraits(cluster.kubernetesVersion)
+  const cpIp = requireIPv4(input.controlPlaneIp ?? node.ip, 'control-plane IP')
+  const init: YamlValue = {
+    apiVersion: traits.kubeadmApi,
+    kind: 'InitConfiguration',
+    bootstrapTokens: [
+      {
+        token: input.token ?? cluster.token,
+        description: `kube-spawn cluster ${cluster.clusterName}`,
+        ttl: BOOTSTRAP_TOKEN_TTL,
+      },
+    ],
+    localAPIEndpoint: {advertiseAddress: requireIPv4(node.ip, `node ${node.name} IP`), bindPort: API_SERVER_PORT},
+    nodeRegistration: nodeRegistration(cluster, traits, node, criSocket),
+  }
+  const clusterConfiguration: YamlValue = {
+    apiVersion: traits.kubeadmApi,
+    kind: 'ClusterConfiguration',
+    kubernetesVersion: traits.version.text,
+    clusterName: cluster.clusterName,
+    controlPlaneEndpoint: `${cpIp}:${API_SERVER_PORT}`,
+    imageRepository: input.imageRepository ?? traits.imageRepository,
+    apiServer: {certSANs: [...new Set([cpIp, node.ip, node.name, '127.0.0.1', 'localhost'])]},
+    // kubeadm derives --cluster-cidr from podSubnet. Node ranges are allocated whatever the CNI:
+    // the built-in bridge needs them, and most CNIs read them too.
+    controllerManager: {
+      extraArgs: extraArgs(traits, [
+        ['allocate-node-cidrs', 'true'],
+        ['node-cidr-mask-size', String(NODE_CIDR_MASK)],
+      ]),
+    },
+    networking: {
+      dnsDomain: 'cluster.local',
+      podSubnet: cluster.network.podCidr,
+      serviceSubnet: cluster.network.serviceCidr,
+    },
+  }
+  return renderYaml([init, clusterConfiguration, kubeletConfiguration(cluster, traits), KUBE_PROXY_CONFIGURATION])
+}
+
+/** The CA hash in kubeadm's form, sha256:<64 hex digits>. */
+export function normalizeCaCertHash(hash: string): string {
+  const match = /^(?:sha256:)?([0-9a-f]{64})$/i.exec(hash.trim())
+  if (!match) throw new TypeError(`"${hash}" is not a CA certificate hash of the form sha256:<64 hex digits>`)
+  return `sha256:${match[1].toLowerCase()}`
+}
+
+/** kubeadm join --config for a worker. Discovery always pins the cluster CA by its hash. */
+export function renderJoinConfig(input: JoinConfigInput): string {
+  const {cluster, node, criSocket} = input
+  if (node.role !== 'worker') throw new TypeError(`node ${node.name} is a ${node.role}; only workers join`)
+  const traits = versionTraits(cluster.kubernetesVersion)
+  const cpIp = requireIPv4(input.controlPlaneIp, 'control-plane IP')
+  const join: YamlValue = {
+    apiVersion: traits.kubeadmApi,
+    kind: 'JoinConfiguration',
+    discovery: {
+      bootstrapToken: {
+        apiServerEndpoint: `${cpIp}:${API_SERVER_PORT}`,
+        token: input.token ?? cluster.token,
+        caCertHashes: [normalizeCaCertHash(input.caCertHash)],
+      },
+    },
+    nodeRegistration: nodeRegistration(cluster, traits, node, criSocket),
+  }
+  return renderYaml([join])
+}

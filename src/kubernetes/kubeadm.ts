@@ -1,0 +1,135 @@
+/** kubeadm init on the control plane and join on the workers, and the clean-up of an unfinished run. */
+import {X509Certificate, createHash} from 'node:crypto'
+import {join} from 'node:path'
+
+import type {ClusterContext, HostNode, HostStep} from '../context/index.js'
+import {HostError, UserError} from '../errors.js'
+import type {StageTaskWrapper} from '../sdk/index.js'
+import {writeFileAtomic} from '../util/fs.js'
+import {ADMIN_CONF} from './api.js'
+import {artifacts} from './binaries.js'
+import {renderInitConfig, renderJoinConfig} from './kubeadm-config.js'
+
+/** kubeadm init or join, whole; kubeadm's own control-plane wait (4 min in 1.20) is inside it. */
+const KUBEADM_TIMEOUT_MS = 600_000
+const INIT_CONFIG = '/etc/kube-spawn/kubeadm-init.yaml'
+const JOIN_CONFIG = '/etc/kube-spawn/kubeadm-join.yaml'
+
+/** kubeadm 1.20 preflight runs crictl, which Debian lacks; then only that phase is skipped. */
+const PREFLIGHT_WARNING =
+  'crictl is not installed in the nodes, so kubeadm runs with --skip-phases=preflight (its other checks are skipped too)'
+
+/**
+ * An interrupted or failed first start can leave certificates, manifests, kubeconfigs and etcd data
+ * behind; kubeadm init or join then half-reuses them. kubeadm reset needs crictl, which the nodes may
+ * lack, and the node was rebooted (so no container of that run is left): removing the files is enough.
+ */
+const CLEAR_UNFINISHED_KUBEADM = `set -e
+if [ -e /etc/kubernetes/pki ] || [ -e /etc/kubernetes/kubelet.conf ] || [ -e /var/lib/etcd/member ] || ls /etc/kubernetes/manifests/*.yaml >/dev/null 2>&1; then
+  systemctl stop kubelet.service 2>/dev/null || true
+  rm -rf /etc/kubernetes/pki /etc/kubernetes/manifests /etc/kubernetes/*.conf /var/lib/etcd /var/lib/kubelet/pki /var/lib/kubelet/config.yaml /var/lib/kubelet/kubeadm-flags.env
+  echo cleared
+fi`
+
+const COREDNS_WARNING = 'CoreDNS is not in the offline bundle, so the cluster has no DNS (kubeadm addon/coredns skipped)'
+
+function controlPlane(ctx: ClusterContext): HostNode {
+  return ctx.nodes.find((n) => n.role === 'control-plane')!
+}
+
+export const clearUnfinishedKubeadm: HostStep = {
+  title: 'Clear what an unfinished kubeadm run left in the nodes',
+  skip: (ctx) => (ctx.cluster.state.initialized ? 'initialized at the first start' : false),
+  task: async (ctx, task) => {
+    const cleared = await Promise.all(ctx.nodes.map((node) => node.exec(['sh', '-c', CLEAR_UNFINISHED_KUBEADM])))
+    const count = cleared.filter((r) => r.stdout.includes('cleared')).length
+    task.title = count > 0 ? `Cleared an unfinished kubeadm run from ${count} node(s)` : 'No unfinished kubeadm run to clear'
+  },
+}
+
+export const kubeadmInitStep: HostStep = {
+  title: 'kubeadm init on the control plane',
+  skip: (ctx) => (ctx.cluster.state.initialized ? 'initialized at the first start; the etcd data is kept' : false),
+  task: async (ctx, task) => kubeadmInit(ctx, task),
+}
+
+export const kubeadmJoinStep: HostStep = {
+  title: 'kubeadm join the workers, in parallel, pinning the CA',
+  skip: (ctx) =>
+    ctx.cluster.state.initialized ? 'joined at the first start' : ctx.nodes.length < 2 ? 'a single-node cluster has no workers' : false,
+  task: async (ctx, task) => kubeadmJoin(ctx, task),
+}
+
+async function kubeadmInit(ctx: ClusterContext, task: StageTaskWrapper): Promise<void> {
+  const cp = controlPlane(ctx)
+  await cp.writeFile(
+    INIT_CONFIG,
+    renderInitConfig({cluster: ctx.cluster, node: {name: cp.name, ip: cp.ip, role: cp.role}, criSocket: ctx.runtime.criSocket}),
+    0o600,
+  )
+  const skip = await skippedPhases(ctx, cp)
+  task.output = `kubeadm init --skip-phases=${skip.join(',')}`
+  await cp.exec(['kubeadm', 'init', `--config=${INIT_CONFIG}`, `--skip-phases=${skip.join(',')}`, '--skip-token-print'], {
+    timeoutMs: KUBEADM_TIMEOUT_MS * ctx.host.timeoutScale,
+    task,
+    logFile: join(cp.dir, 'kubeadm-init.log'),
+  })
+  const adminConf = await cp.readFile('/etc/kubernetes/admin.conf')
+  if (!adminConf)
+    throw new HostError(`kubeadm init on ${cp.name} wrote no admin.conf`, {hint: `see kube-spawn exec ${cp.name} -- journalctl -u kubelet`})
+  await writeFileAtomic(join(ctx.clusterDir, ADMIN_CONF), adminConf, 0o600)
+}
+
+/** Skips kubeadm's preflight only when crictl is missing, and CoreDNS only when its image is not available offline. */
+async function skippedPhases(ctx: ClusterContext, node: HostNode): Promise<string[]> {
+  const phases: string[] = []
+  const crictl = await node.exec(['sh', '-c', 'command -v crictl'], {allowFailure: true})
+  if (crictl.exitCode !== 0) {
+    phases.push('preflight')
+    if (!ctx.warnings.includes(PREFLIGHT_WARNING)) ctx.warn(PREFLIGHT_WARNING)
+  }
+  const images = artifacts(ctx).images
+  if (images.length > 0 && !images.some((i) => /coredns/.test(i))) {
+    phases.push('addon/coredns')
+    if (!ctx.warnings.includes(COREDNS_WARNING)) ctx.warn(COREDNS_WARNING)
+  }
+  return phases
+}
+
+/** sha256 of the CA's SubjectPublicKeyInfo, as kubeadm's --discovery-token-ca-cert-hash wants it. */
+export function caCertHash(caPem: string): string {
+  const spki = new X509Certificate(caPem).publicKey.export({type: 'spki', format: 'der'})
+  return `sha256:${createHash('sha256').update(spki).digest('hex')}`
+}
+
+async function kubeadmJoin(ctx: ClusterContext, task: StageTaskWrapper): Promise<void> {
+  const cp = controlPlane(ctx)
+  const ca = await cp.readFile('/etc/kubernetes/pki/ca.crt')
+  if (!ca) throw new UserError(`the control plane ${cp.name} has no CA certificate`, {hint: 'destroy and create the cluster again'})
+  const hash = caCertHash(ca)
+  const workers = ctx.nodes.filter((n) => n.role === 'worker')
+  const skip = (await skippedPhases(ctx, workers[0])).filter((p) => p === 'preflight')
+  let joined = 0
+  await Promise.all(
+    workers.map(async (node) => {
+      // Without a static-pod dir the worker's kubelet logs an error every second.
+      await node.exec(['mkdir', '-p', '/etc/kubernetes/manifests'])
+      await node.writeFile(
+        JOIN_CONFIG,
+        renderJoinConfig({
+          cluster: ctx.cluster,
+          node: {name: node.name, ip: node.ip, role: node.role},
+          controlPlaneIp: cp.ip,
+          criSocket: ctx.runtime.criSocket,
+          caCertHash: hash,
+        }),
+        0o600,
+      )
+      await node.exec(['kubeadm', 'join', `--config=${JOIN_CONFIG}`, ...(skip.length ? [`--skip-phases=${skip.join(',')}`] : [])], {
+        timeoutMs: KUBEADM_TIMEOUT_MS * ctx.host.timeoutScale,
+        logFile: join(node.dir, 'kubeadm-join.log'),
+      })
+      task.output = `${++joined}/${workers.length} joined`
+    }),
+  )
+}

@@ -1,0 +1,50 @@
+/** The kubelet in the nodes: its unit and binaries, enabled for later boots, stopped before the runtime. */
+import type {HostStep} from '../context/index.js'
+import {KUBERNETES_BINARIES} from './artifacts.js'
+import {NODE_BIN_DIR, artifacts} from './binaries.js'
+import {kubeletSystemdFiles} from './kubelet-unit.js'
+import {versionTraits} from './versions.js'
+import {renderYaml} from './yaml.js'
+
+export const installKubelet: HostStep = {
+  title: 'Install the kubelet unit and the Kubernetes binaries in each node',
+  task: async (ctx) => {
+    const traits = versionTraits(ctx.cluster.kubernetesVersion)
+    for (const node of ctx.nodes) {
+      for (const file of kubeletSystemdFiles(ctx.runtime.service, traits)) await node.writeFile(file.path, file.content)
+      for (const binary of KUBERNETES_BINARIES) await node.symlink(`/usr/local/bin/${binary}`, `${NODE_BIN_DIR}/${binary}`)
+      if (artifacts(ctx).crictl) {
+        await node.symlink('/usr/local/bin/crictl', `${NODE_BIN_DIR}/crictl`)
+        await node.writeFile(
+          '/etc/crictl.yaml',
+          renderYaml([{'runtime-endpoint': ctx.runtime.criSocket, 'image-endpoint': ctx.runtime.criSocket}]),
+        )
+      }
+    }
+  },
+}
+
+export const enableKubelet: HostStep = {
+  title: 'Enable the kubelet in every node for later boots',
+  task: async (ctx) => {
+    await Promise.all(ctx.nodes.map((n) => n.exec(['systemctl', 'enable', 'kubelet.service'])))
+    ctx.cluster.state.initialized = true
+  },
+}
+
+/** Stop: the kubelet first, so it does not restart the containers the runtime then kills. */
+export const stopKubelet: HostStep = {
+  title: 'Stop the kubelet in every node',
+  skip: (ctx) => (ctx.cluster.state.initialized ? false : 'Kubernetes was never set up'),
+  task: async (ctx) => {
+    await Promise.all(
+      ctx.nodes.map(async (node) => {
+        const running = await node.exec(['true'], {allowFailure: true}).then(
+          () => true,
+          () => false,
+        )
+        if (running) await node.exec(['systemctl', 'stop', 'kubelet.service'], {allowFailure: true, timeoutMs: 30_000})
+      }),
+    )
+  },
+}

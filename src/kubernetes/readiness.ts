@@ -1,0 +1,49 @@
+/** Waiting for every node to be Ready by a heartbeat of this start. */
+import {parseDuration} from '../config/definition.js'
+import type {ClusterContext, HostStep} from '../context/index.js'
+import {HostError} from '../errors.js'
+import type {StageTaskWrapper} from '../sdk/index.js'
+import {WaitTimeout} from '../util/wait.js'
+import {type NodeObject, getNodes} from './api.js'
+
+export const waitUntilReady: HostStep = {
+  title: 'Wait until every node is Ready',
+  task: async (ctx, task) => waitForReady(ctx, ctx.startedAt, task),
+}
+
+/** Ready by a heartbeat newer than this start: right after a restart the API still shows the old status. */
+async function waitForReady(ctx: ClusterContext, startedAt: number, task: StageTaskWrapper): Promise<void> {
+  const timeoutMs = parseDuration(ctx.cluster.runtimeConfig.timeout)! * ctx.host.timeoutScale
+  const fresh = (n: NodeObject) => {
+    const ready = n.status.conditions?.find((c) => c.type === 'Ready')
+    // Heartbeats have second resolution; allow for the truncation.
+    return ready?.status === 'True' && Date.parse(ready.lastHeartbeatTime ?? '') >= startedAt - 1000
+  }
+  let nodes: NodeObject[] = []
+  const allReady = await ctx
+    .waitFor(
+      async () => {
+        nodes = (await getNodes(ctx)) ?? []
+        const ready = ctx.nodes.filter((n) => nodes.some((o) => o.metadata.name === n.name && fresh(o)))
+        task.output = `${ready.length}/${ctx.nodes.length} Ready`
+        return ready.length === ctx.nodes.length || undefined
+      },
+      {timeout: timeoutMs, interval: 1000, describe: 'every node to be Ready'},
+    )
+    .catch((error: unknown) => (error instanceof WaitTimeout ? false : Promise.reject(error)))
+  if (allReady) return
+  const reasons = await Promise.all(
+    ctx.nodes
+      .filter((n) => !nodes.some((o) => o.metadata.name === n.name && fresh(o)))
+      .map(async (n) => {
+        const condition = nodes.find((o) => o.metadata.name === n.name)?.status.conditions?.find((c) => c.type === 'Ready')
+        const kubelet = await n.exec(['systemctl', 'is-active', 'kubelet'], {allowFailure: true}).catch(() => undefined)
+        return `${n.name} (${condition ? `${condition.reason}: ${condition.message}` : 'not registered'}; kubelet ${kubelet?.stdout.trim() ?? 'unreachable'})`
+      }),
+  )
+  const waited =
+    ctx.host.timeoutScale === 1 ? ctx.cluster.runtimeConfig.timeout : `${ctx.cluster.runtimeConfig.timeout} × ${ctx.host.timeoutScale}`
+  throw new HostError(`nodes not Ready after ${waited}: ${reasons.join('; ')}`, {
+    hint: 'see kube-spawn exec NODE -- journalctl -u kubelet',
+  })
+}

@@ -1,0 +1,99 @@
+import {randomBytes} from 'node:crypto'
+import {mkdir, rm} from 'node:fs/promises'
+
+import type {Cluster} from '../config/definition.js'
+import type {ClusterContext, HostStep} from '../context/index.js'
+import {UserError} from '../errors.js'
+import {writeClusterRecords} from '../state/cluster-files.js'
+import {POWER_OFF_TIMEOUT_MS, bootNodes, endNodes, forgetNodes} from './boot.js'
+import {nodePaths} from './layout.js'
+import {ensureNetwork, removeNetwork} from './network.js'
+import {nodeFiles} from './node-files.js'
+
+/** prepare-node: the node layers on the base image the image plugin chose, and each node's identity. */
+export const layOutNodes: HostStep = {
+  title: 'Lay out each node: own layer, identity, address and host fixes',
+  task: async (ctx) => {
+    if (!ctx.baseImage)
+      throw new UserError(`image plugin "${ctx.image.name}" set no base image in prepare-image`, {hint: 'fix or reinstall that plugin'})
+    await writeClusterRecords(ctx.clusterDir, ctx.baseImage, ctx.providerPlugins)
+    await writeNodeIdentities(ctx)
+  },
+}
+
+/** Each node gets its own copy-on-write layer and identity. The machine-id is random: derived ones repeat in VMs. */
+export async function writeNodeIdentities(ctx: ClusterContext): Promise<void> {
+  const hosts = ['127.0.0.1 localhost', '::1 localhost ip6-localhost ip6-loopback', ...ctx.nodes.map((n) => `${n.ip} ${n.name}`)].join('\n')
+  for (const node of ctx.nodes) {
+    const paths = nodePaths(ctx.clusterDir, node.name)
+    // The node dir keeps other users out; the upper dir becomes the node's "/" and must be 0755.
+    await mkdir(paths.dir, {recursive: true, mode: 0o700})
+    await Promise.all([paths.upper, paths.work, paths.rootfs].map((dir) => mkdir(dir, {recursive: true, mode: 0o755})))
+    if ((await node.readFile('/etc/machine-id'))?.trim().length !== 32) {
+      await node.writeFile('/etc/machine-id', `${randomBytes(16).toString('hex')}\n`, 0o444)
+    }
+    await node.writeFile('/etc/hostname', `${node.name}\n`)
+    await node.writeFile('/etc/hosts', `${hosts}\n`)
+    for (const file of nodeFiles(ctx, node.ip, node.name)) {
+      if (file.link) await node.symlink(file.path, file.link)
+      else await node.writeFile(file.path, file.content, file.mode)
+    }
+  }
+}
+
+/** pre-boot: the cluster's bridge and its iptables rules (isolated, or NAT out). */
+export const createBridge: HostStep = {
+  title: 'Create the cluster bridge and its firewall rules',
+  task: async (ctx, task) => {
+    await ensureNetwork(ctx.cluster)
+    task.title = `Create the cluster bridge and its firewall rules (${ctx.cluster.network.egress ? 'egress with NAT' : 'isolated'})`
+  },
+}
+
+/** pre-boot: the [bindmount] entries, cluster-wide and per machine. */
+export const addUserMounts: HostStep = {
+  title: 'Add the bind mounts from the definition',
+  skip: (ctx) => (allUserMounts(ctx.cluster) === 0 ? 'the definition has no [bindmount] entries' : false),
+  task: async (ctx) => {
+    for (const node of ctx.nodes) {
+      const own = ctx.cluster.machines.find((m) => m.name === node.name)?.bindmount
+      for (const b of [ctx.cluster.bindmount, ...(own ? [own] : [])]) {
+        for (const m of b.readOnly) node.addBindMount({...m, readOnly: true})
+        for (const m of b.readWrite) node.addBindMount(m)
+      }
+    }
+  },
+}
+
+function allUserMounts(cluster: Cluster): number {
+  const count = (b: Cluster['bindmount']) => b.readOnly.length + b.readWrite.length
+  return count(cluster.bindmount) + cluster.machines.reduce((n, m) => n + count(m.bindmount), 0)
+}
+
+export const bootTheNodes: HostStep = {
+  title: 'Boot the nodes',
+  task: async (ctx, task) => {
+    await bootNodes(ctx, task)
+  },
+}
+
+export const powerOffNodes: HostStep = {
+  title: 'Power the nodes off',
+  task: async (ctx, task) => endNodes(ctx, POWER_OFF_TIMEOUT_MS, task),
+}
+
+export const stopAnyNode: HostStep = {title: 'Stop any running node', task: async (ctx) => endNodes(ctx, 0)}
+
+export const removeBridge: HostStep = {
+  title: 'Remove the bridge and firewall rules',
+  task: async (ctx) => removeNetwork(ctx.cluster.clusterName),
+}
+
+export const forgetTheNodes: HostStep = {title: "Remove the nodes' cgroups and registrations", task: async (ctx) => forgetNodes(ctx)}
+
+export const removeClusterDir: HostStep = {
+  title: 'Remove the cluster directory',
+  task: async (ctx) => {
+    await rm(ctx.clusterDir, {recursive: true, force: true})
+  },
+}

@@ -1,0 +1,80 @@
+/**
+ * Every pipeline of kube-spawn in one place, in the order it runs (as kind's create.go lists its
+ * actions). Each stage names the host's own tasks; the tasks plugins return for that stage from the
+ * kube-spawn:tasks hook follow them, in plugin-name order (runner.ts). A plugin never changes this list.
+ */
+import type {HostStep, StageDeclaration} from '../context/index.js'
+import {checkDiskSpace, checkHost} from '../host/tasks.js'
+import {importBundleImages, mountKubernetesBinaries, fetchKubernetesStep} from '../kubernetes/binaries.js'
+import {clearUnfinishedKubeadm, kubeadmInitStep, kubeadmJoinStep} from '../kubernetes/kubeadm.js'
+import {removeKubeconfigContextStep, writeKubeconfig} from '../kubernetes/kubeconfig-steps.js'
+import {enableKubelet, installKubelet, stopKubelet} from '../kubernetes/kubelet.js'
+import {configurePodNetworkStep} from '../kubernetes/pod-network.js'
+import {waitUntilReady} from '../kubernetes/readiness.js'
+import {
+  addUserMounts,
+  bootTheNodes,
+  createBridge,
+  forgetTheNodes,
+  layOutNodes,
+  powerOffNodes,
+  removeBridge,
+  removeClusterDir,
+  stopAnyNode,
+} from '../node/tasks.js'
+import type {Stage} from '../sdk/index.js'
+
+const at = (stage: Stage, ...host: HostStep[]): StageDeclaration => ({stage, host})
+/** A Kubernetes set-up stage: --skip-cluster-init leaves it out. */
+const init = (stage: Stage, ...host: HostStep[]): StageDeclaration => ({stage, host, clusterInit: true})
+
+const PHASES = {
+  /** create: check the host, fetch Kubernetes, build or reuse the base image, lay out the nodes. Nothing boots. */
+  create: [
+    at('preflight', checkHost),
+    at('prepare-image', checkDiskSpace, fetchKubernetesStep),
+    at('prepare-node', layOutNodes, installKubelet),
+  ],
+  /** start: boot the nodes; the first time set Kubernetes up on them, later bring it back. */
+  start: [
+    // The binaries are mounted on every boot, so even a --skip-cluster-init boot of an initialized cluster has them.
+    at('pre-boot', createBridge, addUserMounts, mountKubernetesBinaries),
+    at('boot', bootTheNodes),
+    at('post-boot'),
+    init('pre-init', clearUnfinishedKubeadm, importBundleImages),
+    init('init', kubeadmInitStep),
+    init('post-init'),
+    init('join', kubeadmJoinStep),
+    init('post-join', configurePodNetworkStep, enableKubelet),
+    init('ready', waitUntilReady, writeKubeconfig),
+  ],
+  /** stop: the kubelet first (so it restarts nothing), the runtime (plugin), then power off. Data stays. */
+  stop: [at('stop', stopKubelet), at('power-off', powerOffNodes)],
+  /** destroy: plugins' own extras first, then every trace the host made. */
+  destroy: [at('destroy'), at('remove', stopAnyNode, removeBridge, forgetTheNodes, removeKubeconfigContextStep, removeClusterDir)],
+  /** image build: the image plugin's tasks only, no host check. */
+  image: [at('prepare-image')],
+} as const satisfies Record<string, readonly StageDeclaration[]>
+
+export type PhaseName = keyof typeof PHASES
+
+/** The commands' pipelines: up is create, then start on the saved cluster (each phase has its own context and lock). */
+export const PIPELINES = {
+  create: ['create'],
+  start: ['start'],
+  up: ['create', 'start'],
+  stop: ['stop'],
+  destroy: ['destroy'],
+  'image build': ['image'],
+} as const satisfies Record<string, readonly PhaseName[]>
+
+export interface PhaseOptions {
+  /** Leave out the Kubernetes set-up stages: boot the machines only. */
+  skipClusterInit?: boolean
+}
+
+/** The stages of one phase, as declared, less what the options leave out. */
+export function phaseStages(name: PhaseName, {skipClusterInit = false}: PhaseOptions = {}): readonly StageDeclaration[] {
+  const stages: readonly StageDeclaration[] = PHASES[name]
+  return skipClusterInit ? stages.filter((d) => !d.clusterInit) : stages
+}
