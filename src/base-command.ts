@@ -18,7 +18,7 @@ export const DEFAULT_STATE_ROOT = '/var/lib/kube-spawn'
  */
 export abstract class BaseCommand<T extends typeof Command> extends Command {
   static enableJsonFlag = true
-  /** Commands that build things (create, start, up) clean up after Ctrl-C or SIGTERM instead of dying. */
+  /** Commands that run a building pipeline clean up after Ctrl-C or SIGTERM instead of dying (PipelineCommand). */
   static interruptible = false
 
   static baseFlags = {
@@ -127,4 +127,9 @@ function redactTokens(value: unknown): unknown {
       key === 'token' && typeof child === 'string' ? redactToken(child) : redactTokens(child),
     ]),
   )
+}
+
+/** A command that runs a building pipeline (create, up, start, image build): Ctrl-C or SIGTERM stops its running step and cleans up. */
+export abstract class PipelineCommand<T extends typeof Command> extends BaseCommand<T> {
+  static interruptible = true
 }

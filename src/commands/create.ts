@@ -1,10 +1,9 @@
-import {BaseCommand} from '../base-command.js'
+import {PipelineCommand} from '../base-command.js'
 import {type CreateResult, createCluster} from '../cluster/create.js'
 import {definitionFlags, dryRunFlag, createRequestFrom} from '../flags.js'
 import {formatPlan} from '../pipeline/runner.js'
 
-export default class Create extends BaseCommand<typeof Create> {
-  static interruptible = true
+export default class Create extends PipelineCommand<typeof Create> {
   static summary = "Write a cluster's environment: check the host, fetch Kubernetes, build the base image, prepare each node's root."
   static description =
     'Reads the definition from --config (TOML, see docs/configuration.md), applies the flag overrides, allocates the cluster\'s subnet and node addresses, and writes <dir>/<cluster>/kspawn.toml. Nothing is booted: run "kube-spawn start" next, or use "kube-spawn up" for both.'

@@ -1,12 +1,11 @@
 import {Flags} from '@oclif/core'
 
-import {BaseCommand} from '../base-command.js'
+import {PipelineCommand} from '../base-command.js'
 import {type LifecycleResult, startCluster} from '../cluster/lifecycle.js'
 import {dryRunFlag} from '../flags.js'
 import {formatPlan} from '../pipeline/runner.js'
 
-export default class Start extends BaseCommand<typeof Start> {
-  static interruptible = true
+export default class Start extends PipelineCommand<typeof Start> {
   static summary = 'Boot the nodes of a created cluster and bring Kubernetes up (or back, after a stop).'
   static description =
     "The first start runs kubeadm init on the control plane and kubeadm join on the workers. Later starts boot the same nodes with the same addresses and data, without running kubeadm again. When a step fails, the nodes' journals, containers, kubeadm output and consoles are saved first and the error names the directory. Ctrl-C (or SIGTERM) stops the running step and powers the nodes off again; a second Ctrl-C exits at once."

@@ -1,12 +1,11 @@
 import {Flags} from '@oclif/core'
 
-import {BaseCommand} from '../base-command.js'
+import {PipelineCommand} from '../base-command.js'
 import {type UpResult, upCluster} from '../cluster/up.js'
 import {definitionFlags, dryRunFlag, createRequestFrom} from '../flags.js'
 import {formatPlan} from '../pipeline/runner.js'
 
-export default class Up extends BaseCommand<typeof Up> {
-  static interruptible = true
+export default class Up extends PipelineCommand<typeof Up> {
   static summary = 'Create and start a cluster in one step.'
   static description =
     "A failed up saves the nodes' logs under <dir>/logs/<cluster>/<timestamp> (the error names the directory), then removes what it made, unless --retain. Ctrl-C (or SIGTERM) stops the running step and removes what up made; a second Ctrl-C exits at once."

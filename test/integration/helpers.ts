@@ -13,6 +13,12 @@ import {type CliResult, REPO, kubeSpawn as runCli, runProgram} from '../helpers/
 
 export {REPO}
 /** The Debian base image is built into this cache once and shared by every test run (and the bench). */
+export const MINUTE = 60_000
+/** A create that may build the Debian base image with debootstrap first (minutes; longer on a slow mirror). */
+export const CREATE_TIMEOUT = 30 * MINUTE
+/** One cluster command on a cluster whose image is built: boot, stop, destroy. */
+export const STEP_TIMEOUT = 5 * MINUTE
+
 export const TEST_CACHE_DIR = process.env.KUBE_SPAWN_TEST_CACHE_DIR || '/var/cache/kube-spawn-test'
 /** Every state root of a test lives here; test/integration/cleanup.sh sweeps them. */
 export const STATE_ROOT_PREFIX = '/tmp/kube-spawn-test-'

@@ -27,11 +27,11 @@ import {
   waitFor,
   writeDefinition,
   log,
+  STEP_TIMEOUT,
 } from './helpers.ts'
 import {OUTER_STATE, OuterHost, machinectlList, outerRootfs} from './outer-host.ts'
 
 const PREPARE_TIMEOUT = 40 * 60_000
-const STEP_TIMEOUT = 5 * 60_000
 
 describe('a 2-node isolated cluster on the machined backend (inside an outer systemd host)', {skip: SKIP_REASON}, () => {
   const cluster = uniqueClusterName('m')

@@ -21,11 +21,9 @@ import {
   waitFor,
   useTestCluster,
   log,
+  CREATE_TIMEOUT,
+  STEP_TIMEOUT,
 } from './helpers.ts'
-
-/** The first create may build the Debian image with debootstrap (about 2 minutes, longer on a slow mirror). */
-const CREATE_TIMEOUT = 30 * 60_000
-const STEP_TIMEOUT = 5 * 60_000
 
 describe('a 3-node isolated cluster, standalone backend', {skip: SKIP_REASON}, () => {
   const test = useTestCluster('n', {label: 'nodes', nodes: 3})

@@ -9,10 +9,7 @@ import {readdir, readFile, stat} from 'node:fs/promises'
 import {join} from 'node:path'
 import {describe, it} from 'node:test'
 
-import {SKIP_REASON, TEST_CACHE_DIR, explain, kubeSpawn, useTestCluster} from './helpers.ts'
-
-/** The first create may build the Debian image with debootstrap (minutes, longer on a slow mirror). */
-const CREATE_TIMEOUT = 30 * 60_000
+import {SKIP_REASON, TEST_CACHE_DIR, explain, kubeSpawn, useTestCluster, CREATE_TIMEOUT} from './helpers.ts'
 
 describe('create, list, status, destroy', {skip: SKIP_REASON, timeout: CREATE_TIMEOUT + 5 * 60_000}, () => {
   const test = useTestCluster('r', {label: 'round-trip', nodes: 2})

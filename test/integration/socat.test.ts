@@ -40,11 +40,10 @@ import {
   uniqueClusterName,
   writeDefinition,
   log,
+  CREATE_TIMEOUT,
+  MINUTE,
 } from './helpers.ts'
 
-const MINUTE = 60_000
-/** The first create may build the image without socat (debootstrap, about 2 minutes). */
-const CREATE_TIMEOUT = 30 * MINUTE
 const START_TIMEOUT = 15 * MINUTE
 const WEB_BODY = 'hello through port-forward'
 const NO_SOCAT_IMAGE = `

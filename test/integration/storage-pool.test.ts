@@ -35,12 +35,12 @@ import {
   uniqueClusterName,
   writeDefinition,
   log,
+  CREATE_TIMEOUT,
+  MINUTE,
 } from './helpers.ts'
 
-const MINUTE = 60_000
 const MiB = 1024 ** 2
 const POOL_SIZE = 600 * MiB
-const CREATE_TIMEOUT = 30 * MINUTE
 
 /** Runs a host command and fails the test with its output unless it exits 0. */
 async function sh(file: string, args: string[]): Promise<string> {

@@ -1,7 +1,7 @@
 import {mkdir} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import type {KubeSpawnHook} from 'kube-spawn/sdk'
+import type {KubeSpawnHook, StageTask} from 'kube-spawn/sdk'
 
 /**
  * overlayfs refuses an upper dir that is itself on overlayfs, so the runtime's overlay snapshotter
@@ -24,22 +24,20 @@ export const providers: KubeSpawnHook<'kube-spawn:providers'> = async () => ({
   ],
 })
 
-export const tasks: KubeSpawnHook<'kube-spawn:tasks'> = async ({stage}) => {
-  if (stage !== 'pre-boot') return []
-  return [
-    {
-      title: 'Bind-mount the runtime data dir and /var/lib/kubelet from the host',
-      task: async (ctx, task) => {
-        const paths = [...new Set([ctx.runtime.dataDir, KUBELET_DIR])]
-        for (const node of ctx.nodes) {
-          for (const dst of paths) {
-            const src = hostDirFor(node.dir, dst)
-            await mkdir(src, {recursive: true, mode: 0o700})
-            node.addBindMount({src, dst})
-          }
-        }
-        task.title = `Bind-mount ${paths.join(' and ')} from the host`
-      },
-    },
-  ]
+/** pre-boot: the mounts are added before the nodes boot; later boots add them again. */
+const mountTask: StageTask = {
+  title: 'Bind-mount the runtime data dir and /var/lib/kubelet from the host',
+  task: async (ctx, task) => {
+    const paths = [...new Set([ctx.runtime.dataDir, KUBELET_DIR])]
+    for (const node of ctx.nodes) {
+      for (const dst of paths) {
+        const src = hostDirFor(node.dir, dst)
+        await mkdir(src, {recursive: true, mode: 0o700})
+        node.addBindMount({src, dst})
+      }
+    }
+    task.title = `Bind-mount ${paths.join(' and ')} from the host`
+  },
 }
+
+export const tasks: KubeSpawnHook<'kube-spawn:tasks'> = async ({stage}) => (stage === 'pre-boot' ? [mountTask] : [])
