@@ -80,24 +80,24 @@ if ((COLD)); then
   name="kst-${ID}bc"
   cold_cache="$WORK/cold-cache"
   t=$(now)
-  out=$(KUBE_SPAWN_CACHE_DIR="$cold_cache" run_cli create --dir "$WORK/root-cold" --config "$(definition "$name" 1)" 2>&1) ||
+  out=$(KUBE_SPAWN_ARTIFACT_CACHE_DIR="$cold_cache" run_cli create --dir "$WORK/root-cold" --config "$(definition "$name" 1)" 2>&1) ||
     { echo "$out" | tail -20; exit 1; }
   total=$(elapsed "$t")
   built=$(echo "$out" | grep -o 'base image [^ ]* in [0-9]* s' | tail -n1 || true)
   echo "cold (empty cache, debootstrap):  ${total} s for create${built:+; $built}"
   echo "image size: $(du -sh "$cold_cache/images" | cut -f1)"
-  KUBE_SPAWN_CACHE_DIR="$cold_cache" run_cli destroy --dir "$WORK/root-cold" -c "$name" >/dev/null
+  KUBE_SPAWN_ARTIFACT_CACHE_DIR="$cold_cache" run_cli destroy --dir "$WORK/root-cold" -c "$name" >/dev/null
   rm -rf "$cold_cache"
 fi
 # Warm the shared cache if it is empty, so that the next figure is the cached one.
 name="kst-${ID}bw"
-KUBE_SPAWN_CACHE_DIR="$SHARED_CACHE" run_cli create --dir "$WORK/root-warm" --config "$(definition "$name" 1)" >/dev/null
-KUBE_SPAWN_CACHE_DIR="$SHARED_CACHE" run_cli destroy --dir "$WORK/root-warm" -c "$name" >/dev/null
+KUBE_SPAWN_ARTIFACT_CACHE_DIR="$SHARED_CACHE" run_cli create --dir "$WORK/root-warm" --config "$(definition "$name" 1)" >/dev/null
+KUBE_SPAWN_ARTIFACT_CACHE_DIR="$SHARED_CACHE" run_cli destroy --dir "$WORK/root-warm" -c "$name" >/dev/null
 name="kst-${ID}bh"
 t=$(now)
-KUBE_SPAWN_CACHE_DIR="$SHARED_CACHE" run_cli create --dir "$WORK/root-hot" --config "$(definition "$name" 1)" >/dev/null
+KUBE_SPAWN_ARTIFACT_CACHE_DIR="$SHARED_CACHE" run_cli create --dir "$WORK/root-hot" --config "$(definition "$name" 1)" >/dev/null
 echo "cached (shared cache):            $(elapsed "$t") s for create"
-KUBE_SPAWN_CACHE_DIR="$SHARED_CACHE" run_cli destroy --dir "$WORK/root-hot" -c "$name" >/dev/null
+KUBE_SPAWN_ARTIFACT_CACHE_DIR="$SHARED_CACHE" run_cli destroy --dir "$WORK/root-hot" -c "$name" >/dev/null
 echo
 
 # --- boot and disk -----------------------------------------------------------------------------------
@@ -106,7 +106,7 @@ printf '%-6s %-10s %-10s %-10s %-10s %s\n' NODES CREATE START STOP DESTROY "DISK
 for n in $SIZES; do
   name="kst-${ID}b$n"
   root="$WORK/root-$n"
-  export KUBE_SPAWN_CACHE_DIR="$SHARED_CACHE"
+  export KUBE_SPAWN_ARTIFACT_CACHE_DIR="$SHARED_CACHE"
   t=$(now)
   run_cli create --dir "$root" --config "$(definition "$name" "$n")" >/dev/null
   create_s=$(elapsed "$t")
@@ -124,7 +124,7 @@ for n in $SIZES; do
   t=$(now)
   run_cli destroy --dir "$root" -c "$name" >/dev/null
   destroy_s=$(elapsed "$t")
-  unset KUBE_SPAWN_CACHE_DIR
+  unset KUBE_SPAWN_ARTIFACT_CACHE_DIR
   printf '%-6s %-10s %-10s %-10s %-10s %s\n' "$n" "${create_s} s" "${start_s} s" "${stop_s} s" "${destroy_s} s" "${disk[*]}"
 done
 echo

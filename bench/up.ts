@@ -6,7 +6,7 @@
  *
  * Each cluster is isolated (egress = false) and takes Kubernetes from the offline fixture bundle
  * (<repo>/../shared/fixtures/kubernetes/prepare-bundle), with the shared test cache
- * (KUBE_SPAWN_CACHE_DIR, default /var/cache/kube-spawn-test) so the base image is built only once.
+ * (KUBE_SPAWN_ARTIFACT_CACHE_DIR, default /var/cache/kube-spawn-test) so the base image is built only once.
  * The CLI runs with CI=true, so listr2's simple renderer prints one line as each task starts and
  * ends; every line is timestamped as it arrives, and a stage lasts from its start line to its
  * completion line. The clusters are named kst-<run>-u<N> (run: $KST_RUN_ID or random) in a state root
@@ -25,7 +25,7 @@ import {stripVTControlCharacters} from 'node:util'
 const REPO = fileURLToPath(new URL('../', import.meta.url))
 const PREPARE_BUNDLE = resolve(REPO, '..', 'shared', 'fixtures', 'kubernetes', 'prepare-bundle')
 const CLEANUP = join(REPO, 'test', 'integration', 'cleanup.sh')
-const CACHE_DIR = process.env.KUBE_SPAWN_CACHE_DIR || '/var/cache/kube-spawn-test'
+const CACHE_DIR = process.env.KUBE_SPAWN_ARTIFACT_CACHE_DIR || '/var/cache/kube-spawn-test'
 /** The run's clusters are kst-<run>-u<N> in /tmp/kube-spawn-test-<run>-bench-up-*, as the other test tooling names them. */
 const RUN_ID = process.env.KST_RUN_ID || randomBytes(2).toString('hex')
 const NAME_PREFIX = `kst-${RUN_ID}-u`
@@ -71,7 +71,7 @@ function cli(root: string, kubeconfig: string, args: string[]): Promise<Run> {
   return runTimed([process.execPath, join(REPO, 'bin', 'run.js'), args[0], '--dir', root, ...args.slice(1)], {
     ...env,
     CI: 'true',
-    KUBE_SPAWN_CACHE_DIR: CACHE_DIR,
+    KUBE_SPAWN_ARTIFACT_CACHE_DIR: CACHE_DIR,
     KUBECONFIG: kubeconfig,
   })
 }

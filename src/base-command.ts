@@ -4,6 +4,7 @@ import type {Env, RendererName} from './context/index.js'
 import {redactToken} from './config/definition.js'
 import {findUserError} from './errors.js'
 
+import {artifactCacheDir} from './state/cache-env.js'
 import {StateRoot} from './state/store.js'
 import {type InterruptTrap, trapInterrupts} from './util/interrupt.js'
 
@@ -59,6 +60,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return super.finally(error)
   }
 
+  private cacheWarned = false
+
   /** The cluster named by -c, or "default". */
   protected get clusterName(): string {
     return this.flags['cluster-name'] ?? 'default'
@@ -66,9 +69,14 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /** Services get the state root, the hooks and the output policy from here. */
   protected get env(): Env {
+    const cache = artifactCacheDir()
+    if (cache.warning && !this.cacheWarned) {
+      this.cacheWarned = true
+      this.warnAll([cache.warning])
+    }
     return {
       config: this.config,
-      root: new StateRoot(this.flags.dir, process.env.KUBE_SPAWN_CACHE_DIR || undefined),
+      root: new StateRoot(this.flags.dir, cache.dir),
       renderer: this.renderer,
       signal: this.interruptTrap?.signal,
     }

@@ -1,3 +1,5 @@
+import {isUserError} from '@kube-spawn/sdk'
+
 /**
  * An error caused by the user's input or environment. Its message is one line that says what is
  * wrong and, in `hint`, what to do. The base command prints it without a stack trace.
@@ -51,10 +53,14 @@ export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
 }
 
-/** Listr and oclif wrap errors; the UserError may be a cause further down. */
+/**
+ * Listr and oclif wrap errors; the UserError may be a cause further down. An error a plugin made with
+ * the SDK's userError() counts as one too.
+ */
 export function findUserError(error: unknown): UserError | undefined {
   for (let e = error as {cause?: unknown} | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
     if (e instanceof UserError) return e
+    if (isUserError(e)) return new UserError(e.message, {hint: e.hint, exitCode: e.exitCode, cause: e})
   }
   return undefined
 }

@@ -9,7 +9,7 @@ import {readBaseImage, readProviders} from '../state/cluster-files.js'
 import type {PlanLine} from '../pipeline/runner.js'
 import {describePlan, planPipeline, runPipeline} from '../pipeline/runner.js'
 import {type Offer, loadCatalog, selectProvider} from '../plugins/providers.js'
-import type {HostInfo, RuntimeProvider} from '../sdk/index.js'
+import type {HostInfo, ImageProvider, RuntimeProvider} from '@kube-spawn/sdk'
 import {run} from '../util/run.js'
 import {waitFor} from '../util/wait.js'
 
@@ -45,7 +45,7 @@ export async function buildContext(
     }
   }
   const runtime = chosen(catalog.runtimes, 'container runtime', cluster.containerRuntime, absentRuntime(cluster.containerRuntime))
-  const image = chosen(catalog.images, 'image', cluster.image, {name: cluster.image, description: 'not installed'})
+  const image = chosen(catalog.images, 'image', cluster.image, absentImage(cluster.image))
   const baseImage = await readBaseImage(clusterDir)
   // Nodes read through to the base image, which the image plugin may set only later (prepare-image).
   const ctx: ClusterContext = {
@@ -86,13 +86,22 @@ function absentRuntime(name: string): RuntimeProvider {
   return {
     name,
     description: 'not installed',
-    packages: [],
-    dataDir: '',
+    packages: {},
+    commands: [],
+    dataDirs: [],
     criSocket: '',
-    service: '',
+    cgroupDrivers: ['systemd', 'cgroupfs'],
+    cniBinDir: '',
     imageImportCommand: [],
+    services: [],
     readinessCommand: [],
+    needsSocat: false,
   }
+}
+
+/** Stands in for the image of a cluster whose image plugin is gone: teardown never builds. */
+function absentImage(name: string): ImageProvider {
+  return {name, description: 'not installed', family: 'unknown', key: () => name}
 }
 
 export interface PipelineOutcome {

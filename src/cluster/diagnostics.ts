@@ -47,8 +47,8 @@ async function nodeLogs(ctx: ClusterContext, node: HostNode, dir: string): Promi
     if (name === 'console.log' || /^kubeadm-.*\.log$/.test(name)) await attempt(name, () => cp(join(paths.dir, name), join(dir, name)))
   }
   const running = (await leaderPid(ctx.clusterDir, node.name)) !== undefined
-  // A runtime whose plugin is gone has no service name to ask for.
-  const units = ['kubelet.service', ctx.runtime.service].filter((unit) => unit !== '')
+  // A runtime whose plugin is gone has no services to ask for.
+  const units = ['kubelet.service', ...ctx.runtime.services]
   if (running) {
     const save = (file: string, argv: string[]) =>
       attempt(file, async () => {

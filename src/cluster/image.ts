@@ -1,7 +1,7 @@
 import type {DefinitionOverrides} from '../config/definition.js'
 import {UserError} from '../errors.js'
 import {loadCatalog, selectProvider} from '../plugins/providers.js'
-import type {StageContext} from '../sdk/index.js'
+import type {StageContext} from '@kube-spawn/sdk'
 import type {Env} from '../context/index.js'
 import {phaseStages} from '../pipeline/pipelines.js'
 import {buildContext, runStages} from './context.js'
@@ -15,7 +15,7 @@ export interface BuiltImage {
 
 /**
  * Builds the base image a definition names (or finds it in the cache) without creating a cluster:
- * only the image plugin's prepare-image tasks run, and no host check, so an image for another kind
+ * only the prepare-image steps that make the base image run, and no host check, so an image for another kind
  * of host (a trixie image on a cgroup v1 host) can be built here and carried there with the cache.
  */
 export async function buildBaseImage(env: Env, request: {configFile?: string; overrides: DefinitionOverrides}): Promise<BuiltImage> {
@@ -28,6 +28,6 @@ export async function buildBaseImage(env: Env, request: {configFile?: string; ov
   ctx.baseImage = undefined
   await runStages(env, ctx, phaseStages('image'))
   if (!ctx.baseImage)
-    throw new UserError(`image plugin "${definition.image}" set no base image in prepare-image`, {hint: 'fix or reinstall that plugin'})
+    throw new UserError(`no base image was prepared for image "${definition.image}"`, {hint: 'see the output above'})
   return {image: definition.image, baseImage: ctx.baseImage, warnings: ctx.warnings}
 }

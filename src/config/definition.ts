@@ -8,43 +8,8 @@ import {cidrsOverlap, parseCidr} from '../net/cidr.js'
 import {checkAgainstSpec, definitionSpec, withDefaults} from './spec.js'
 import {parseKubernetesVersion} from './version.js'
 
-export interface BindMount {
-  src: string
-  dst: string
-}
-
-export interface BindMounts {
-  readOnly: BindMount[]
-  readWrite: BindMount[]
-}
-
-export type Role = 'control-plane' | 'worker'
-
-export interface Machine {
-  name: string
-  role: Role
-  ip: string
-  running: boolean
-  bindmount: BindMounts
-}
-
-/** A fully resolved cluster definition plus the state kube-spawn records beside it. */
-export interface Cluster {
-  clusterName: string
-  containerRuntime: string
-  image: string
-  kubernetesVersion: string
-  nodes: number
-  token: string
-  cni: 'bridge' | 'none'
-  kubernetes: {source: string}
-  network: {subnet: string; clusterSubnet?: string; podCidr: string; serviceCidr: string; egress: boolean}
-  bindmount: BindMounts
-  runtimeConfig: {cgroupPerQos: boolean; failSwapOn: boolean; timeout: string; useLegacyCgroupDriver: boolean}
-  pluginConfig: Record<string, Record<string, unknown>>
-  machines: Machine[]
-  state: {initialized: boolean}
-}
+import type {BindMount, BindMounts, Cluster} from '@kube-spawn/sdk'
+export type {BindMount, BindMounts, Cluster, Machine, Role} from '@kube-spawn/sdk'
 
 /** Flag values that override the file. */
 export interface DefinitionOverrides {

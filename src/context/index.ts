@@ -7,7 +7,7 @@ import type {ListrDefaultRenderer, ListrSimpleRenderer, ListrTaskWrapper} from '
 
 import type {BindMount} from '../config/definition.js'
 import type {Catalog} from '../plugins/providers.js'
-import type {ExecResult, NodeHandle, Stage, StageContext} from '../sdk/index.js'
+import type {ExecResult, NodeHandle, Stage, StageContext} from '@kube-spawn/sdk'
 import type {StateRoot} from '../state/store.js'
 import type {HostRunOptions} from '../util/run.js'
 

@@ -1,7 +1,7 @@
 import {access, readFile, statfs} from 'node:fs/promises'
 import {release} from 'node:os'
 
-import type {HostInfo} from '../sdk/index.js'
+import type {HostInfo} from '@kube-spawn/sdk'
 import {UserError} from '../errors.js'
 import {run} from '../util/run.js'
 

@@ -1,7 +1,7 @@
 import {access, mkdir, readFile, statfs} from 'node:fs/promises'
 
 import {UserError} from '../errors.js'
-import type {HostInfo} from '../sdk/index.js'
+import type {HostInfo} from '@kube-spawn/sdk'
 import {checkSupport, describeHost} from './support.js'
 import {run} from '../util/run.js'
 

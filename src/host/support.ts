@@ -1,4 +1,4 @@
-import type {HostInfo} from '../sdk/index.js'
+import type {HostInfo} from '@kube-spawn/sdk'
 import {versionTraits} from '../kubernetes/versions.js'
 import type {CheckFailure} from './preflight.js'
 

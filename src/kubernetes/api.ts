@@ -1,7 +1,7 @@
 /** The cluster's API, through the cluster's own kubectl and admin.conf. */
 import {join} from 'node:path'
 
-import type {StageContext} from '../sdk/index.js'
+import type {StageContext} from '@kube-spawn/sdk'
 import {run} from '../util/run.js'
 import {artifacts} from './binaries.js'
 

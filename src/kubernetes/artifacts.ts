@@ -9,13 +9,14 @@
  * and a later run reuses it without asking the network. A bundle and a release of the same version
  * share the cache entry; both were verified against their source when they entered it.
  */
-import {createHash, randomBytes} from 'node:crypto'
+import {createHash} from 'node:crypto'
 import {constants} from 'node:fs'
 import {chmod, copyFile, mkdir, open, readdir, readFile, rename, rm, stat} from 'node:fs/promises'
 import {isAbsolute, join} from 'node:path'
 
 import {parseKubernetesVersion} from '../config/version.js'
 import {errorMessage, UserError} from '../errors.js'
+import {downloadVerified, httpGet, tempPath} from '../util/download.js'
 import {run} from '../util/run.js'
 
 export const KUBERNETES_BINARIES = ['kubeadm', 'kubelet', 'kubectl'] as const
@@ -101,7 +102,7 @@ export async function fetchKubernetes(options: FetchKubernetesOptions): Promise<
     await removeStaleTemps(binDir)
     for (const binary of KUBERNETES_BINARIES) {
       if (await isFile(paths[binary])) continue
-      await downloadVerified({...options, base: options.source, version, arch, binary, dest: paths[binary]})
+      await downloadRelease({...options, base: options.source, version, arch, binary, dest: paths[binary]})
     }
     return {binDir, ...paths, images: []}
   }
@@ -144,38 +145,8 @@ interface DownloadJob {
 
 const downloadHint = 'check kubernetes.source and kubernetes-version, and that the host can reach the server'
 
-/** GETs a URL; an unreachable server or an HTTP error is a UserError naming the URL. */
-async function get(url: string, signal: AbortSignal): Promise<Response> {
-  let response: Response
-  try {
-    response = await fetch(url, {signal, redirect: 'follow'})
-  } catch (error) {
-    const cause = (error as {cause?: unknown}).cause
-    throw new UserError(`cannot download ${url}: ${errorMessage(cause ?? error)}`, {hint: downloadHint, cause: error})
-  }
-  if (!response.ok) {
-    await response.body?.cancel().catch(() => {})
-    throw new UserError(`cannot download ${url}: HTTP ${response.status} ${response.statusText}`.trimEnd(), {
-      hint: response.status === 404 ? `no such release file; ${downloadHint}` : downloadHint,
-    })
-  }
-  return response
-}
-
-/** A watchdog that aborts when no data arrived for `ms`. */
-function idleAbort(ms: number): {signal: AbortSignal; touch: () => void; done: () => void} {
-  const controller = new AbortController()
-  let timer: ReturnType<typeof setTimeout> | undefined
-  const touch = () => {
-    clearTimeout(timer)
-    timer = setTimeout(() => controller.abort(new Error(`no data for ${ms / 1000} s`)), ms)
-  }
-  touch()
-  return {signal: controller.signal, touch, done: () => clearTimeout(timer)}
-}
-
 async function expectedDigest(url: string, signal: AbortSignal, binary: string): Promise<string> {
-  const text = await (await get(url, signal)).text()
+  const text = await (await httpGet(url, signal, downloadHint)).text()
   const digest = text.trim().split(/\s+/)[0]?.toLowerCase() ?? ''
   if (!/^[0-9a-f]{64}$/.test(digest)) {
     throw new UserError(`${url} holds no SHA-256 digest for ${binary}`, {hint: downloadHint})
@@ -183,55 +154,18 @@ async function expectedDigest(url: string, signal: AbortSignal, binary: string):
   return digest
 }
 
-async function downloadVerified(job: DownloadJob): Promise<void> {
+function downloadRelease(job: DownloadJob): Promise<void> {
   const url = releaseUrl(job.base, job.version, job.arch, job.binary)
-  const watchdog = idleAbort(job.idleTimeoutMs ?? 60_000)
-  const temp = tempPath(job.dest)
-  try {
-    const expected = await expectedDigest(`${url}.sha256`, watchdog.signal, job.binary)
-    const response = await get(url, watchdog.signal)
-    const length = Number(response.headers.get('content-length'))
-    const total = Number.isFinite(length) && length > 0 ? length : undefined
-    const hash = createHash('sha256')
-    let done = 0
-    let reported = 0
-    if (!response.body) throw new UserError(`cannot download ${url}: the server sent no body`, {hint: downloadHint})
-    const file = await open(temp, 'wx', 0o755)
-    try {
-      try {
-        for await (const chunk of response.body) {
-          watchdog.touch()
-          hash.update(chunk)
-          await file.write(chunk)
-          done += chunk.byteLength
-          if (job.onProgress && Date.now() - reported >= 100) {
-            reported = Date.now()
-            job.onProgress({binary: job.binary, done, total})
-          }
-        }
-      } catch (error) {
-        const reason = watchdog.signal.aborted ? errorMessage(watchdog.signal.reason) : errorMessage(error)
-        throw new UserError(`download of ${url} broke off after ${done} bytes: ${reason}`, {hint: downloadHint, cause: error})
-      }
-      await file.sync()
-    } finally {
-      await file.close()
-    }
-    job.onProgress?.({binary: job.binary, done, total})
-    if (total !== undefined && done !== total) {
-      throw new UserError(`download of ${url} is incomplete: ${done} of ${total} bytes`, {hint: 'try again'})
-    }
-    const actual = hash.digest('hex')
-    if (actual !== expected) {
-      throw new UserError(`checksum mismatch for ${job.binary} ${job.version} from ${url}: expected ${expected}, got ${actual}`, {
-        hint: 'the download is corrupt or was tampered with, and was not kept; try again, or check kubernetes.source',
-      })
-    }
-    await rename(temp, job.dest)
-  } finally {
-    watchdog.done()
-    await rm(temp, {force: true})
-  }
+  return downloadVerified({
+    url,
+    dest: job.dest,
+    sha256: (signal) => expectedDigest(`${url}.sha256`, signal, job.binary),
+    what: `${job.binary} ${job.version}`,
+    hint: downloadHint,
+    mode: 0o755,
+    onProgress: job.onProgress && ((p) => job.onProgress?.({binary: job.binary, done: p.done, total: p.total})),
+    idleTimeoutMs: job.idleTimeoutMs,
+  })
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -342,10 +276,6 @@ export async function sha256File(path: string): Promise<string> {
 }
 
 /** A temporary name in the destination's directory, so the final rename is atomic. */
-function tempPath(dest: string): string {
-  const slash = dest.lastIndexOf('/')
-  return `${dest.slice(0, slash)}/.${dest.slice(slash + 1)}.${randomBytes(6).toString('hex')}.tmp`
-}
 
 /** Temporary files a killed run left behind (an hour old: a running download keeps its file fresh). */
 async function removeStaleTemps(dir: string): Promise<void> {

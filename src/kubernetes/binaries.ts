@@ -2,7 +2,7 @@
 import {join} from 'node:path'
 
 import type {HostStep} from '../context/index.js'
-import type {StageContext, StageTaskWrapper} from '../sdk/index.js'
+import type {StageContext, StageTaskWrapper} from '@kube-spawn/sdk'
 import {type KubernetesArtifacts, fetchKubernetes, formatProgress} from './artifacts.js'
 
 /** Where the cached Kubernetes binaries and bundle images appear inside every node (read-only). */

@@ -4,7 +4,7 @@ import {join} from 'node:path'
 
 import type {ClusterContext, HostNode, HostStep} from '../context/index.js'
 import {HostError, UserError} from '../errors.js'
-import type {StageTaskWrapper} from '../sdk/index.js'
+import type {StageTaskWrapper} from '@kube-spawn/sdk'
 import {writeFileAtomic} from '../util/fs.js'
 import {ADMIN_CONF} from './api.js'
 import {artifacts} from './binaries.js'

@@ -11,7 +11,7 @@ export const installKubelet: HostStep = {
   task: async (ctx) => {
     const traits = versionTraits(ctx.cluster.kubernetesVersion)
     for (const node of ctx.nodes) {
-      for (const file of kubeletSystemdFiles(ctx.runtime.service, traits)) await node.writeFile(file.path, file.content)
+      for (const file of kubeletSystemdFiles(ctx.runtime.services[0], traits)) await node.writeFile(file.path, file.content)
       for (const binary of KUBERNETES_BINARIES) await node.symlink(`/usr/local/bin/${binary}`, `${NODE_BIN_DIR}/${binary}`)
       if (artifacts(ctx).crictl) {
         await node.symlink('/usr/local/bin/crictl', `${NODE_BIN_DIR}/crictl`)

@@ -2,7 +2,7 @@
 import {parseDuration} from '../config/definition.js'
 import type {ClusterContext, HostStep} from '../context/index.js'
 import {HostError} from '../errors.js'
-import type {StageTaskWrapper} from '../sdk/index.js'
+import type {StageTaskWrapper} from '@kube-spawn/sdk'
 import {WaitTimeout} from '../util/wait.js'
 import {type NodeObject, getNodes} from './api.js'
 

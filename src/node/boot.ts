@@ -2,7 +2,7 @@ import {readdir, readFile, rm, stat, writeFile} from 'node:fs/promises'
 
 import type {ClusterContext} from '../context/index.js'
 import {HostError, UserError} from '../errors.js'
-import type {StageTaskWrapper} from '../sdk/index.js'
+import type {StageTaskWrapper} from '@kube-spawn/sdk'
 import {run} from '../util/run.js'
 import {WaitTimeout, waitFor} from '../util/wait.js'
 import {leaderPid} from './handle.js'

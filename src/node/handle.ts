@@ -1,10 +1,10 @@
-import {chmod, lstat, mkdir, readFile, rm, stat, symlink, unlink, writeFile} from 'node:fs/promises'
+import {chmod, copyFile, lstat, mkdir, readFile, rm, stat, symlink, unlink, writeFile} from 'node:fs/promises'
 import {dirname} from 'node:path'
 
 import type {HostNode, NodeMount} from '../context/index.js'
 import type {Machine} from '../config/definition.js'
 import {HostError} from '../errors.js'
-import type {ExecResult} from '../sdk/index.js'
+import type {ExecResult} from '@kube-spawn/sdk'
 import {resolveInRoot} from '../util/chroot-path.js'
 import {type HostRunOptions, run} from '../util/run.js'
 import {nodePaths} from './layout.js'
@@ -105,13 +105,25 @@ export class LocalNodeHandle implements HostNode {
   }
 
   /** Written into the merged root while the node runs, else into its own layer, which the next boot shows. */
-  async writeFile(path: string, content: string, mode = 0o644): Promise<void> {
+  async writeFile(path: string, content: string | Uint8Array, mode = 0o644): Promise<void> {
+    const target = await this.writableTarget(path)
+    await writeFile(target, content, {mode})
+    await chmod(target, mode)
+  }
+
+  async copyIn(hostPath: string, path: string, mode = 0o755): Promise<void> {
+    const target = await this.writableTarget(path)
+    await copyFile(hostPath, target)
+    await chmod(target, mode)
+  }
+
+  /** Where a write to `path` goes: the merged root while the node runs, else its own layer; no symlink is written through. */
+  private async writableTarget(path: string): Promise<string> {
     const base = (await isMountPoint(this.paths.rootfs)) ? this.paths.rootfs : this.paths.upper
     const target = await resolveInRoot(base, path)
     await mkdir(dirname(target), {recursive: true})
     if ((await lstat(target).catch(() => undefined))?.isSymbolicLink()) await unlink(target)
-    await writeFile(target, content, {mode})
-    await chmod(target, mode)
+    return target
   }
 
   /** Makes `path` a symlink to `target` in the node's root, replacing what was there. */

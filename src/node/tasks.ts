@@ -10,12 +10,12 @@ import {nodePaths} from './layout.js'
 import {ensureNetwork, removeNetwork} from './network.js'
 import {nodeFiles} from './node-files.js'
 
-/** prepare-node: the node layers on the base image the image plugin chose, and each node's identity. */
+/** prepare-node: the node layers on the base image of prepare-image, and each node's identity. */
 export const layOutNodes: HostStep = {
   title: 'Lay out each node: own layer, identity, address and host fixes',
   task: async (ctx) => {
     if (!ctx.baseImage)
-      throw new UserError(`image plugin "${ctx.image.name}" set no base image in prepare-image`, {hint: 'fix or reinstall that plugin'})
+      throw new UserError(`no base image was prepared for image "${ctx.image.name}"`, {hint: 'see the output above'})
     await writeClusterRecords(ctx.clusterDir, ctx.baseImage, ctx.providerPlugins)
     await writeNodeIdentities(ctx)
   },

@@ -5,6 +5,7 @@
  */
 import type {HostStep, StageDeclaration} from '../context/index.js'
 import {checkDiskSpace, checkHost} from '../host/tasks.js'
+import {checkImage, makeBaseImage, useBaseImage} from '../image/prepare.js'
 import {importBundleImages, mountKubernetesBinaries, fetchKubernetesStep} from '../kubernetes/binaries.js'
 import {clearUnfinishedKubeadm, kubeadmInitStep, kubeadmJoinStep} from '../kubernetes/kubeadm.js'
 import {removeKubeconfigContextStep, writeKubeconfig} from '../kubernetes/kubeconfig-steps.js'
@@ -22,7 +23,10 @@ import {
   removeClusterDir,
   stopAnyNode,
 } from '../node/tasks.js'
-import type {Stage} from '../sdk/index.js'
+import {checkRuntime} from '../runtime/compat.js'
+import {fetchRuntimeFiles, installRuntimeFiles} from '../runtime/files.js'
+import {stopRuntime, waitForRuntime} from '../runtime/lifecycle.js'
+import type {Stage} from '@kube-spawn/sdk'
 
 const at = (stage: Stage, ...host: HostStep[]): StageDeclaration => ({stage, host})
 /** A Kubernetes set-up stage: --skip-cluster-init leaves it out. */
@@ -31,16 +35,16 @@ const init = (stage: Stage, ...host: HostStep[]): StageDeclaration => ({stage, h
 const PHASES = {
   /** create: check the host, fetch Kubernetes, build or reuse the base image, lay out the nodes. Nothing boots. */
   create: [
-    at('preflight', checkHost),
-    at('prepare-image', checkDiskSpace, fetchKubernetesStep),
-    at('prepare-node', layOutNodes, installKubelet),
+    at('preflight', checkHost, checkRuntime, checkImage),
+    at('prepare-image', checkDiskSpace, fetchKubernetesStep, fetchRuntimeFiles, makeBaseImage, useBaseImage),
+    at('prepare-node', layOutNodes, installRuntimeFiles, installKubelet),
   ],
   /** start: boot the nodes; the first time set Kubernetes up on them, later bring it back. */
   start: [
     // The binaries are mounted on every boot, so even a --skip-cluster-init boot of an initialized cluster has them.
     at('pre-boot', createBridge, addUserMounts, mountKubernetesBinaries),
     at('boot', bootTheNodes),
-    at('post-boot'),
+    at('post-boot', waitForRuntime),
     init('pre-init', clearUnfinishedKubeadm, importBundleImages),
     init('init', kubeadmInitStep),
     init('post-init'),
@@ -48,12 +52,12 @@ const PHASES = {
     init('post-join', configurePodNetworkStep, enableKubelet),
     init('ready', waitUntilReady, writeKubeconfig),
   ],
-  /** stop: the kubelet first (so it restarts nothing), the runtime (plugin), then power off. Data stays. */
-  stop: [at('stop', stopKubelet), at('power-off', powerOffNodes)],
+  /** stop: the kubelet first (so it restarts nothing), then the containers and the runtime, then power off. Data stays. */
+  stop: [at('stop', stopKubelet, stopRuntime), at('power-off', powerOffNodes)],
   /** destroy: plugins' own extras first, then every trace the host made. */
   destroy: [at('destroy'), at('remove', stopAnyNode, removeBridge, forgetTheNodes, removeKubeconfigContextStep, removeClusterDir)],
-  /** image build: the image plugin's tasks only, no host check. */
-  image: [at('prepare-image')],
+  /** image build: the base image only, no host check (an image may be built here for another host). */
+  image: [at('prepare-image', makeBaseImage, useBaseImage)],
 } as const satisfies Record<string, readonly StageDeclaration[]>
 
 export type PhaseName = keyof typeof PHASES

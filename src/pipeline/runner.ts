@@ -1,9 +1,10 @@
 import type {Config} from '@oclif/core'
 import {Listr, PRESET_TIMER, type ListrRendererValue} from 'listr2'
 
+import {UserError, errorMessage} from '../errors.js'
 import {type DispatchOptions, dispatch, shortPluginName} from '../plugins/dispatch.js'
-import type {ClusterContext, RendererName, StageDeclaration} from '../context/index.js'
-import type {Stage, StageContext, StageTask} from '../sdk/index.js'
+import type {ClusterContext, HostTaskWrapper, RendererName, StageDeclaration} from '../context/index.js'
+import type {Stage, StageContext, StageTask} from '@kube-spawn/sdk'
 
 export const HOST_OWNER = 'kube-spawn'
 
@@ -36,13 +37,37 @@ export async function planPipeline(
   for (const {stage, host} of stages) {
     // The host's tasks get the host's full context; listr hands every task the same object as a StageContext.
     for (const {title, task, skip} of host) {
-      planned.push({stage, owner: HOST_OWNER, task: {title, task: (_ctx, wrapper) => task(ctx, wrapper), skip: skip && (() => skip(ctx))}})
+      planned.push({stage, owner: HOST_OWNER, task: {title, task: (_ctx, wrapper) => task(ctx, wrapper as HostTaskWrapper), skip: skip && (() => skip(ctx))}})
     }
     for (const {plugin, result} of await dispatch(config, 'kube-spawn:tasks', {stage, ctx}, options)) {
-      for (const task of result ?? []) planned.push({stage, owner: shortPluginName(plugin), task})
+      for (const task of result) planned.push({stage, owner: shortPluginName(plugin), task: attributed(plugin, stage, task)})
     }
   }
   return planned
+}
+
+/**
+ * The plugin's task with its skip() and enabled() made to name the plugin when they throw: listr2
+ * would otherwise report only the bare message ("kube-spawn: skip blew up").
+ */
+function attributed(plugin: string, stage: Stage, task: StageTask): StageTask {
+  const named =
+    <A extends unknown[], R>(what: string, fn: (...args: A) => R | Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      try {
+        return await fn(...args)
+      } catch (error) {
+        throw new UserError(`plugin ${plugin}: ${what}() of its task "${task.title}" in stage ${stage} failed: ${errorMessage(error)}`, {
+          hint: 'fix or uninstall that plugin (kube-spawn plugins)',
+          cause: error,
+        })
+      }
+    }
+  return {
+    ...task,
+    skip: typeof task.skip === 'function' ? named('skip', task.skip) : task.skip,
+    enabled: typeof task.enabled === 'function' ? named('enabled', task.enabled) : task.enabled,
+  }
 }
 
 /** What --dry-run prints: every task with its owner, and the reason where it would be skipped. */

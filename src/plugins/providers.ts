@@ -1,7 +1,7 @@
 import type {Config} from '@oclif/core'
 
 import {UserError} from '../errors.js'
-import type {ImageProvider, RuntimeProvider, WorkaroundInfo} from '../sdk/index.js'
+import type {ImageProvider, RuntimeProvider, WorkaroundInfo} from '@kube-spawn/sdk'
 import {type DispatchOptions, dispatch, shortPluginName} from './dispatch.js'
 
 export interface Offer<T> {

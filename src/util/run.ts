@@ -2,7 +2,7 @@ import {execa} from 'execa'
 import {writeFile} from 'node:fs/promises'
 
 import {HostError} from '../errors.js'
-import type {ExecResult, RunOptions} from '../sdk/index.js'
+import type {ExecResult, RunOptions} from '@kube-spawn/sdk'
 
 export interface HostRunOptions extends RunOptions {
   env?: Record<string, string>
@@ -31,8 +31,12 @@ export async function run(argv: string[], options: HostRunOptions = {}): Promise
     cancelSignal: options.signal,
   })
   if (options.task) {
-    const output = options.task.stdout()
-    child.all?.on('data', (chunk: Buffer) => output.write(chunk))
+    const task = options.task
+    // The task's output line shows the command's latest line of output.
+    child.all?.on('data', (chunk: Buffer) => {
+      const line = String(chunk).trimEnd().split('\n').at(-1)
+      if (line) task.output = line
+    })
   }
   const result = await child
   if (options.logFile) await writeFile(options.logFile, `$ ${argv.join(' ')}\n${String(result.all ?? '')}\n`, {mode: 0o600})

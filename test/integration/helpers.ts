@@ -43,7 +43,7 @@ export {type CliResult, type RunOptions, runProgram} from '../helpers/cli.ts'
 
 /** `node bin/run.js ...args` from the checkout in a clean environment, with CI output and the shared test cache. */
 export function kubeSpawn(args: string[], options: Parameters<typeof runCli>[1] = {}): Promise<CliResult> {
-  return runCli(args, {...options, cwd: REPO, env: {CI: 'true', KUBE_SPAWN_CACHE_DIR: TEST_CACHE_DIR, ...options.env}})
+  return runCli(args, {...options, cwd: REPO, env: {CI: 'true', KUBE_SPAWN_ARTIFACT_CACHE_DIR: TEST_CACHE_DIR, ...options.env}})
 }
 
 /** A failure message with what the command printed. */

@@ -31,7 +31,7 @@ import {nodeCgroupDirs} from './helpers.ts'
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const PREPARE_BUNDLE = resolve(REPO, '..', 'shared', 'fixtures', 'kubernetes', 'prepare-bundle')
 const CLEANUP = join(REPO, 'test', 'integration', 'cleanup.sh')
-const CACHE_DIR = process.env.KUBE_SPAWN_CACHE_DIR || '/var/cache/kube-spawn-test'
+const CACHE_DIR = process.env.KUBE_SPAWN_ARTIFACT_CACHE_DIR || '/var/cache/kube-spawn-test'
 
 /**
  * The run's id names the cluster and the state root, so that concurrent runs never meet and .ci/run's
@@ -114,7 +114,7 @@ function cli(args: string[], timeoutMs = 15 * MINUTE, input?: string): Promise<R
   )
   // --dir right after the command id: anything after `--` belongs to the command run in a node.
   return run([process.execPath, join(REPO, 'bin', 'run.js'), args[0], '--dir', root, ...args.slice(1)], {
-    env: {...env, KUBE_SPAWN_CACHE_DIR: CACHE_DIR, KUBECONFIG: kubeconfig, CI: 'true'},
+    env: {...env, KUBE_SPAWN_ARTIFACT_CACHE_DIR: CACHE_DIR, KUBECONFIG: kubeconfig, CI: 'true'},
     input,
     timeoutMs,
   })

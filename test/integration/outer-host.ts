@@ -246,7 +246,7 @@ export class OuterHost {
   kubeSpawn(args: string[], timeoutMs = 10 * 60_000): Promise<CliResult> {
     return this.run(['node', `${OUTER_SRC}/bin/run.js`, ...args], {
       timeoutMs,
-      env: {CI: 'true', KUBE_SPAWN_CACHE_DIR: TEST_CACHE_DIR},
+      env: {CI: 'true', KUBE_SPAWN_ARTIFACT_CACHE_DIR: TEST_CACHE_DIR},
     })
   }
 

@@ -152,7 +152,7 @@ describe('the plugin template as a third-party plugin', {timeout: 20 * MINUTE}, 
       KUBE_SPAWN_DATA_DIR: dataDir,
       XDG_DATA_HOME: join(work, 'xdg-data'),
       XDG_CONFIG_HOME: join(work, 'xdg-config'),
-      KUBE_SPAWN_CACHE_DIR: TEST_CACHE_DIR,
+      KUBE_SPAWN_ARTIFACT_CACHE_DIR: TEST_CACHE_DIR,
       KUBE_SPAWN_DIR: stateRoot,
       KUBECONFIG: join(work, 'kubeconfig'),
       // plugins:uninstall runs npm too

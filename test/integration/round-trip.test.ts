@@ -28,7 +28,7 @@ describe('create, list, status, destroy', {skip: SKIP_REASON, timeout: CREATE_TI
       for (const dir of ['upper', 'work', 'rootfs'])
         assert.ok((await stat(join(clusterDir, 'nodes', machine, dir))).isDirectory(), `${machine}/${dir}`)
     }
-    assert.ok(!(await readdir(stateRoot)).includes('cache'), 'the shared cache (KUBE_SPAWN_CACHE_DIR) was used')
+    assert.ok(!(await readdir(stateRoot)).includes('cache'), 'the shared cache (KUBE_SPAWN_ARTIFACT_CACHE_DIR) was used')
     assert.ok((await readdir(join(TEST_CACHE_DIR, 'images'))).some((entry) => entry.startsWith('debian-')))
 
     const listed = await kubeSpawn(['list', '--dir', stateRoot, '--json'])

@@ -8,7 +8,7 @@
 # first failure. kube-spawn's own waits are not raised here: it scales them under emulation itself.
 set -euo pipefail
 cd /opt/kube-spawn
-export PATH="/opt/kube-spawn/.tools/node/node_modules/.bin:$PATH" KUBE_SPAWN_CACHE_DIR=/var/cache/kube-spawn-test CI=true
+export PATH="/opt/kube-spawn/.tools/node/node_modules/.bin:$PATH" KUBE_SPAWN_ARTIFACT_CACHE_DIR=/var/cache/kube-spawn-test CI=true
 BUNDLE=/var/cache/kube-spawn-fixtures/kubernetes-v1.20.2
 CLUSTER=vm
 SUITE=${KUBE_SPAWN_VM_SUITE:-bookworm}

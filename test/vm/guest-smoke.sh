@@ -3,7 +3,7 @@
 # 1-node isolated cluster up from the offline bundle, shows it in machined, and destroys it.
 set -eu
 cd /opt/kube-spawn
-export PATH="/opt/kube-spawn/.tools/node/node_modules/.bin:$PATH" KUBE_SPAWN_CACHE_DIR=/var/cache/kube-spawn-test CI=true
+export PATH="/opt/kube-spawn/.tools/node/node_modules/.bin:$PATH" KUBE_SPAWN_ARTIFACT_CACHE_DIR=/var/cache/kube-spawn-test CI=true
 echo "host: cgroup $(stat -fc %T /sys/fs/cgroup), PID 1 $(cat /proc/1/comm), systemd $(systemctl is-system-running || true), kernel $(uname -r)"
 cat >/tmp/vm.toml <<'TOML'
 cluster-name = "vm"

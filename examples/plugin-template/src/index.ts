@@ -10,10 +10,10 @@
  *     [plugin-config.hello]
  *     enabled = false          # skip this plugin's tasks for this cluster (default: true)
  *
- * Only types are imported from 'kube-spawn/sdk': at run time everything arrives in the hook options
+ * Only types are imported from '@kube-spawn/sdk': at run time everything arrives in the hook options
  * and the task context, so the package has no run-time dependencies at all.
  */
-import type {KubeSpawnHook, StageContext, StageTask} from 'kube-spawn/sdk'
+import type {KubeSpawnHook, StageContext, StageTask} from '@kube-spawn/sdk'
 
 /** The plugin's short name: its package name without "kube-spawn-plugin-". Task titles show it as [hello]. */
 export const NAME = 'hello'

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 
-import type {ExecResult, NodeHandle, RunOptions, Stage, StageContext, StageTask, StageTaskWrapper} from 'kube-spawn/sdk'
+import type {ExecResult, NodeHandle, RunOptions, Stage, StageContext, StageTask, StageTaskWrapper} from '@kube-spawn/sdk'
 
 import {DISABLED, HELLO_COMMAND, HELLO_FILE, providers, tasks} from '../dist/index.js'
 

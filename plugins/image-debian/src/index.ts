@@ -1,8 +1,12 @@
+/**
+ * Debian images, as a declaration: the host caches the root by key, calls build when it is missing,
+ * and checks the result (docs/plugins.md#images).
+ */
 import {createHash} from 'node:crypto'
-import {mkdir, readdir, readFile, rename, rm, stat, writeFile} from 'node:fs/promises'
+import {mkdir, rm, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import type {KubeSpawnHook, StageContext} from 'kube-spawn/sdk'
+import {type ImageBuildContext, type ImageContext, type ImageProvider, type KubeSpawnHook, userError} from '@kube-spawn/sdk'
 
 /** Bump when the build steps below change, so that old cache entries are not reused. */
 export const BUILD_VERSION = '1'
@@ -50,10 +54,9 @@ export interface DebianOptions {
 }
 
 /** [plugin-config.image-debian]: suite, mirror, extra-packages, exclude-packages. */
-export function debianOptions(ctx: Pick<StageContext, 'pluginConfig' | 'runtime'>): DebianOptions {
+export function debianOptions(ctx: Pick<ImageContext, 'pluginConfig'>, runtimePackages: string[]): DebianOptions {
   const config = ctx.pluginConfig('image-debian')
-  const bad = (message: string) =>
-    Object.assign(new Error(`[plugin-config.image-debian] ${message}`), {hint: 'fix the definition (docs/configuration.md)'})
+  const bad = (message: string) => userError(`[plugin-config.image-debian] ${message}`, {hint: 'fix the definition (docs/configuration.md)'})
   // "release" is the key's old name, still read so that clusters created with it keep working.
   if (config.release !== undefined && config.suite !== undefined && config.release !== config.suite)
     throw bad(
@@ -67,7 +70,7 @@ export function debianOptions(ctx: Pick<StageContext, 'pluginConfig' | 'runtime'
   return {
     suite: typeof suite === 'string' ? suite : DEFAULT_SUITE,
     mirror: typeof config.mirror === 'string' ? config.mirror : (process.env.KUBE_SPAWN_DEBIAN_MIRROR ?? DEFAULT_MIRROR),
-    packages: [...new Set([...BASE_PACKAGES, ...ctx.runtime.packages, ...list('extra-packages')])].filter((p) => !exclude.has(p)).sort(),
+    packages: [...new Set([...BASE_PACKAGES, ...runtimePackages, ...list('extra-packages')])].filter((p) => !exclude.has(p)).sort(),
   }
 }
 
@@ -79,67 +82,45 @@ export function imageKey(options: DebianOptions): string {
   return `debian-${options.suite}-${digest.slice(0, 16)}`
 }
 
-export function imageDir(cacheDir: string, key: string): string {
-  return join(cacheDir, 'images', key)
-}
-
-const exists = (path: string) =>
-  stat(path).then(
-    () => true,
-    () => false,
-  )
-
 /**
- * Builds into a private temporary directory and renames it into place, so the cache never holds a
- * half-built image, and a concurrent build of the same key simply loses the rename race.
+ * Builds the root with debootstrap. The runtime's packages come from the suite, or, where the runtime
+ * names apt sources, from those, installed with apt-get in a chroot after debootstrap.
  */
-async function buildImage(ctx: StageContext, options: DebianOptions, key: string, output: (line: string) => void): Promise<string> {
-  const images = join(ctx.cacheDir, 'images')
-  const final = imageDir(ctx.cacheDir, key)
-  await mkdir(images, {recursive: true, mode: 0o700})
-  await removeAbandonedBuilds(images)
-  const temp = join(images, `.build-${key}-${process.pid}`)
-  await rm(temp, {recursive: true, force: true})
-  try {
-    output(`debootstrap ${options.suite} from ${options.mirror}`)
-    await ctx.run(
-      ['debootstrap', '--variant=minbase', `--include=${options.packages.join(',')}`, options.suite, join(temp, 'rootfs'), options.mirror],
-      {
-        timeoutMs: 30 * 60_000,
-      },
-    )
-    const root = join(temp, 'rootfs')
-    // Each node writes its own machine-id; an empty file tells systemd it is not a first boot.
-    await writeFile(join(root, 'etc/machine-id'), '')
-    await rm(join(root, 'var/lib/dbus/machine-id'), {force: true})
-    await rm(join(root, 'var/cache/apt/archives'), {recursive: true, force: true})
-    await rm(join(root, 'var/lib/apt/lists'), {recursive: true, force: true})
-    await mkdir(join(root, 'var/cache/apt/archives/partial'), {recursive: true})
-    await mkdir(join(root, 'var/lib/apt/lists/partial'), {recursive: true})
-    await writeFile(join(temp, 'image.json'), `${JSON.stringify({key, ...options, built: new Date().toISOString()}, null, 2)}\n`)
-    try {
-      await rename(temp, final)
-    } catch (error) {
-      if (!(await exists(join(final, 'image.json')))) throw error
-      await rm(temp, {recursive: true, force: true})
-    }
-    return final
-  } catch (error) {
-    await rm(temp, {recursive: true, force: true})
-    throw error
-  }
+async function build(ctx: ImageBuildContext, options: DebianOptions): Promise<void> {
+  const fromSources = new Set(ctx.packages.aptSources ? ctx.packages.names : [])
+  const include = options.packages.filter((p) => !fromSources.has(p))
+  ctx.output(`debootstrap ${options.suite} from ${options.mirror}`)
+  await ctx.run(['debootstrap', '--variant=minbase', `--include=${include.join(',')}`, options.suite, ctx.rootfs, options.mirror], {
+    timeoutMs: 30 * 60_000,
+  })
+  if (fromSources.size > 0) await installFromSources(ctx, [...fromSources])
+  await rm(join(ctx.rootfs, 'var/lib/dbus/machine-id'), {force: true})
+  await rm(join(ctx.rootfs, 'var/cache/apt/archives'), {recursive: true, force: true})
+  await rm(join(ctx.rootfs, 'var/lib/apt/lists'), {recursive: true, force: true})
+  await mkdir(join(ctx.rootfs, 'var/cache/apt/archives/partial'), {recursive: true})
+  await mkdir(join(ctx.rootfs, 'var/lib/apt/lists/partial'), {recursive: true})
 }
 
-/** A build interrupted by a kill leaves .build-<key>-<pid>; remove those whose process is gone. */
-async function removeAbandonedBuilds(images: string): Promise<void> {
-  for (const entry of await readdir(images).catch(() => [] as string[])) {
-    const pid = Number(/^\.build-.*-(\d+)$/.exec(entry)?.[1])
-    if (!pid) continue
-    const alive = await readFile(`/proc/${pid}/cmdline`, 'utf8').then(
-      () => true,
-      () => false,
-    )
-    if (!alive || pid === process.pid) await rm(join(images, entry), {recursive: true, force: true})
+/** The runtime's apt sources and keys into the root, then its packages with apt-get; no service starts in the chroot. */
+async function installFromSources(ctx: ImageBuildContext, packages: string[]): Promise<void> {
+  const root = ctx.rootfs
+  await mkdir(join(root, 'etc/apt/keyrings'), {recursive: true})
+  for (const source of ctx.packages.aptSources ?? []) {
+    if (!('content' in source.key)) throw new Error(`the key of apt source ${source.name} was not fetched`)
+    const keyring = `/etc/apt/keyrings/${source.name}.${source.key.content.includes('BEGIN PGP') ? 'asc' : 'gpg'}`
+    await writeFile(join(root, keyring), source.key.content)
+    await writeFile(join(root, `etc/apt/sources.list.d/${source.name}.list`), `deb [signed-by=${keyring}] ${source.entry}\n`)
+  }
+  const policy = join(root, 'usr/sbin/policy-rc.d')
+  await writeFile(policy, '#!/bin/sh\nexit 101\n', {mode: 0o755})
+  try {
+    ctx.output(`apt-get install ${packages.join(' ')} from the runtime's apt sources`)
+    await ctx.run(['chroot', root, 'apt-get', 'update'], {timeoutMs: 10 * 60_000})
+    await ctx.run(['chroot', root, 'apt-get', 'install', '-y', '--no-install-recommends', ...packages], {
+      timeoutMs: 30 * 60_000,
+    })
+  } finally {
+    await rm(policy, {force: true})
   }
 }
 
@@ -150,62 +131,28 @@ export function suiteRefusal(suite: string, cgroupVersion: 1 | 2): string | unde
   return `Debian ${suite} nodes run systemd ${systemd}, and systemd ${FIRST_SYSTEMD_WITHOUT_CGROUP_V1} and later need a cgroup v2 host: boot this host with systemd.unified_cgroup_hierarchy=1, or use suite = "bookworm"`
 }
 
-export const providers: KubeSpawnHook<'kube-spawn:providers'> = async () => ({
-  images: [
-    {
-      name: 'debian',
-      description:
-        'Debian (bookworm by default, or the suite in [plugin-config.image-debian]) built with debootstrap, cached by suite and package set',
-    },
-  ],
-})
+const optionsFor = (ctx: ImageContext) => debianOptions(ctx, ctx.runtime.packages.debian?.names ?? [])
 
-export const tasks: KubeSpawnHook<'kube-spawn:tasks'> = async ({stage, ctx}) => {
-  if (ctx.image.name !== 'debian') return []
-  const options = debianOptions(ctx)
-  const key = imageKey(options)
-  const cached = () => exists(join(imageDir(ctx.cacheDir, key), 'image.json'))
-  if (stage === 'preflight') {
-    return [
-      {
-        title: `Check that the host can boot Debian ${options.suite} nodes`,
-        task: async (c, task) => {
-          const systemd = SUITE_SYSTEMD[options.suite]
-          const refusal = suiteRefusal(options.suite, c.host.cgroupVersion)
-          if (refusal) throw new Error(refusal)
-          if ('release' in c.pluginConfig('image-debian'))
-            c.warn('[plugin-config.image-debian] release is the old name of suite: write suite = "…" instead')
-          task.title = `Debian ${options.suite} nodes${systemd ? ` (systemd ${systemd})` : ''} can boot on this cgroup v${c.host.cgroupVersion} host`
-        },
-      },
-      {
-        title: 'Check that debootstrap is installed',
-        skip: async () => ((await cached()) ? `image ${key} is cached` : false),
-        task: async (c) => {
-          const found = await c.run(['sh', '-c', 'command -v debootstrap'], {allowFailure: true})
-          if (found.exitCode !== 0) throw new Error('debootstrap is not installed: apt-get install debootstrap')
-        },
-      },
-    ]
-  }
-  if (stage === 'prepare-image') {
-    return [
-      {
-        title: `Build the Debian ${options.suite} base image ${key}`,
-        skip: async () => ((await cached()) ? `image ${key} is cached` : false),
-        task: async (c, task) => {
-          const started = Date.now()
-          await buildImage(c, options, key, (line) => (task.output = line))
-          task.title = `Built the Debian ${options.suite} base image ${key} in ${Math.round((Date.now() - started) / 1000)} s`
-        },
-      },
-      {
-        title: 'Use the cached base image',
-        task: async (c) => {
-          c.baseImage = {rootfs: join(imageDir(c.cacheDir, key), 'rootfs'), key}
-        },
-      },
-    ]
-  }
-  return []
+export const debian: ImageProvider = {
+  name: 'debian',
+  description:
+    'Debian (bookworm by default, or the suite in [plugin-config.image-debian]) built with debootstrap, cached by suite and package set',
+  family: 'debian',
+  key: (ctx) => imageKey(optionsFor(ctx)),
+  refuse: (ctx) => suiteRefusal(optionsFor(ctx).suite, ctx.host.cgroupVersion),
+  hostCommands: ['debootstrap'],
+  build: (ctx) => build(ctx, debianOptions(ctx, ctx.packages.names)),
 }
+
+export const providers: KubeSpawnHook<'kube-spawn:providers'> = async () => ({images: [debian]})
+
+/** What is truly this plugin's own: a warning about the old name of a setting. */
+export const tasks: KubeSpawnHook<'kube-spawn:tasks'> = async ({stage, ctx}) =>
+  stage === 'preflight' && ctx.image.name === debian.name && 'release' in ctx.pluginConfig('image-debian')
+    ? [
+        {
+          title: 'Warn about [plugin-config.image-debian] release',
+          task: (c) => c.warn('[plugin-config.image-debian] release is the old name of suite: write suite = "…" instead'),
+        },
+      ]
+    : []

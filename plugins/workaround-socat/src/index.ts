@@ -1,7 +1,7 @@
 import {access, chmod, copyFile, mkdir, readFile, realpath, rm} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 
-import type {KubeSpawnHook, NodeHandle, StageContext} from 'kube-spawn/sdk'
+import type {KubeSpawnHook, NodeHandle, RuntimeProvider, StageContext} from '@kube-spawn/sdk'
 
 /**
  * Issue 5: "kubectl port-forward needs socat in the node". Who runs socat for a port-forward depends on
@@ -28,8 +28,6 @@ export const NODE_WRAPPER = '/usr/local/bin/socat'
 export const DEFAULT_BINARY = '/usr/bin/socat'
 /** Where Debian images have socat; checked in the node's own layer and in the base image. */
 export const IMAGE_SOCAT = '/usr/bin/socat'
-/** The first containerd whose CRI port-forward needs no socat (containerd/cri#1470, released in 1.4.0). */
-export const CONTAINERD_NATIVE_SINCE: readonly [number, number] = [1, 4]
 /** glibc loads these with dlopen (name lookups), so they are not in ldd's list; they must match the copied libc. */
 export const GLIBC_DLOPEN_LIBS = ['libnss_files.so.2', 'libnss_dns.so.2', 'libresolv.so.2']
 
@@ -137,19 +135,23 @@ export interface RuntimeNeed {
   why: string
 }
 
-/** Whether the node's runtime runs socat for kubectl port-forward. Unknown versions and runtimes count as yes. */
-export function runtimeNeedsSocat(runtime: string, version: string | undefined): RuntimeNeed {
-  if (runtime !== 'containerd') return {needed: true, why: `the ${runtime} runtime may run socat for kubectl port-forward`}
+/**
+ * Whether the node's runtime runs socat for kubectl port-forward, from its declaration (needsSocat):
+ * always, never, or below a version of one of its packages. An unknown version counts as yes.
+ */
+export function runtimeNeedsSocat(runtime: string, declared: RuntimeProvider['needsSocat'], version: string | undefined): RuntimeNeed {
+  if (declared === false) return {needed: false, why: `the ${runtime} runtime forwards ports without socat`}
+  if (declared === true) return {needed: true, why: `the ${runtime} runtime runs socat for kubectl port-forward`}
   const found = version === undefined ? undefined : upstreamRelease(version)
-  if (!found) return {needed: true, why: 'containerd of unknown version may run socat for kubectl port-forward'}
-  const [major, minor] = CONTAINERD_NATIVE_SINCE
-  const native = found.major > major || (found.major === major && found.minor >= minor)
+  if (!found) return {needed: true, why: `${declared.package} of unknown version may run socat for kubectl port-forward`}
+  const since = upstreamRelease(declared.belowVersion)
+  const native = since !== undefined && (found.major > since.major || (found.major === since.major && found.minor >= since.minor))
   return native
     ? {
         needed: false,
-        why: `containerd ${found.release} forwards ports itself (without socat since ${major}.${minor}), so nothing in the node runs socat`,
+        why: `${declared.package} ${found.release} forwards ports itself (without socat since ${declared.belowVersion}), so nothing in the node runs socat`,
       }
-    : {needed: true, why: `containerd ${found.release} runs socat for kubectl port-forward`}
+    : {needed: true, why: `${declared.package} ${found.release} runs socat for kubectl port-forward`}
 }
 
 export interface Decision {
@@ -201,11 +203,8 @@ async function runtimeVersion(ctx: StageContext): Promise<string | undefined> {
   if (!node) return undefined
   const status = await nodeText(ctx, node, '/var/lib/dpkg/status')
   if (!status) return undefined
-  for (const pkg of [ctx.runtime.name, `${ctx.runtime.name}.io`]) {
-    const version = dpkgVersion(status, pkg)
-    if (version) return version
-  }
-  return undefined
+  const declared = ctx.runtime.needsSocat
+  return typeof declared === 'object' ? dpkgVersion(status, declared.package) : undefined
 }
 
 /** Looks at the nodes once per pipeline: the skip check and the task share the answer. */
@@ -218,7 +217,7 @@ export function decision(ctx: StageContext): Promise<Decision> {
       if (mode === 'never') return decide({mode, lacking: [], need: {needed: false, why: ''}})
       const has = await Promise.all(ctx.nodes.map((node) => nodeHas(ctx, node, IMAGE_SOCAT)))
       const lacking = ctx.nodes.filter((_, i) => !has[i])
-      const need = lacking.length > 0 ? runtimeNeedsSocat(ctx.runtime.name, await runtimeVersion(ctx)) : {needed: false, why: ''}
+      const need = lacking.length > 0 ? runtimeNeedsSocat(ctx.runtime.name, ctx.runtime.needsSocat, await runtimeVersion(ctx)) : {needed: false, why: ''}
       return decide({mode, lacking, need})
     })()
     decisions.set(ctx, found)

@@ -1,7 +1,7 @@
 import {readFile, realpath, stat, statfs, truncate} from 'node:fs/promises'
 import {dirname} from 'node:path'
 
-import type {KubeSpawnHook, StageContext} from 'kube-spawn/sdk'
+import type {KubeSpawnHook, StageContext} from '@kube-spawn/sdk'
 
 /**
  * systemd keeps /var/lib/machines on a btrfs file system inside an image file (/var/lib/machines.raw,

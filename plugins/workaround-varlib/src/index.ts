@@ -1,11 +1,12 @@
 import {mkdir} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import type {KubeSpawnHook, StageTask} from 'kube-spawn/sdk'
+import type {KubeSpawnHook, StageTask} from '@kube-spawn/sdk'
 
 /**
  * overlayfs refuses an upper dir that is itself on overlayfs, so the runtime's overlay snapshotter
- * cannot work inside a node whose root is an overlay. Bind-mounting the runtime's data dir and
+ * cannot work inside a node whose root is an overlay. Bind-mounting the runtime's data dirs (its
+ * declared dataDirs) and
  * /var/lib/kubelet from the host fixes that, keeps node roots small, and keeps the data across restarts.
  */
 export const KUBELET_DIR = '/var/lib/kubelet'
@@ -19,7 +20,7 @@ export const providers: KubeSpawnHook<'kube-spawn:providers'> = async () => ({
   workarounds: [
     {
       name: 'varlib',
-      description: 'Bind-mount the runtime data dir and /var/lib/kubelet from the host (overlay roots cannot host overlay snapshots)',
+      description: 'Bind-mount the runtime data dirs and /var/lib/kubelet from the host (overlay roots cannot host overlay snapshots)',
     },
   ],
 })
@@ -28,7 +29,7 @@ export const providers: KubeSpawnHook<'kube-spawn:providers'> = async () => ({
 const mountTask: StageTask = {
   title: 'Bind-mount the runtime data dir and /var/lib/kubelet from the host',
   task: async (ctx, task) => {
-    const paths = [...new Set([ctx.runtime.dataDir, KUBELET_DIR])]
+    const paths = [...new Set([...ctx.runtime.dataDirs, KUBELET_DIR])]
     for (const node of ctx.nodes) {
       for (const dst of paths) {
         const src = hostDirFor(node.dir, dst)

@@ -6,7 +6,7 @@ import {describe, it} from 'node:test'
 import {parseToml, resolveDefinition} from '../../../dist/config/definition.js'
 import {definitionSpec} from '../../../dist/config/spec.js'
 import type {Spec} from '../../../dist/config/spec.js'
-import {STAGES} from '../../../dist/sdk/index.js'
+import {STAGES} from '@kube-spawn/sdk'
 
 const read = (name: string) => readFile(new URL(`../../../docs/${name}`, import.meta.url), 'utf8')
 

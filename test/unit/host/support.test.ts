@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 
 import {checkSupport, describeHost} from '../../../dist/host/support.js'
-import type {HostInfo} from '../../../dist/sdk/index.js'
+import type {HostInfo} from '@kube-spawn/sdk'
 
 const v2Systemd: HostInfo = {
   machined: true,

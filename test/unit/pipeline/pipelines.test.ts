@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 
 import {PIPELINES, phaseStages} from '../../../dist/pipeline/pipelines.js'
-import {STAGES} from '../../../dist/sdk/index.js'
+import {STAGES} from '@kube-spawn/sdk'
 
 const stagesOf = (phase: Parameters<typeof phaseStages>[0], options = {}) => phaseStages(phase, options).map((d) => d.stage)
 

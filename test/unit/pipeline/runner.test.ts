@@ -27,7 +27,7 @@ describe('describePlan', () => {
         owner: 'other',
         task: {title: 'Disabled', enabled: (c) => !c.dryRun, skip: () => 'never asked', task: () => {}},
       },
-      {stage: 'prepare-node', owner: 'other', task: {task: () => {}}},
+      {stage: 'prepare-node', owner: 'other', task: {title: '', task: () => {}}},
     ]
     assert.deepEqual(await describePlan(planned, ctx), [
       {stage: 'preflight', owner: 'kube-spawn', title: 'Check the host'},

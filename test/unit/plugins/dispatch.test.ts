@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 
 import {HOOK_TIMEOUT_MS, dispatch, shortPluginName} from '../../../dist/plugins/dispatch.js'
-import type {StageContext} from '../../../dist/sdk/index.js'
+import type {StageContext} from '@kube-spawn/sdk'
 import {UserError} from '../../../dist/errors.js'
 import {useFixtureConfig} from '../helpers/fixture-config.ts'
 

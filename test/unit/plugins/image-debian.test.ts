@@ -3,11 +3,9 @@ import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 
 import {DEFAULT_SUITE, debianOptions, imageKey, suiteRefusal} from '../../../plugins/image-debian/dist/index.js'
-import type {StageContext} from '../../../dist/sdk/index.js'
 
 function options(config: Record<string, unknown>) {
-  const ctx = {pluginConfig: () => config, runtime: {packages: ['containerd']}} as unknown as Pick<StageContext, 'pluginConfig' | 'runtime'>
-  return debianOptions(ctx)
+  return debianOptions({pluginConfig: () => config}, ['containerd'])
 }
 
 describe('image-debian options', () => {

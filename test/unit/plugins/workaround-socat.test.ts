@@ -23,7 +23,10 @@ import {
   upstreamRelease,
   wrapperScript,
 } from '../../../plugins/workaround-socat/dist/index.js'
-import type {ExecResult, NodeHandle, StageContext} from '../../../dist/sdk/index.js'
+import type {ExecResult, NodeHandle, StageContext} from '@kube-spawn/sdk'
+import {containerd} from '../../../plugins/runtime-containerd/dist/index.js'
+
+const CONTAINERD_SOCAT = {package: 'containerd', belowVersion: '1.4'}
 
 const exec = promisify(execFile)
 
@@ -113,18 +116,19 @@ Version: 1.6.20~ds1-1+deb12u3
     assert.equal(upstreamRelease('git-abc'), undefined)
   })
   it('containerd 1.4 and later forward ports without socat; older ones and unknowns need it', () => {
-    assert.deepEqual(runtimeNeedsSocat('containerd', '1.6.20~ds1-1+deb12u3'), {
+    assert.deepEqual(containerd.needsSocat, CONTAINERD_SOCAT)
+    assert.deepEqual(runtimeNeedsSocat('containerd', CONTAINERD_SOCAT, '1.6.20~ds1-1+deb12u3'), {
       needed: false,
       why: 'containerd 1.6.20 forwards ports itself (without socat since 1.4), so nothing in the node runs socat',
     })
-    assert.equal(runtimeNeedsSocat('containerd', '1.4.0-1').needed, false)
-    assert.equal(runtimeNeedsSocat('containerd', '2.0.1').needed, false)
-    assert.deepEqual(runtimeNeedsSocat('containerd', '1.3.3-1'), {
+    assert.equal(runtimeNeedsSocat('containerd', CONTAINERD_SOCAT, '1.4.0-1').needed, false)
+    assert.equal(runtimeNeedsSocat('containerd', CONTAINERD_SOCAT, '2.0.1').needed, false)
+    assert.deepEqual(runtimeNeedsSocat('containerd', CONTAINERD_SOCAT, '1.3.3-1'), {
       needed: true,
       why: 'containerd 1.3.3 runs socat for kubectl port-forward',
     })
-    assert.equal(runtimeNeedsSocat('containerd', undefined).needed, true)
-    assert.equal(runtimeNeedsSocat('docker', '20.10.5').needed, true)
+    assert.equal(runtimeNeedsSocat('containerd', CONTAINERD_SOCAT, undefined).needed, true)
+    assert.equal(runtimeNeedsSocat('docker', true, '20.10.5').needed, true)
   })
 })
 

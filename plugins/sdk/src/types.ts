@@ -1,0 +1,347 @@
+/**
+ * The types of kube-spawn's plugin API. They are self-contained (no oclif or listr2 types), so a plugin
+ * needs nothing but this package to type-check; the host's own objects fit them structurally.
+ */
+import type {WaitOptions} from './wait.js'
+
+/** Pipeline stages in the order they run. Plugin tasks of a stage run after the host's own tasks of it. */
+export const STAGES = [
+  // create
+  'preflight',
+  'prepare-image',
+  'prepare-node',
+  // start
+  'pre-boot',
+  'boot',
+  'post-boot',
+  'pre-init',
+  'init',
+  'post-init',
+  'join',
+  'post-join',
+  'ready',
+  // stop
+  'stop',
+  'power-off',
+  // destroy
+  'destroy',
+  'remove',
+] as const
+export type Stage = (typeof STAGES)[number]
+
+export interface BindMount {
+  src: string
+  dst: string
+}
+
+export interface BindMounts {
+  readOnly: BindMount[]
+  readWrite: BindMount[]
+}
+
+export type Role = 'control-plane' | 'worker'
+
+export interface Machine {
+  name: string
+  role: Role
+  ip: string
+  running: boolean
+  bindmount: BindMounts
+}
+
+/** A fully resolved cluster definition plus the state kube-spawn records beside it. */
+export interface Cluster {
+  clusterName: string
+  containerRuntime: string
+  image: string
+  kubernetesVersion: string
+  nodes: number
+  token: string
+  cni: 'bridge' | 'none'
+  kubernetes: {source: string}
+  network: {subnet: string; clusterSubnet?: string; podCidr: string; serviceCidr: string; egress: boolean}
+  bindmount: BindMounts
+  runtimeConfig: {cgroupPerQos: boolean; failSwapOn: boolean; timeout: string; useLegacyCgroupDriver: boolean}
+  pluginConfig: Record<string, Record<string, unknown>>
+  machines: Machine[]
+  /**
+   * initialized is false until kubeadm init and every join have succeeded: the host sets it in the
+   * post-join stage (its "Enable the kubelet" task, which runs before the plugins' post-join tasks),
+   * so a plugin's post-init task sees false and its post-join task true on the first start. In later
+   * starts it is true from the beginning, and the init and join stages are skipped.
+   */
+  state: {initialized: boolean}
+}
+
+export type CgroupDriver = 'systemd' | 'cgroupfs'
+
+/** An apt repository a runtime's packages come from, with the key that signs it. */
+export interface AptSource {
+  /** A file name: the source goes to /etc/apt/sources.list.d/<name>.list, its key to /etc/apt/keyrings/<name>.asc. */
+  name: string
+  /** The one-line-style entry without [signed-by]: "https://pkgs.example.org/deb/ /". The host adds signed-by. */
+  entry: string
+  /** The signing key (ASCII-armoured or binary), inline or fetched and checked against its SHA-256. */
+  key: {content: string} | {url: string; sha256: string}
+}
+
+/** The packages a runtime needs in an image of one family, and where they come from. */
+export interface RuntimePackages {
+  names: string[]
+  aptSources?: AptSource[]
+}
+
+/** What a runtime file's content may depend on: rendered once per node at prepare-node. */
+export interface FileContext {
+  readonly cluster: Cluster
+  readonly node: {name: string; ip: string; role: Role}
+  readonly kubernetes: KubernetesInfo
+  readonly host: HostInfo
+  /** Where the host writes the pod network's CNI config, and where the runtime's CNI plugins are. */
+  readonly cni: {confDir: string; binDir: string}
+}
+
+/** A file the host puts into every node: inline (text, or rendered per node) or downloaded and verified. */
+export type RuntimeFile = {path: string; mode?: number} & (
+  | {content: string | ((ctx: FileContext) => string)}
+  | {url: string; sha256: string}
+)
+
+/**
+ * A container runtime that runs inside every node, as data. The host installs, configures, waits for
+ * and stops it from these fields; a runtime plugin needs no tasks of its own.
+ */
+export interface RuntimeProvider {
+  name: string
+  description: string
+  /** Per image family ("debian", "flatcar", …): the packages the image must contain. */
+  packages: Record<string, RuntimePackages>
+  /** Config files, unit files and binaries the host writes into every node at prepare-node. */
+  files?: RuntimeFile[]
+  /** Commands that must be on the node's PATH once the image and files are in place (checked in the root). */
+  commands: string[]
+  /** Where the runtime keeps its data in a node; the varlib workaround binds them from the host. */
+  dataDirs: string[]
+  /** The CRI endpoint the kubelet talks to. */
+  criSocket: string
+  /** The cgroup drivers the runtime can use; the cluster's driver must be among them. */
+  cgroupDrivers: CgroupDriver[]
+  /** Where the runtime looks for CNI plugins in a node (the host checks bridge, host-local, loopback and portmap are there). */
+  cniBinDir: string
+  /** Imports an image archive (docker-archive layout) into the namespace the kubelet uses; the path is appended. */
+  imageImportCommand: string[]
+  /** The systemd units that run the runtime, the main one first. The host enables them, orders the kubelet after them and stops them. */
+  services: string[]
+  /** Exits 0 once the runtime answers; the host runs it in every node after boot. */
+  readinessCommand: string[]
+  /** Kills every container; the host runs it after stopping the kubelet and before stopping the services. */
+  stopContainersCommand?: string[]
+  /**
+   * Whether the kubelet's port-forward needs socat in the node: true, or needed only below a version of
+   * one of the runtime's packages (runtimes that forward natively from that version on).
+   */
+  needsSocat: boolean | {package: string; belowVersion: string}
+  /** What the runtime works with; a cluster outside it is refused in preflight. */
+  supports?: {images?: string[]; kubernetes?: {min?: string; max?: string}}
+}
+
+/** How an image's root filesystem is made when its cache entry is missing. */
+export interface ImageBuildContext {
+  /** The directory to fill: it is empty, and becomes the cached root once build resolves. */
+  readonly rootfs: string
+  /** The runtime's packages for this image's family. */
+  readonly packages: RuntimePackages
+  readonly host: HostInfo
+  pluginConfig(name: string): Record<string, unknown>
+  run(argv: string[], options?: RunOptions): Promise<ExecResult>
+  /** A progress line shown under the task. */
+  output(line: string): void
+  readonly signal?: AbortSignal
+}
+
+/** What an image's key and checks may look at. */
+export interface ImageContext {
+  readonly cluster: Cluster
+  readonly runtime: RuntimeProvider
+  readonly host: HostInfo
+  pluginConfig(name: string): Record<string, unknown>
+}
+
+/**
+ * A base image the node root filesystems are made from. The host caches the root by key, builds or
+ * fetches it when missing, and checks it (docs/plugins.md#what-a-root-filesystem-must-contain).
+ */
+export interface ImageProvider {
+  name: string
+  description: string
+  /** Which runtime packages apply ("debian", "flatcar", …). */
+  family: string
+  /** The cache key of the root for this cluster: it must change whenever what is built changes. */
+  key(ctx: ImageContext): string
+  /** Why this image cannot be used for this cluster on this host (a settings or host mismatch), or undefined. Runs in --dry-run too. */
+  refuse?(ctx: ImageContext): string | undefined
+  /** Host programs the build or fetch needs (checked in preflight when the root is not cached). */
+  hostCommands?: string[]
+  /** Builds the root into ctx.rootfs. */
+  build?(ctx: ImageBuildContext): Promise<void>
+  /** Or: a root filesystem tarball to download, verify and unpack (tar, any compression tar knows). */
+  fetch?(ctx: ImageContext): {url: string; sha256: string}
+}
+
+/** A host or node workaround that switches itself on where it is needed. */
+export interface WorkaroundInfo {
+  name: string
+  description: string
+}
+
+export interface Provides {
+  runtimes?: RuntimeProvider[]
+  images?: ImageProvider[]
+  workarounds?: WorkaroundInfo[]
+}
+
+/** What kube-spawn found out about the host before it touched anything. */
+export interface HostInfo {
+  /** systemd-machined is there, so nodes run as registered transient units. */
+  machined: boolean
+  /** The capability bounding set has CAP_SYS_RESOURCE (missing in some VMs and containers). */
+  capSysResource: boolean
+  cgroupVersion: 1 | 2
+  /** /lib/modules exists and can be bound into nodes. */
+  hasLibModules: boolean
+  /** systemd is PID 1 (machined needs it). */
+  systemdPid1: boolean
+  /** The host's systemd (systemd-nspawn) version; undefined when nspawn is missing. */
+  systemdVersion?: number
+  /** The running kernel's release (uname -r). */
+  kernel: string
+  /**
+   * Multiply waits by this: 1 on a normal host, 3 under full CPU emulation (QEMU without KVM), or
+   * $KUBE_SPAWN_TIMEOUT_SCALE. Plugins scale their own waits by it too.
+   */
+  timeoutScale: number
+}
+
+/** What the cluster's Kubernetes release expects of the runtime. */
+export interface KubernetesInfo {
+  version: string
+  sandboxImage: string
+  cgroupDriver: CgroupDriver
+}
+
+export interface ExecResult {
+  stdout: string
+  stderr: string
+  exitCode: number
+}
+
+export interface RunOptions {
+  /** Text written to the command's standard input. */
+  input?: string
+  /** Fail after this many milliseconds. */
+  timeoutMs?: number
+  /** Stream output into this task's output line. */
+  task?: StageTaskWrapper
+  /** Return a non-zero exit instead of throwing. */
+  allowFailure?: boolean
+  /**
+   * Kills the command when this aborts. ctx.run and node.exec pass the pipeline's own signal (aborted
+   * on Ctrl-C or SIGTERM) by default; give another only for work that must outlive an interrupt.
+   */
+  signal?: AbortSignal
+}
+
+/** A node as plugins see it. */
+export interface NodeHandle {
+  readonly name: string
+  readonly role: Role
+  readonly ip: string
+  /** The node's private directory on the host (its layers and bind-mounted data live here). */
+  readonly dir: string
+  /** Runs a command inside the running node. */
+  exec(argv: string[], options?: RunOptions): Promise<ExecResult>
+  /** Writes a file into the node's root filesystem (works whether or not it is running). */
+  writeFile(path: string, content: string | Uint8Array, mode?: number): Promise<void>
+  /** Copies a host file into the node's root filesystem (binaries too). */
+  copyIn(hostPath: string, path: string, mode?: number): Promise<void>
+  /** Reads a file from the node's root filesystem (its own layer over the base image when it is not running); undefined when absent. */
+  readFile(path: string): Promise<string | undefined>
+  /** Adds a bind mount for the node's next boot (call it in the pre-boot stage). */
+  addBindMount(mount: BindMount & {readOnly?: boolean}): void
+}
+
+/** The context every stage task receives. */
+export interface StageContext {
+  readonly cluster: Cluster
+  readonly clusterDir: string
+  /** Shared across clusters: image and artifact caches live below it. */
+  readonly cacheDir: string
+  readonly runtime: RuntimeProvider
+  readonly image: ImageProvider
+  readonly host: HostInfo
+  readonly kubernetes: KubernetesInfo
+  readonly nodes: NodeHandle[]
+  readonly dryRun: boolean
+  /** The base root filesystem; set by the host in prepare-image. */
+  baseImage?: {rootfs: string; key: string}
+  /** Settings from [plugin-config.<name>] in kspawn.toml. */
+  pluginConfig(name: string): Record<string, unknown>
+  /** Runs a command on the host. */
+  run(argv: string[], options?: RunOptions): Promise<ExecResult>
+  /** A warning the user sees after the pipeline. */
+  warn(message: string): void
+  /**
+   * Probes `condition` until it returns something other than false or undefined, and returns that; the
+   * first probe runs at once, a probe that throws ends the wait. Ends with a "timed out after … waiting
+   * for <describe>" error, or with the interrupt when ctx.signal aborts. Scale the timeout by
+   * host.timeoutScale.
+   */
+  waitFor<T>(condition: () => T | false | undefined | Promise<T | false | undefined>, options: WaitOptions): Promise<T>
+  /** Free-form values plugins hand to later stages, keyed by plugin name. */
+  readonly shared: Map<string, unknown>
+  /**
+   * Aborted when the user interrupts the command (Ctrl-C, SIGTERM). ctx.run and node.exec already
+   * honour it; a task that waits in a loop of its own should call signal.throwIfAborted() each round.
+   */
+  readonly signal?: AbortSignal
+}
+
+/** What a running task may do with its line in the output (the part of listr2's task wrapper plugins use). */
+export interface StageTaskWrapper {
+  title: string | undefined
+  /** The line shown under the task while it runs. */
+  output: string | undefined
+  /** Marks the task skipped, with a reason. */
+  skip(message?: string): void
+}
+
+/** A task a plugin contributes to a stage (a listr2 task; the host prefixes its title with the plugin's name). */
+export interface StageTask {
+  title: string
+  task: (ctx: StageContext, task: StageTaskWrapper) => void | Promise<void>
+  /** A reason (string) or true to skip; false to run. Also shown by --dry-run. */
+  skip?: boolean | string | ((ctx: StageContext) => boolean | string | Promise<boolean | string>)
+  /** false leaves the task out here ("not enabled here" in --dry-run). */
+  enabled?: boolean | ((ctx: StageContext) => boolean | Promise<boolean>)
+}
+
+/** The options of the kube-spawn:tasks hook. */
+export interface TasksHookOptions {
+  stage: Stage
+  /** The context the tasks will run with (for deciding which tasks to return). */
+  ctx: StageContext
+}
+
+/** The hooks kube-spawn runs: each event's options and what a handler returns. */
+export interface KubeSpawnHooks {
+  'kube-spawn:providers': {options: Record<never, never>; return: Provides}
+  'kube-spawn:tasks': {options: TasksHookOptions; return: StageTask[]}
+}
+
+/**
+ * The type of a hook handler, e.g. `export const tasks: KubeSpawnHook<'kube-spawn:tasks'> = async ({stage, ctx}) => [...]`.
+ * oclif calls it with the options (plus oclif's own `config` and `context`, which plugins do not need).
+ */
+export type KubeSpawnHook<K extends keyof KubeSpawnHooks> = (
+  options: KubeSpawnHooks[K]['options'] & {config?: unknown},
+) => Promise<KubeSpawnHooks[K]['return']>

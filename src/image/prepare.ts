@@ -1,0 +1,198 @@
+/**
+ * The base image, driven by the image plugin's declaration: the host checks it fits, builds or fetches
+ * its root into the cache by key, checks the root against what nodes need, and hands it to the nodes.
+ *
+ *   <cacheDir>/images/<key>/{rootfs/,image.json}
+ *
+ * A root is built into a private temporary directory and renamed into place, so the cache never holds
+ * a half-built image, and a concurrent build of the same key simply loses the rename race.
+ */
+import {mkdir, readFile, readdir, rename, rm, stat, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
+
+import {type AptSource, type ImageBuildContext, type RuntimePackages, isUserError, missingFromRoot} from '@kube-spawn/sdk'
+
+import type {ClusterContext, HostStep} from '../context/index.js'
+import {UserError, errorMessage} from '../errors.js'
+import {cachedFilePath} from '../runtime/files.js'
+import {downloadVerified} from '../util/download.js'
+
+export function imageDir(cacheDir: string, key: string): string {
+  return join(cacheDir, 'images', key)
+}
+
+const exists = (path: string) => stat(path).then(Boolean, () => false)
+
+/** Runs one of the image plugin's functions; what it throws names the plugin. */
+async function fromImagePlugin<T>(ctx: ClusterContext, what: string, work: () => T | Promise<T>): Promise<T> {
+  try {
+    return await work()
+  } catch (error) {
+    const plugin = ctx.providerPlugins.image
+    const hint = isUserError(error) || error instanceof UserError ? error.hint : undefined
+    throw new UserError(`image ${ctx.image.name} (plugin ${plugin}): ${what}: ${errorMessage(error)}`, {
+      hint: hint ?? 'fix or uninstall that plugin (kube-spawn plugins)',
+      exitCode: isUserError(error) || error instanceof UserError ? error.exitCode : 1,
+      cause: error,
+    })
+  }
+}
+
+/** The cache key of the cluster's base image, computed once per context. */
+const keys = new WeakMap<ClusterContext, string>()
+export async function baseImageKey(ctx: ClusterContext): Promise<string> {
+  const known = keys.get(ctx)
+  if (known) return known
+  const key = await fromImagePlugin(ctx, 'its settings', () => ctx.image.key(ctx))
+  if (typeof key !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(key))
+    throw new UserError(`image ${ctx.image.name} (plugin ${ctx.providerPlugins.image}) gave the cache key ${JSON.stringify(key)}`, {
+      hint: 'a key is letters, digits, dots, dashes and underscores; fix the plugin',
+    })
+  keys.set(ctx, key)
+  return key
+}
+
+const isCached = async (ctx: ClusterContext) => exists(join(imageDir(ctx.cacheDir, await baseImageKey(ctx)), 'image.json'))
+
+/** preflight: the image accepts the cluster and this host, and the host has what building it needs. */
+export const checkImage: HostStep = {
+  title: 'Check that the base image can be made and used here',
+  task: async (ctx, task) => {
+    const key = await baseImageKey(ctx)
+    const refusal = await fromImagePlugin(ctx, 'its check', () => ctx.image.refuse?.(ctx))
+    if (refusal) throw new UserError(`image ${ctx.image.name} cannot be used: ${refusal}`, {hint: 'change the image settings or the host'})
+    if (!(await isCached(ctx))) {
+      for (const command of ctx.image.hostCommands ?? []) {
+        const found = await ctx.run(['sh', '-c', `command -v ${command}`], {allowFailure: true})
+        if (found.exitCode !== 0)
+          throw new UserError(`${command} is not installed, and image ${ctx.image.name} needs it to build ${key}`, {
+            hint: `install it (on Debian: apt-get install ${command})`,
+          })
+      }
+    }
+    task.title = `Image ${ctx.image.name} (${ctx.image.family}) fits: ${key}${(await isCached(ctx)) ? ', cached' : ''}`
+  },
+}
+
+/** prepare-image: build or fetch the root when the cache lacks it. */
+export const makeBaseImage: HostStep = {
+  title: 'Build or fetch the base image',
+  skip: async (ctx) => ((await isCached(ctx)) ? `image ${await baseImageKey(ctx)} is cached` : false),
+  task: async (ctx, task) => {
+    const key = await baseImageKey(ctx)
+    const started = Date.now()
+    task.title = `Make the ${ctx.image.name} base image ${key}`
+    await makeImage(ctx, key, (line) => (task.output = line))
+    task.title = `Made the ${ctx.image.name} base image ${key} in ${Math.round((Date.now() - started) / 1000)} s`
+  },
+}
+
+/** prepare-image: the nodes' base is the cached root, once it holds what nodes need. */
+export const useBaseImage: HostStep = {
+  title: 'Check the base image and use it',
+  task: async (ctx, task) => {
+    const key = await baseImageKey(ctx)
+    const rootfs = join(imageDir(ctx.cacheDir, key), 'rootfs')
+    await assertRootComplete(ctx, rootfs, key)
+    ctx.baseImage = {rootfs, key}
+    task.title = `Use the base image ${key}`
+  },
+}
+
+async function assertRootComplete(ctx: ClusterContext, rootfs: string, key: string): Promise<void> {
+  const missing = await missingFromRoot(rootfs, ctx.runtime)
+  if (missing.length > 0)
+    throw new UserError(
+      `the root filesystem of image ${key} (image ${ctx.image.name}, plugin ${ctx.providerPlugins.image}, runtime ${ctx.runtime.name}) lacks: ${missing.join(', ')}`,
+      {hint: 'the image or runtime plugin must provide these (docs/plugins.md#what-a-root-filesystem-must-contain)', exitCode: 1},
+    )
+}
+
+async function makeImage(ctx: ClusterContext, key: string, output: (line: string) => void): Promise<void> {
+  const images = join(ctx.cacheDir, 'images')
+  const final = imageDir(ctx.cacheDir, key)
+  await mkdir(images, {recursive: true, mode: 0o700})
+  await removeAbandonedBuilds(images)
+  const temp = join(images, `.build-${key}-${process.pid}`)
+  const rootfs = join(temp, 'rootfs')
+  await rm(temp, {recursive: true, force: true})
+  try {
+    await mkdir(rootfs, {recursive: true, mode: 0o755})
+    const {build, fetch} = ctx.image
+    if (build) {
+      const buildCtx: ImageBuildContext = {
+        rootfs,
+        packages: await resolvedPackages(ctx),
+        host: ctx.host,
+        pluginConfig: ctx.pluginConfig,
+        run: ctx.run,
+        output,
+        signal: ctx.signal,
+      }
+      await fromImagePlugin(ctx, 'its build failed', () => build.call(ctx.image, buildCtx))
+    } else if (fetch) {
+      const source = await fromImagePlugin(ctx, 'its fetch', () => fetch.call(ctx.image, ctx))
+      const archive = await downloadCached(ctx, source.url, source.sha256, `image ${ctx.image.name}`, output)
+      output(`unpacking ${source.url}`)
+      await ctx.run(['tar', '-xpf', archive, '-C', rootfs, '--numeric-owner'], {timeoutMs: 30 * 60_000})
+    } else throw new UserError(`image ${ctx.image.name} (plugin ${ctx.providerPlugins.image}) has neither build nor fetch`, {hint: 'fix the plugin'})
+    // Each node writes its own machine-id; an empty file tells systemd it is not a first boot.
+    await writeFile(join(rootfs, 'etc/machine-id'), '')
+    await assertRootComplete(ctx, rootfs, key)
+    await writeFile(
+      join(temp, 'image.json'),
+      `${JSON.stringify({key, image: ctx.image.name, family: ctx.image.family, built: new Date().toISOString()}, null, 2)}\n`,
+    )
+    try {
+      await rename(temp, final)
+    } catch (error) {
+      if (!(await exists(join(final, 'image.json')))) throw error
+      await rm(temp, {recursive: true, force: true})
+    }
+  } catch (error) {
+    await rm(temp, {recursive: true, force: true})
+    throw error
+  }
+}
+
+/** The runtime's packages for the image's family, with every apt key fetched and verified into inline content. */
+async function resolvedPackages(ctx: ClusterContext): Promise<RuntimePackages> {
+  const packages = ctx.runtime.packages[ctx.image.family] ?? {names: []}
+  const aptSources: AptSource[] = []
+  for (const source of packages.aptSources ?? []) {
+    if ('content' in source.key) aptSources.push(source)
+    else {
+      const path = await downloadCached(ctx, source.key.url, source.key.sha256, `the apt key of ${source.name}`, () => undefined)
+      aptSources.push({...source, key: {content: await readFile(path, 'utf8')}})
+    }
+  }
+  return {names: packages.names, ...(aptSources.length > 0 ? {aptSources} : {})}
+}
+
+async function downloadCached(ctx: ClusterContext, url: string, sha256: string, what: string, output: (line: string) => void): Promise<string> {
+  const dest = cachedFilePath(ctx.cacheDir, sha256)
+  if (await exists(dest)) return dest
+  await mkdir(join(ctx.cacheDir, 'files'), {recursive: true, mode: 0o700})
+  await downloadVerified({
+    url,
+    dest,
+    sha256,
+    what,
+    hint: 'check that the host can reach the server',
+    onProgress: ({done}) => output(`${url}: ${Math.round(done / 1048576)} MiB`),
+  })
+  return dest
+}
+
+/** A build interrupted by a kill leaves .build-<key>-<pid>; remove those whose process is gone. */
+async function removeAbandonedBuilds(images: string): Promise<void> {
+  for (const entry of await readdir(images).catch(() => [] as string[])) {
+    const pid = Number(/^\.build-.*-(\d+)$/.exec(entry)?.[1])
+    if (!pid) continue
+    const alive = await readFile(`/proc/${pid}/cmdline`, 'utf8').then(
+      () => true,
+      () => false,
+    )
+    if (!alive || pid === process.pid) await rm(join(images, entry), {recursive: true, force: true})
+  }
+}

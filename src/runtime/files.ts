@@ -1,0 +1,111 @@
+/** The runtime's files in the nodes: downloaded and verified once into the cache, written into every node. */
+import {mkdir, stat} from 'node:fs/promises'
+import {join} from 'node:path'
+
+import type {FileContext, RuntimeFile} from '@kube-spawn/sdk'
+
+import type {ClusterContext, HostNode, HostStep} from '../context/index.js'
+import {UserError, errorMessage} from '../errors.js'
+import {downloadVerified} from '../util/download.js'
+
+/** Where the host writes the pod network's CNI config in a node. */
+export const CNI_CONF_DIR = '/etc/cni/net.d'
+
+/** A downloaded file in the artifact cache, by its checksum. */
+export function cachedFilePath(cacheDir: string, sha256: string): string {
+  return join(cacheDir, 'files', sha256)
+}
+
+const isDownload = (file: RuntimeFile): file is Extract<RuntimeFile, {url: string}> => 'url' in file
+
+/** prepare-image: the runtime's downloads (binaries, archives), verified against their SHA-256, cached. */
+export const fetchRuntimeFiles: HostStep = {
+  title: 'Fetch the container runtime’s files',
+  skip: async (ctx) => ((await missingDownloads(ctx)).length === 0 ? 'nothing to download, or all cached' : false),
+  task: async (ctx, task) => {
+    await mkdir(join(ctx.cacheDir, 'files'), {recursive: true, mode: 0o700})
+    for (const file of await missingDownloads(ctx)) {
+      await downloadVerified({
+        url: file.url,
+        dest: cachedFilePath(ctx.cacheDir, file.sha256),
+        sha256: file.sha256,
+        what: `${file.path} of container runtime ${ctx.runtime.name}`,
+        hint: `check that the host can reach the server, or report it to the runtime plugin (${ctx.providerPlugins.runtime})`,
+        onProgress: ({done, total}) => (task.output = `${file.path}: ${Math.round(done / 1048576)}${total ? `/${Math.round(total / 1048576)}` : ''} MiB`),
+      })
+    }
+  },
+}
+
+async function missingDownloads(ctx: ClusterContext) {
+  const downloads = (ctx.runtime.files ?? []).filter(isDownload)
+  const present = await Promise.all(downloads.map((f) => stat(cachedFilePath(ctx.cacheDir, f.sha256)).then(Boolean, () => false)))
+  return downloads.filter((_, i) => !present[i])
+}
+
+/** What a runtime file's content is rendered from, for one node. */
+export function fileContext(ctx: ClusterContext, node: HostNode): FileContext {
+  return {
+    cluster: ctx.cluster,
+    node: {name: node.name, ip: node.ip, role: node.role},
+    kubernetes: ctx.kubernetes,
+    host: ctx.host,
+    cni: {confDir: CNI_CONF_DIR, binDir: ctx.runtime.cniBinDir},
+  }
+}
+
+/**
+ * The drop-in every runtime service gets: after the node's cgroup and network set-up, and a bounded
+ * stop so that power-off stays quick.
+ */
+export const SERVICE_DROP_IN = `[Unit]
+After=kube-spawn-cgroups.service kube-spawn-network.service
+Wants=kube-spawn-cgroups.service
+
+[Service]
+TimeoutStopSec=10s
+`
+
+/** prepare-node: the runtime's files, its services' drop-ins, and the services enabled. */
+export const installRuntimeFiles: HostStep = {
+  title: 'Install the container runtime’s files and enable its services in each node',
+  task: async (ctx, task) => {
+    const files = ctx.runtime.files ?? []
+    await Promise.all(
+      ctx.nodes.map(async (node) => {
+        for (const file of files) {
+          if (isDownload(file)) await node.copyIn(cachedFilePath(ctx.cacheDir, file.sha256), file.path, file.mode ?? 0o755)
+          else await node.writeFile(file.path, renderFile(file.content, ctx, node, file.path), file.mode ?? 0o644)
+        }
+        for (const service of ctx.runtime.services) {
+          await node.writeFile(`/etc/systemd/system/${service}.d/10-kube-spawn.conf`, SERVICE_DROP_IN)
+          const unit = await unitPath(node, files, service)
+          if (unit) await node.symlink(`/etc/systemd/system/multi-user.target.wants/${service}`, unit)
+        }
+      }),
+    )
+    task.title = `Installed ${files.length} file(s) of container runtime ${ctx.runtime.name} and enabled ${ctx.runtime.services.join(', ')} in each node`
+  },
+}
+
+function renderFile(content: string | ((ctx: FileContext) => string), ctx: ClusterContext, node: HostNode, path: string): string {
+  if (typeof content === 'string') return content
+  try {
+    return content(fileContext(ctx, node))
+  } catch (error) {
+    throw new UserError(`plugin ${ctx.providerPlugins.runtime} failed to render ${path} for ${node.name}: ${errorMessage(error)}`, {
+      hint: 'fix or uninstall that plugin (kube-spawn plugins)',
+      cause: error,
+    })
+  }
+}
+
+/** The unit file of a service: one the runtime ships, or one the image's packages installed. */
+async function unitPath(node: HostNode, files: RuntimeFile[], service: string): Promise<string | undefined> {
+  const shipped = files.find((f) => f.path.endsWith(`/${service}`) && f.path.includes('/systemd/'))
+  if (shipped) return shipped.path
+  for (const dir of ['/etc/systemd/system', '/usr/lib/systemd/system', '/lib/systemd/system']) {
+    if ((await node.readFile(`${dir}/${service}`)) !== undefined) return `${dir}/${service}`
+  }
+  return undefined
+}
