@@ -74,7 +74,7 @@ function attributed(plugin: string, stage: Stage, task: StageTask): StageTask {
 export async function describePlan(planned: PlannedTask[], ctx: StageContext): Promise<PlanLine[]> {
   const lines: PlanLine[] = []
   for (const {stage, owner, task} of planned) {
-    const title = typeof task.title === 'string' ? task.title : String(task.title ?? '(untitled)')
+    const title = (typeof task.title === 'string' ? task.title : '') || '(untitled)'
     const enabled = typeof task.enabled === 'function' ? await task.enabled(ctx) : (task.enabled ?? true)
     const skip = enabled ? (typeof task.skip === 'function' ? await task.skip(ctx) : task.skip) : 'not enabled here'
     lines.push({stage, owner, title, ...(skip ? {skipped: typeof skip === 'string' ? skip : 'skipped'} : {})})

@@ -3,7 +3,8 @@
  * and ks-fixture-beta, linked the way "kube-spawn plugins link" would (through the data dir's
  * package.json). alpha answers 50 ms after beta, so oclif sees them complete in reverse name order.
  * Their kube-spawn:tasks handlers look at ctx.mode: "throw" makes beta throw, "hang" makes alpha
- * never answer.
+ * never answer. `extra` links more of the fixture plugins: "syntax" (a syntax error on line 4 of its
+ * index.js), "future" (written for plugin API ^2.0).
  */
 import {Config, settings} from '@oclif/core'
 import {after, before} from 'node:test'
@@ -15,14 +16,14 @@ import {FIXTURES} from './cli.ts'
 
 export const FIXTURE_ROOT = join(FIXTURES, 'dispatch')
 
-export async function loadFixtureConfig(): Promise<{config: Config; cleanup: () => Promise<void>}> {
+export async function loadFixtureConfig(extra: string[] = []): Promise<{config: Config; cleanup: () => Promise<void>}> {
   // The fixture plugins are plain JavaScript; there is nothing to transpile, so no warning about it.
   settings.enableAutoTranspile = false
   const dataDir = await mkdtemp(join(tmpdir(), 'ks-fixture-data-'))
   const link = (name: string) => ({type: 'link', name: `ks-fixture-${name}`, root: join(FIXTURE_ROOT, 'plugins', name)})
   await writeFile(
     join(dataDir, 'package.json'),
-    JSON.stringify({private: true, oclif: {schema: 1, plugins: [link('beta'), link('alpha')]}}),
+    JSON.stringify({private: true, oclif: {schema: 1, plugins: [link('beta'), link('alpha'), ...extra.map(link)]}}),
   )
   const previous = process.env.KSFIXTURE_DATA_DIR
   process.env.KSFIXTURE_DATA_DIR = dataDir
@@ -36,10 +37,10 @@ export async function loadFixtureConfig(): Promise<{config: Config; cleanup: () 
 }
 
 /** loadFixtureConfig as hooks of the enclosing describe: the Config, loaded before its tests and removed after. */
-export function useFixtureConfig(): () => Config {
+export function useFixtureConfig(extra: string[] = []): () => Config {
   let loaded: Awaited<ReturnType<typeof loadFixtureConfig>> | undefined
   before(async () => {
-    loaded = await loadFixtureConfig()
+    loaded = await loadFixtureConfig(extra)
   })
   after(async () => loaded?.cleanup())
   return () => loaded!.config

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 
 import {ABORT_GRACE_MS, HOST_OWNER, describePlan, formatPlan, planPipeline, runPipeline} from '../../../dist/pipeline/runner.js'
-import {Interrupted} from '../../../dist/errors.js'
+import {Interrupted, UserError, findUserError} from '../../../dist/errors.js'
 import type {PlannedTask} from '../../../dist/pipeline/runner.js'
 import type {ClusterContext, StageDeclaration} from '../../../dist/context/index.js'
 import {useFixtureConfig} from '../helpers/fixture-config.ts'
@@ -223,5 +223,13 @@ describe('planPipeline (fixture plugins)', () => {
       planPipeline(config(), fakeContext({mode: 'throw'}), [{stage: 'boot', host: []}]),
       /plugin ks-fixture-beta failed in hook kube-spawn:tasks/,
     )
+  })
+
+  it('names the plugin, task and stage when a skip() throws, in --dry-run and in a run', async () => {
+    const ctx = fakeContext({mode: 'skip-throws'})
+    const planned = await planPipeline(config(), ctx, [{stage: 'post-boot', host: []}])
+    const expected = 'plugin ks-fixture-beta: skip() of its task "beta checks" in stage post-boot failed: skip blew up'
+    await assert.rejects(describePlan(planned, ctx), (e: unknown) => e instanceof UserError && e.message === expected)
+    await assert.rejects(runPipeline(planned, ctx, 'silent'), (e: unknown) => findUserError(e)?.message === expected)
   })
 })
