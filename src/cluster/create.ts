@@ -12,6 +12,9 @@ import {loadCatalog, selectProvider} from '../plugins/providers.js'
 import {withLock} from '../state/store.js'
 import type {Env} from '../context/index.js'
 import {phaseStages} from '../pipeline/pipelines.js'
+import type {ClusterContext} from '../context/index.js'
+import {assertImageFits} from '../image/prepare.js'
+import {assertRuntimeFits} from '../runtime/compat.js'
 import {buildContext, runStages} from './context.js'
 
 export interface CreateRequest {
@@ -55,6 +58,7 @@ export async function createCluster(env: Env, request: CreateRequest): Promise<C
   if (request.dryRun) {
     const cluster = await allocate(env, definition)
     const ctx = await buildContext(env, cluster, {dryRun: true})
+    await assertProvidersFit(ctx)
     const {plan} = await runStages(env, ctx, phaseStages('create'))
     return {cluster, plan, warnings: ctx.warnings}
   }
@@ -73,6 +77,7 @@ export async function createCluster(env: Env, request: CreateRequest): Promise<C
     })
     try {
       const ctx = await buildContext(env, cluster)
+      await assertProvidersFit(ctx)
       await runStages(env, ctx, phaseStages('create'))
       return {cluster, plan: [], warnings: ctx.warnings}
     } catch (error) {
@@ -104,4 +109,10 @@ async function allocate(env: Env, definition: Cluster): Promise<Cluster> {
   const podCidr = allocatePodCidr(definition, others)
   const cluster = {...definition, network: {...definition.network, clusterSubnet, podCidr}}
   return {...cluster, machines: planMachines(cluster)}
+}
+
+/** The runtime and the image accept this cluster (their settings, versions, this host): checked before any output. */
+async function assertProvidersFit(ctx: ClusterContext): Promise<void> {
+  assertRuntimeFits(ctx)
+  await assertImageFits(ctx)
 }

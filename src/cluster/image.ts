@@ -4,6 +4,7 @@ import {loadCatalog, selectProvider} from '../plugins/providers.js'
 import type {StageContext} from '@kube-spawn/sdk'
 import type {Env} from '../context/index.js'
 import {phaseStages} from '../pipeline/pipelines.js'
+import {baseImageKey} from '../image/prepare.js'
 import {buildContext, runStages} from './context.js'
 import {readDefinition} from './create.js'
 
@@ -26,8 +27,9 @@ export async function buildBaseImage(env: Env, request: {configFile?: string; ov
   // No machines: the image is shared by every cluster and no node is touched.
   const ctx = await buildContext(env, {...definition, machines: []})
   ctx.baseImage = undefined
+  // Bad image settings fail before any output; a host the image refuses is fine (the image may be for another host).
+  await baseImageKey(ctx)
   await runStages(env, ctx, phaseStages('image'))
-  if (!ctx.baseImage)
-    throw new UserError(`no base image was prepared for image "${definition.image}"`, {hint: 'see the output above'})
+  if (!ctx.baseImage) throw new UserError(`no base image was prepared for image "${definition.image}"`, {hint: 'see the output above'})
   return {image: definition.image, baseImage: ctx.baseImage, warnings: ctx.warnings}
 }

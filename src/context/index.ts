@@ -59,6 +59,8 @@ export type HostTaskWrapper = ListrTaskWrapper<StageContext, ListrDefaultRendere
 /** A task of the host itself, typed over the host's full context. src/pipeline/pipelines.ts places it at its stage. */
 export interface HostStep {
   title: string
+  /** The title for this cluster, when it depends on it (e.g. names the image key); the plan shows it. */
+  titleFor?: (ctx: ClusterContext) => string | Promise<string>
   task: (ctx: ClusterContext, task: HostTaskWrapper) => void | Promise<void>
   /** Why the task would not run (a string), false when it would. */
   skip?: (ctx: ClusterContext) => string | false | Promise<string | false>

@@ -54,13 +54,23 @@ export async function baseImageKey(ctx: ClusterContext): Promise<string> {
 
 const isCached = async (ctx: ClusterContext) => exists(join(imageDir(ctx.cacheDir, await baseImageKey(ctx)), 'image.json'))
 
+/**
+ * The image's settings give a key, and the image accepts this cluster on this host. Runs before any
+ * output (also in --dry-run) and again in preflight.
+ */
+export async function assertImageFits(ctx: ClusterContext): Promise<string> {
+  const key = await baseImageKey(ctx)
+  const refusal = await fromImagePlugin(ctx, 'its check', () => ctx.image.refuse?.(ctx))
+  if (refusal)
+    throw new UserError(refusal, {hint: `refused by image ${ctx.image.name} of plugin ${ctx.providerPlugins.image}`, exitCode: 1})
+  return key
+}
+
 /** preflight: the image accepts the cluster and this host, and the host has what building it needs. */
 export const checkImage: HostStep = {
   title: 'Check that the base image can be made and used here',
   task: async (ctx, task) => {
-    const key = await baseImageKey(ctx)
-    const refusal = await fromImagePlugin(ctx, 'its check', () => ctx.image.refuse?.(ctx))
-    if (refusal) throw new UserError(`image ${ctx.image.name} cannot be used: ${refusal}`, {hint: 'change the image settings or the host'})
+    const key = await assertImageFits(ctx)
     if (!(await isCached(ctx))) {
       for (const command of ctx.image.hostCommands ?? []) {
         const found = await ctx.run(['sh', '-c', `command -v ${command}`], {allowFailure: true})
@@ -77,6 +87,7 @@ export const checkImage: HostStep = {
 /** prepare-image: build or fetch the root when the cache lacks it. */
 export const makeBaseImage: HostStep = {
   title: 'Build or fetch the base image',
+  titleFor: async (ctx) => `${ctx.image.build ? 'Build' : 'Fetch'} the ${ctx.image.name} base image ${await baseImageKey(ctx)}`,
   skip: async (ctx) => ((await isCached(ctx)) ? `image ${await baseImageKey(ctx)} is cached` : false),
   task: async (ctx, task) => {
     const key = await baseImageKey(ctx)
@@ -135,7 +146,10 @@ async function makeImage(ctx: ClusterContext, key: string, output: (line: string
       const archive = await downloadCached(ctx, source.url, source.sha256, `image ${ctx.image.name}`, output)
       output(`unpacking ${source.url}`)
       await ctx.run(['tar', '-xpf', archive, '-C', rootfs, '--numeric-owner'], {timeoutMs: 30 * 60_000})
-    } else throw new UserError(`image ${ctx.image.name} (plugin ${ctx.providerPlugins.image}) has neither build nor fetch`, {hint: 'fix the plugin'})
+    } else
+      throw new UserError(`image ${ctx.image.name} (plugin ${ctx.providerPlugins.image}) has neither build nor fetch`, {
+        hint: 'fix the plugin',
+      })
     // Each node writes its own machine-id; an empty file tells systemd it is not a first boot.
     await writeFile(join(rootfs, 'etc/machine-id'), '')
     await assertRootComplete(ctx, rootfs, key)
@@ -169,7 +183,13 @@ async function resolvedPackages(ctx: ClusterContext): Promise<RuntimePackages> {
   return {names: packages.names, ...(aptSources.length > 0 ? {aptSources} : {})}
 }
 
-async function downloadCached(ctx: ClusterContext, url: string, sha256: string, what: string, output: (line: string) => void): Promise<string> {
+async function downloadCached(
+  ctx: ClusterContext,
+  url: string,
+  sha256: string,
+  what: string,
+  output: (line: string) => void,
+): Promise<string> {
   const dest = cachedFilePath(ctx.cacheDir, sha256)
   if (await exists(dest)) return dest
   await mkdir(join(ctx.cacheDir, 'files'), {recursive: true, mode: 0o700})

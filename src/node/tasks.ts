@@ -14,8 +14,7 @@ import {nodeFiles} from './node-files.js'
 export const layOutNodes: HostStep = {
   title: 'Lay out each node: own layer, identity, address and host fixes',
   task: async (ctx) => {
-    if (!ctx.baseImage)
-      throw new UserError(`no base image was prepared for image "${ctx.image.name}"`, {hint: 'see the output above'})
+    if (!ctx.baseImage) throw new UserError(`no base image was prepared for image "${ctx.image.name}"`, {hint: 'see the output above'})
     await writeClusterRecords(ctx.clusterDir, ctx.baseImage, ctx.providerPlugins)
     await writeNodeIdentities(ctx)
   },

@@ -36,8 +36,16 @@ export async function planPipeline(
   const planned: PlannedTask[] = []
   for (const {stage, host} of stages) {
     // The host's tasks get the host's full context; listr hands every task the same object as a StageContext.
-    for (const {title, task, skip} of host) {
-      planned.push({stage, owner: HOST_OWNER, task: {title, task: (_ctx, wrapper) => task(ctx, wrapper as HostTaskWrapper), skip: skip && (() => skip(ctx))}})
+    for (const {title, titleFor, task, skip} of host) {
+      planned.push({
+        stage,
+        owner: HOST_OWNER,
+        task: {
+          title: titleFor ? await titleFor(ctx) : title,
+          task: (_ctx, wrapper) => task(ctx, wrapper as HostTaskWrapper),
+          skip: skip && (() => skip(ctx)),
+        },
+      })
     }
     for (const {plugin, result} of await dispatch(config, 'kube-spawn:tasks', {stage, ctx}, options)) {
       for (const task of result) planned.push({stage, owner: shortPluginName(plugin), task: attributed(plugin, stage, task)})

@@ -18,4 +18,5 @@ export function apiRefusal(pjson: PluginManifest, api: string = API_VERSION): st
   return undefined
 }
 
-export const API_REFUSAL_HINT = 'install a version of the plugin made for this kube-spawn, or uninstall it (kube-spawn plugins:uninstall NAME)'
+export const API_REFUSAL_HINT =
+  'install a version of the plugin made for this kube-spawn, or uninstall it (kube-spawn plugins:uninstall NAME)'

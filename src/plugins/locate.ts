@@ -34,10 +34,12 @@ export function locateThrow(root: string, error: unknown): string | undefined {
 
 async function existing(file: string): Promise<string | undefined> {
   for (const candidate of [file, `${file}.js`]) {
-    if (await access(candidate).then(
-      () => true,
-      () => false,
-    ))
+    if (
+      await access(candidate).then(
+        () => true,
+        () => false,
+      )
+    )
       return candidate
   }
   return undefined

@@ -2,7 +2,7 @@
 import type {CgroupDriver, RuntimeProvider} from '@kube-spawn/sdk'
 
 import {parseKubernetesVersion} from '../config/version.js'
-import type {HostStep} from '../context/index.js'
+import type {ClusterContext, HostStep} from '../context/index.js'
 import {UserError} from '../errors.js'
 
 export interface RuntimeFitQuery {
@@ -40,20 +40,25 @@ function compare(a: string, b: string): number {
   return 0
 }
 
-/** preflight: the runtime fits the image, the Kubernetes version and the cgroup driver. */
+/** The runtime fits the image, the Kubernetes version and the cgroup driver; before any output, and in preflight. */
+export function assertRuntimeFits(ctx: ClusterContext): void {
+  const refusal = runtimeRefusal(ctx.runtime, {
+    image: ctx.image.name,
+    family: ctx.image.family,
+    kubernetesVersion: ctx.kubernetes.version,
+    cgroupDriver: ctx.kubernetes.cgroupDriver,
+  })
+  if (refusal)
+    throw new UserError(refusal, {
+      hint: `choose another container-runtime, image or kubernetes-version, or update the runtime plugin (${ctx.providerPlugins.runtime})`,
+    })
+}
+
+/** preflight: the runtime fits the cluster. */
 export const checkRuntime: HostStep = {
   title: 'Check that the container runtime fits the cluster',
   task: async (ctx, task) => {
-    const refusal = runtimeRefusal(ctx.runtime, {
-      image: ctx.image.name,
-      family: ctx.image.family,
-      kubernetesVersion: ctx.kubernetes.version,
-      cgroupDriver: ctx.kubernetes.cgroupDriver,
-    })
-    if (refusal)
-      throw new UserError(refusal, {
-        hint: `choose another container-runtime, image or kubernetes-version, or update the runtime plugin (${ctx.providerPlugins.runtime})`,
-      })
+    assertRuntimeFits(ctx)
     task.title = `Container runtime ${ctx.runtime.name} fits ${ctx.image.name} images, Kubernetes ${ctx.kubernetes.version} and the ${ctx.kubernetes.cgroupDriver} cgroup driver`
   },
 }

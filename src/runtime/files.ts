@@ -31,7 +31,8 @@ export const fetchRuntimeFiles: HostStep = {
         sha256: file.sha256,
         what: `${file.path} of container runtime ${ctx.runtime.name}`,
         hint: `check that the host can reach the server, or report it to the runtime plugin (${ctx.providerPlugins.runtime})`,
-        onProgress: ({done, total}) => (task.output = `${file.path}: ${Math.round(done / 1048576)}${total ? `/${Math.round(total / 1048576)}` : ''} MiB`),
+        onProgress: ({done, total}) =>
+          (task.output = `${file.path}: ${Math.round(done / 1048576)}${total ? `/${Math.round(total / 1048576)}` : ''} MiB`),
       })
     }
   },

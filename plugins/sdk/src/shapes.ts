@@ -28,7 +28,10 @@ const aptSource: Check = (v) =>
   isObject(v.key) &&
   (isString(v.key.content) || (isString(v.key.url) && isString(v.key.sha256)))
 const runtimePackages: Check = (v) =>
-  isObject(v) && Object.values(v).every((p) => isObject(p) && isStringArray(p.names) && optional((s) => Array.isArray(s) && s.every(aptSource))(p.aptSources))
+  isObject(v) &&
+  Object.values(v).every(
+    (p) => isObject(p) && isStringArray(p.names) && optional((s) => Array.isArray(s) && s.every(aptSource))(p.aptSources),
+  )
 const runtimeFile: Check = (v) =>
   isObject(v) &&
   isString(v.path) &&
@@ -44,13 +47,22 @@ const RUNTIME: Fields = {
   commands: [isStringArray, 'an array of strings'],
   dataDirs: [isStringArray, 'an array of strings'],
   criSocket: [isString, 'a string'],
-  cgroupDrivers: [(v) => isNonEmptyStringArray(v) && (v as string[]).every((d) => d === 'systemd' || d === 'cgroupfs'), '"systemd" and/or "cgroupfs"'],
+  cgroupDrivers: [
+    (v) => isNonEmptyStringArray(v) && (v as string[]).every((d) => d === 'systemd' || d === 'cgroupfs'),
+    '"systemd" and/or "cgroupfs"',
+  ],
   cniBinDir: [isString, 'a string'],
   imageImportCommand: [isNonEmptyStringArray, 'a non-empty array of strings'],
   services: [isNonEmptyStringArray, 'a non-empty array of strings'],
   readinessCommand: [isNonEmptyStringArray, 'a non-empty array of strings'],
   stopContainersCommand: [optional(isNonEmptyStringArray), 'a non-empty array of strings'],
-  needsSocat: [oneOf((v) => typeof v === 'boolean', (v) => isObject(v) && isString(v.package) && isString(v.belowVersion)), 'a boolean or {package, belowVersion}'],
+  needsSocat: [
+    oneOf(
+      (v) => typeof v === 'boolean',
+      (v) => isObject(v) && isString(v.package) && isString(v.belowVersion),
+    ),
+    'a boolean or {package, belowVersion}',
+  ],
   supports: [optional(isObject), 'an object'],
 }
 
@@ -91,7 +103,8 @@ function providersProblems(result: unknown): string[] {
     if (!Array.isArray(list)) problems.push(`${key} must be an array, not ${describe(list)}`)
     else list.forEach((item, i) => problems.push(...fieldProblems(item, fields, `${what} ${i + 1}`)))
     if (key === 'images' && Array.isArray(list))
-      for (const image of list) if (isObject(image) && !image.build && !image.fetch) problems.push(`image "${String(image.name)}": it needs build or fetch`)
+      for (const image of list)
+        if (isObject(image) && !image.build && !image.fetch) problems.push(`image "${String(image.name)}": it needs build or fetch`)
   }
   return problems
 }
@@ -104,8 +117,10 @@ function tasksProblems(result: unknown): string[] {
     const problems: string[] = []
     if (!isString(task.title)) problems.push(`${label}: title must be a string`)
     if (!isFunction(task.task)) problems.push(`${label}: task must be a function`)
-    if (!['undefined', 'boolean', 'string', 'function'].includes(typeof task.skip)) problems.push(`${label}: skip must be a boolean, string or function`)
-    if (!['undefined', 'boolean', 'function'].includes(typeof task.enabled)) problems.push(`${label}: enabled must be a boolean or function`)
+    if (!['undefined', 'boolean', 'string', 'function'].includes(typeof task.skip))
+      problems.push(`${label}: skip must be a boolean, string or function`)
+    if (!['undefined', 'boolean', 'function'].includes(typeof task.enabled))
+      problems.push(`${label}: enabled must be a boolean or function`)
     return problems
   })
 }

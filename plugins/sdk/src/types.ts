@@ -103,8 +103,7 @@ export interface FileContext {
 
 /** A file the host puts into every node: inline (text, or rendered per node) or downloaded and verified. */
 export type RuntimeFile = {path: string; mode?: number} & (
-  | {content: string | ((ctx: FileContext) => string)}
-  | {url: string; sha256: string}
+  {content: string | ((ctx: FileContext) => string)} | {url: string; sha256: string}
 )
 
 /**

@@ -36,10 +36,10 @@ describe('pipelines.ts', () => {
     assert.ok(preBoot.host.some((step) => step.title === 'Mount the Kubernetes binaries into each node'))
   })
 
-  it('runs no host task when building an image: only the image plugin', () => {
+  it('runs no host check when building an image: only the steps that make and check the base image', () => {
     assert.deepEqual(
-      phaseStages('image').map((d) => [d.stage, d.host.length]),
-      [['prepare-image', 0]],
+      phaseStages('image').map((d) => [d.stage, d.host.map((step) => step.title)]),
+      [['prepare-image', ['Build or fetch the base image', 'Check the base image and use it']]],
     )
   })
 })

@@ -46,7 +46,10 @@ describe('dispatch (fixture plugins)', () => {
   it("passes the hint a plugin's error carries", async () => {
     await assert.rejects(dispatch(config(), 'kube-spawn:tasks', {stage: 'boot', ctx: ctx('hint')}), (e: unknown) => {
       assert.ok(e instanceof UserError)
-      assert.match(e.message, /^plugin ks-fixture-beta failed in hook kube-spawn:tasks: \[plugin-config\.beta\] size must be a number \(index\.js:12\)$/)
+      assert.match(
+        e.message,
+        /^plugin ks-fixture-beta failed in hook kube-spawn:tasks: \[plugin-config\.beta\] size must be a number \(index\.js:12\)$/,
+      )
       assert.equal(e.hint, 'fix the definition')
       return true
     })
@@ -93,7 +96,10 @@ describe('dispatch (fixture plugins)', () => {
     try {
       await assert.rejects(dispatch(config(), 'kube-spawn:providers', {}), (e: unknown) => {
         assert.ok(e instanceof UserError)
-        assert.match(e.message, /^plugin ks-fixture-beta answered kube-spawn:providers with what the SDK's types do not allow: runtime 1 "half-runtime": packages must be/)
+        assert.match(
+          e.message,
+          /^plugin ks-fixture-beta answered kube-spawn:providers with what the SDK's types do not allow: runtime 1 "half-runtime": packages must be/,
+        )
         assert.match(e.message, /criSocket must be a string \(it is missing\)/)
         assert.ok(!e.message.includes('\n'))
         return true

@@ -180,7 +180,7 @@ describe('decision on a fake cluster', () => {
     const nodes = ['cp', 'w1'].map((n) => ({name: `ks-t-${n}`, readFile: async (path: string) => own[n]?.[path]}) as unknown as NodeHandle)
     return {
       nodes,
-      runtime: {name: 'containerd'},
+      runtime: containerd,
       baseImage: {rootfs, key: 'test'},
       pluginConfig: () => config,
     } as unknown as StageContext

@@ -1,0 +1,68 @@
+import {Config, type Interfaces} from '@oclif/core'
+import {commands} from '@oclif/plugin-plugins'
+
+import {UserError, findUserError} from '../../errors.js'
+import {
+  DataDirSnapshot,
+  type LoadedPlugin,
+  asOneLine,
+  captureOutput,
+  inspectPluginFolder,
+  loadedPluginProblem,
+  manifestRefusal,
+  who,
+} from '../../plugins/install-guard.js'
+
+const PluginsLink: (typeof commands)['plugins:link'] = commands['plugins:link']
+
+/**
+ * oclif's plugins:link, guarded: the folder is checked before it is linked, oclif's output is kept
+ * back (--verbose shows it), and the linked plugin is loaded and checked; on any failure it is
+ * unlinked again and one line says why.
+ */
+export default class Link extends PluginsLink {
+  static description = `${PluginsLink.description}
+kube-spawn checks the plugin before and after linking it: it must have an "oclif" section, a "kube-spawn": {"apiVersion"} range that admits this kube-spawn's plugin API, and hook files that exist and parse (build it first). When a check fails, the plugin is not left linked.`
+
+  static examples = [...PluginsLink.examples, '<%= config.bin %> <%= command.id %> . --no-install']
+
+  async run(): Promise<void> {
+    const {args, flags} = await this.parse(PluginsLink)
+    const folder = await inspectPluginFolder(args.path)
+    const refusal = manifestRefusal(folder.pjson)
+    if (refusal) throw refusal
+    const name = folder.pjson.name
+    const snapshot = await DataDirSnapshot.take(this.config.dataDir, [name])
+    const argv = this.argv
+    try {
+      const outcome = await captureOutput(flags.verbose, async () => {
+        this.argv = [folder.path, flags.install ? '--install' : '--no-install', ...(flags.verbose ? ['--verbose'] : [])]
+        await super.run()
+        return Config.load(this.config.root)
+      })
+      if (!outcome.ok) throw asOneLine(outcome.error, outcome.output, !flags.verbose)
+      const plugin = outcome.value.plugins.get(name) as LoadedPlugin | undefined
+      if (!plugin || (plugin as {type?: string}).type !== 'link')
+        throw new UserError(`${name} was linked, but kube-spawn cannot load it`, {
+          hint: flags.verbose ? 'see the output above' : 'run with --verbose for oclif’s output',
+        })
+      const problem = await loadedPluginProblem(plugin, 'link it again')
+      if (problem) throw problem
+      await snapshot.discard()
+      this.log(`Linked ${who(plugin)} from ${plugin.root}`)
+    } catch (error) {
+      await snapshot.restore()
+      throw error
+    } finally {
+      this.argv = argv
+    }
+  }
+
+  protected async catch(error: Interfaces.CommandError): Promise<unknown> {
+    if ((error as {code?: string}).code === 'EEXIT') return super.catch(error)
+    const user = findUserError(error) ?? asOneLine(error, '', false)
+    if (this.argv.some((a) => a === '--verbose' || a === '-v') && user.stack) process.stderr.write(`${user.stack}\n`)
+    process.stderr.write(`kube-spawn: ${user.line}\n`)
+    this.exit(user.exitCode)
+  }
+}
