@@ -346,6 +346,7 @@ export async function writeTestPlugin(dir: string, name: string, index: string):
       version: '0.1.0',
       type: 'module',
       main: './index.js',
+      'kube-spawn': {apiVersion: '^1.0'},
       oclif: {hooks: {'kube-spawn:providers': {...hook, identifier: 'providers'}, 'kube-spawn:tasks': {...hook, identifier: 'tasks'}}},
     }),
   )
