@@ -168,7 +168,8 @@ export function npmFailureLine(output: string): string | undefined {
 
 /**
  * Any failure of oclif's install or link as one UserError: ours as they are; npm's as npm's own reason
- * (exit 1, it may be the network); oclif's with its first line.
+ * (exit 1, it may be the network), with a hint to see npm's output if `verboseHint`; oclif's with its
+ * first line and exit code.
  */
 export function asOneLine(error: unknown, output: string, verboseHint = true): UserError {
   const user = findUserError(error)
@@ -183,7 +184,7 @@ export function asOneLine(error: unknown, output: string, verboseHint = true): U
     })
   }
   const exit = (error as {oclif?: {exit?: number}}).oclif?.exit
-  return new UserError(message.split('\n')[0], {...more, exitCode: typeof exit === 'number' && exit > 0 ? exit : 1, cause: error})
+  return new UserError(message.split('\n')[0].replace(/\.$/, ''), {exitCode: typeof exit === 'number' && exit > 0 ? exit : 1, cause: error})
 }
 
 export type Captured<T> = {ok: true; value: T; output: string} | {ok: false; error: unknown; output: string}

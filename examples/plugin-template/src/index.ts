@@ -1,5 +1,5 @@
 /**
- * kube-spawn-plugin-hello: a minimal third-party kube-spawn plugin.
+ * kube-spawn-plugin-hello: a kube-spawn workaround plugin.
  *
  * - kube-spawn:providers → names what the plugin adds (listed by `kube-spawn providers`).
  * - kube-spawn:tasks     → a settings check in preflight, and in post-boot a task that makes every
@@ -10,26 +10,28 @@
  *     [plugin-config.hello]
  *     enabled = false          # skip this plugin's tasks for this cluster (default: true)
  *
- * Only types are imported from '@kube-spawn/sdk': at run time everything arrives in the hook options
- * and the task context, so the package has no run-time dependencies at all.
+ * Everything about the cluster arrives in the hook options and the task context. From
+ * '@kube-spawn/sdk' come the types and one helper, readPluginConfig; the SDK is the package's only
+ * dependency, bundled into its tarball (bundleDependencies) so that installing it needs no registry.
  */
-import type {KubeSpawnHook, StageContext, StageTask} from '@kube-spawn/sdk'
+import {type KubeSpawnHook, type StageContext, type StageTask, readPluginConfig} from '@kube-spawn/sdk'
 
 /** The plugin's short name: its package name without "kube-spawn-plugin-". Task titles show it as [hello]. */
 export const NAME = 'hello'
 
-export const HELLO_FILE = '/etc/kube-spawn-hello'
+export const HELLO_FILE = `/etc/kube-spawn-${NAME}`
 
 /** What every node runs in post-boot. */
 export const HELLO_COMMAND = ['sh', '-c', `echo hello from $(hostname) > ${HELLO_FILE}`]
 
 export const DISABLED = `disabled by [plugin-config.${NAME}] enabled = false`
 
-const KNOWN_KEYS = new Set(['enabled'])
+const KNOWN_KEYS = ['enabled']
 
 /**
  * Why this plugin's tasks do not run for the cluster, or false. It only reads the context: kube-spawn
- * also calls skip() for --dry-run, so it must have no side effects.
+ * also calls skip() for --dry-run, so it must have no side effects (and must not throw: a wrong type
+ * is reported by the preflight check).
  */
 export function skipReason(ctx: Pick<StageContext, 'pluginConfig'>): string | false {
   return ctx.pluginConfig(NAME).enabled === false ? DISABLED : false
@@ -37,18 +39,16 @@ export function skipReason(ctx: Pick<StageContext, 'pluginConfig'>): string | fa
 
 /** Checks [plugin-config.hello]: a wrong type fails the command, an unknown key is a warning. */
 export function checkSettings(ctx: Pick<StageContext, 'pluginConfig' | 'warn'>): void {
-  const settings = ctx.pluginConfig(NAME)
-  if (settings.enabled !== undefined && typeof settings.enabled !== 'boolean') {
-    throw new Error(`[plugin-config.${NAME}] enabled must be true or false, not ${JSON.stringify(settings.enabled)}`)
-  }
-  for (const key of Object.keys(settings).filter((k) => !KNOWN_KEYS.has(k))) {
+  const settings = readPluginConfig(ctx, NAME)
+  settings.boolean('enabled')
+  for (const key of settings.unknownKeys(KNOWN_KEYS)) {
     ctx.warn(`[plugin-config.${NAME}] ${key} is not a setting of kube-spawn-plugin-${NAME}; it is ignored`)
   }
 }
 
 const preflightTasks: StageTask[] = [
   {
-    title: 'Check the hello settings',
+    title: `Check the ${NAME} settings`,
     skip: (ctx) => skipReason(ctx),
     task: async (ctx) => checkSettings(ctx),
   },
@@ -59,7 +59,7 @@ const postBootTasks: StageTask[] = [
     title: 'Say hello from every node',
     skip: (ctx) => skipReason(ctx),
     task: async (ctx, task) => {
-      await Promise.all(ctx.nodes.map((node) => node.exec(HELLO_COMMAND, {timeoutMs: 30_000})))
+      await Promise.all(ctx.nodes.map((node) => node.exec(HELLO_COMMAND, {timeoutMs: 30_000 * ctx.host.timeoutScale})))
       task.output = `wrote ${HELLO_FILE} in ${ctx.nodes.map((n) => n.name).join(', ')}`
     },
   },

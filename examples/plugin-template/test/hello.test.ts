@@ -35,6 +35,9 @@ interface FakeNode extends NodeHandle {
 
 function fakeNode(name: string): FakeNode {
   const calls: string[][] = []
+  const unexpected = async () => {
+    throw new Error('not expected')
+  }
   return {
     name,
     role: name.endsWith('-cp') ? 'control-plane' : 'worker',
@@ -45,9 +48,8 @@ function fakeNode(name: string): FakeNode {
       calls.push(argv)
       return {stdout: '', stderr: '', exitCode: 0}
     },
-    async writeFile() {
-      throw new Error('not expected')
-    },
+    writeFile: unexpected,
+    copyIn: unexpected,
     async readFile() {
       return undefined
     },
@@ -63,6 +65,7 @@ function fakeContext(settings: Record<string, unknown> = {}, nodes = [fakeNode('
   const ctx = {
     nodes,
     dryRun: false,
+    host: {timeoutScale: 1},
     shared: new Map(),
     pluginConfig: (name: string) => (name === 'hello' ? settings : {}),
     warn: (message: string) => void warnings.push(message),
@@ -70,20 +73,8 @@ function fakeContext(settings: Record<string, unknown> = {}, nodes = [fakeNode('
   return {ctx: ctx as unknown as StageContext, nodes, warnings}
 }
 
-/** `this` and the extra options oclif passes to every hook handler. */
-const hookThis = {
-  config: {} as never,
-  debug() {},
-  error(message: string | Error) {
-    throw message instanceof Error ? message : new Error(message)
-  },
-  exit() {},
-  log() {},
-  warn() {},
-}
-
 async function tasksFor(stage: Stage, ctx: StageContext): Promise<StageTask[]> {
-  return (await tasks.call(hookThis, {stage, ctx, config: hookThis.config, context: hookThis})) ?? []
+  return tasks({stage, ctx})
 }
 
 async function skipOf(task: StageTask, ctx: StageContext): Promise<unknown> {
@@ -99,9 +90,7 @@ async function runTask(task: StageTask, ctx: StageContext): Promise<{title: unkn
 
 describe('kube-spawn:providers', () => {
   it('names the hello workaround', async () => {
-    // The SDK types this hook's options as Record<string, never>, which the config and context that
-    // oclif adds cannot satisfy in the type system; kube-spawn passes {} and oclif adds them.
-    const provides = await providers.call(hookThis, {config: hookThis.config, context: hookThis} as never)
+    const provides = await providers({})
     assert.deepEqual(
       provides.workarounds?.map((w) => w.name),
       ['hello'],
@@ -128,6 +117,7 @@ describe('kube-spawn:tasks', () => {
     assert.equal(await skipOf(task, ctx), false)
     const wrapper = await runTask(task, ctx)
     for (const node of nodes) assert.deepEqual(node.calls, [HELLO_COMMAND])
+    assert.equal(HELLO_FILE, '/etc/kube-spawn-hello')
     assert.deepEqual(HELLO_COMMAND, ['sh', '-c', `echo hello from $(hostname) > ${HELLO_FILE}`])
     assert.equal(wrapper.output, `wrote ${HELLO_FILE} in ks-t-cp, ks-t-w1`)
   })
