@@ -2,7 +2,16 @@ import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
-  {ignores: ['**/dist/**', '**/node_modules/**', 'oclif.manifest.json', 'examples/**/dist/**', 'test/fixtures/dispatch/plugins/syntax/**', 'test/fixtures/bad-plugins/syntax-error/**']},
+  {
+    ignores: [
+      '**/dist/**',
+      '**/node_modules/**',
+      'oclif.manifest.json',
+      'examples/**/dist/**',
+      'test/fixtures/dispatch/plugins/syntax/**',
+      'test/fixtures/bad-plugins/syntax-error/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

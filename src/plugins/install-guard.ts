@@ -7,7 +7,7 @@
 import {API_VERSION} from '@kube-spawn/sdk'
 import {ux} from '@oclif/core'
 import {execFile} from 'node:child_process'
-import {cp, lstat, mkdtemp, readdir, readFile, rename, rm, rmdir, writeFile} from 'node:fs/promises'
+import {cp, lstat, mkdtemp, readdir, readFile, rename, rm, rmdir, stat, writeFile} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import {dirname, isAbsolute, join, resolve} from 'node:path'
 import {promisify} from 'node:util'
@@ -68,7 +68,7 @@ export function localSourcePath(input: string, cwd: string = process.cwd()): str
 export async function inspectLocalSource(input: string, cwd: string = process.cwd()): Promise<LocalSource | undefined> {
   const path = localSourcePath(input, cwd)
   if (path === undefined) return undefined
-  const info = await lstat(path).catch(() => undefined)
+  const info = await stat(path).catch(() => undefined)
   if (!info) throw new UserError(`no such file: ${path}`, {hint: SOURCE_HINT})
   if (info.isDirectory()) return {kind: 'folder', path, spec: `file:${path}`, pjson: await readFolderManifest(path)}
   return {kind: 'tarball', path, spec: `file:${path}`, pjson: await readTarballManifest(path)}
@@ -77,7 +77,7 @@ export async function inspectLocalSource(input: string, cwd: string = process.cw
 /** The package.json of a plugin folder given to plugins:link (or install); one-line UserErrors. */
 export async function inspectPluginFolder(input: string, cwd: string = process.cwd()): Promise<{path: string; pjson: PackageJson}> {
   const path = resolve(cwd, input.startsWith('~/') ? join(homedir(), input.slice(2)) : input)
-  const info = await lstat(path).catch(() => undefined)
+  const info = await stat(path).catch(() => undefined)
   if (!info) throw new UserError(`no such folder: ${path}`, {hint: 'give the folder that holds the plugin (its package.json)'})
   if (!info.isDirectory())
     throw new UserError(`${path} is not a folder`, {
@@ -161,7 +161,7 @@ export function npmFailureLine(output: string): string | undefined {
     if (!match) continue
     const text = match[1].trim()
     if (text === '' || /^(code|errno|syscall|path|signal|command|cwd|A complete log|Log files|\S+ This is related)\b/.test(text)) continue
-    return text
+    return text.replace(/\.$/, '')
   }
   return undefined
 }
@@ -184,7 +184,20 @@ export function asOneLine(error: unknown, output: string, verboseHint = true): U
     })
   }
   const exit = (error as {oclif?: {exit?: number}}).oclif?.exit
-  return new UserError(message.split('\n')[0].replace(/\.$/, ''), {exitCode: typeof exit === 'number' && exit > 0 ? exit : 1, cause: error})
+  return new UserError(firstLine(message), {exitCode: typeof exit === 'number' && exit > 0 ? exit : 1, cause: error})
+}
+
+/**
+ * oclif's message as one line: its first, or, when that only announces a list ("The following errors
+ * occurred:"), the list joined; without "See more help with --help" and a final full stop.
+ */
+export function firstLine(message: string): string {
+  const lines = message
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !/^See more help with/.test(line))
+  const line = lines[0]?.endsWith(':') && lines.length > 1 ? `${lines[0]} ${lines.slice(1).join('; ')}` : (lines[0] ?? '')
+  return line.replace(/\.$/, '')
 }
 
 export type Captured<T> = {ok: true; value: T; output: string} | {ok: false; error: unknown; output: string}

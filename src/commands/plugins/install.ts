@@ -101,7 +101,8 @@ kube-spawn checks the plugin before and after npm runs: it must have an "oclif" 
   protected async catch(error: Interfaces.CommandError): Promise<unknown> {
     if ((error as {code?: string}).code === 'EEXIT') return super.catch(error)
     const user = findUserError(error) ?? asOneLine(error, '', false)
-    if (this.argv.some((a) => a === '--verbose' || a === '-v') && user.stack) process.stderr.write(`${user.stack}\n`)
+    const stack = (user.cause instanceof Error ? user.cause : user).stack
+    if (this.argv.some((a) => a === '--verbose' || a === '-v') && stack) process.stderr.write(`${stack}\n`)
     if (this.jsonEnabled()) this.logJson({error: {message: user.line, exitCode: user.exitCode}})
     else process.stderr.write(`kube-spawn: ${user.line}\n`)
     this.exit(user.exitCode)

@@ -61,7 +61,8 @@ kube-spawn checks the plugin before and after linking it: it must have an "oclif
   protected async catch(error: Interfaces.CommandError): Promise<unknown> {
     if ((error as {code?: string}).code === 'EEXIT') return super.catch(error)
     const user = findUserError(error) ?? asOneLine(error, '', false)
-    if (this.argv.some((a) => a === '--verbose' || a === '-v') && user.stack) process.stderr.write(`${user.stack}\n`)
+    const stack = (user.cause instanceof Error ? user.cause : user).stack
+    if (this.argv.some((a) => a === '--verbose' || a === '-v') && stack) process.stderr.write(`${stack}\n`)
     process.stderr.write(`kube-spawn: ${user.line}\n`)
     this.exit(user.exitCode)
   }
