@@ -1,18 +1,19 @@
 /**
  * The third-party plugin template (examples/plugin-template) end to end, as a user would see it:
- * built and tested in a copy of its folder, packed with npm pack, installed into a fresh CLI data
- * directory with "plugins:install", visible in "plugins", "providers" and "up --dry-run", its
- * post-boot task run in a real one-node cluster (isolated, --skip-cluster-init), then uninstalled;
- * also linked and unlinked. Last, what happens when a user plugin has the name of a core plugin.
+ * copied out of the repository, `npm install`ed (its @kube-spawn/sdk dependency as packed from
+ * plugins/sdk), built, tested and packed with npm, installed into a fresh CLI data directory with
+ * "plugins:install", visible in "plugins", "providers" and "up --dry-run", its post-boot task run in a
+ * real one-node cluster (isolated, --skip-cluster-init), then uninstalled; also linked and unlinked.
+ * Last, what happens when a user plugin has the name of a core plugin.
  *
- * Needs root and the built repository (npm run build). It never reaches the npm registry: the
- * template's devDependencies are linked from the repository's node_modules, and every npm runs with
- * --offline. The cluster is isolated: [network] egress = false, Kubernetes from the offline bundle of
- * ../shared/fixtures/kubernetes/prepare-bundle.
+ * Needs root and the built repository (npm run build). It never reaches the npm registry: npm install
+ * gets the SDK, typescript and @types/node from a registry on 127.0.0.1 (test/helpers/local-registry.ts)
+ * and every other npm runs with --offline. The cluster is isolated: [network] egress = false,
+ * Kubernetes from the offline bundle of ../shared/fixtures/kubernetes/prepare-bundle.
  */
 import assert from 'node:assert/strict'
 import {execFile} from 'node:child_process'
-import {cp, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile} from 'node:fs/promises'
+import {cp, mkdir, mkdtemp, readdir, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {after, before, describe, it} from 'node:test'
@@ -20,6 +21,7 @@ import {fileURLToPath} from 'node:url'
 import {promisify} from 'node:util'
 
 import {cleanEnv, kubeSpawn, runProgram} from '../helpers/cli.ts'
+import {startLocalRegistry} from '../helpers/local-registry.ts'
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const TEMPLATE = join(REPO, 'examples', 'plugin-template')
@@ -76,11 +78,12 @@ function installOffline(tgz: string): Promise<Result> {
   })
 }
 
-/** npm, offline: a test must not reach the registry. */
+/** npm with a cache of its own, offline unless a --registry is given: a test must not reach the public registry. */
 async function npm(cwd: string, ...args: string[]): Promise<Result> {
+  const offline: Record<string, string> = args.includes('--registry') ? {} : {npm_config_offline: 'true'}
   const result = await spawnCollect(process.execPath, [NPM_CLI, ...args, '--no-audit', '--no-fund'], {
     cwd,
-    env: {npm_config_offline: 'true'},
+    env: {...offline, npm_config_cache: join(work, 'npm-cache'), npm_config_update_notifier: 'false'},
   })
   assert.equal(result.code, 0, `npm ${args.join(' ')} in ${cwd}:\n${result.stdout}\n${result.stderr}`)
   return result
@@ -117,24 +120,6 @@ function stageLines(plan: string, stage: string): string[] {
     .slice(start + 1, end < 0 ? undefined : end)
     .map((line) => line.trim())
     .filter((line) => line !== '')
-}
-
-/**
- * Instead of `npm install` from the registry: the template's devDependencies, at the versions of its
- * lockfile, are the repository's own, so its node_modules can be a link to the repository's.
- */
-async function linkDevDependencies(dir: string): Promise<void> {
-  const {devDependencies} = JSON.parse(await readFile(join(dir, 'package.json'), 'utf8')) as {devDependencies: Record<string, string>}
-  const lock = JSON.parse(await readFile(join(dir, 'package-lock.json'), 'utf8')) as {packages: Record<string, {version: string}>}
-  for (const name of Object.keys(devDependencies)) {
-    const {version} = JSON.parse(await readFile(join(REPO, 'node_modules', name, 'package.json'), 'utf8')) as {version: string}
-    assert.equal(
-      version,
-      lock.packages[`node_modules/${name}`]?.version,
-      `${name}: the template's lockfile and the repository's node_modules differ`,
-    )
-  }
-  await symlink(join(REPO, 'node_modules'), join(dir, 'node_modules'), 'dir')
 }
 
 async function destroyCluster(): Promise<void> {
@@ -174,40 +159,58 @@ describe('the plugin template as a third-party plugin', {timeout: 20 * MINUTE}, 
     await rm(stateRoot, {recursive: true, force: true})
   })
 
-  it('builds, passes its own tests and packs, from a copy of the template folder', {timeout: 10 * MINUTE}, async () => {
-    copy = join(work, 'plugin-template')
-    // A clean checkout of the folder: no node_modules, no build, no packs.
-    await cp(TEMPLATE, copy, {recursive: true, filter: (src) => !/\/(node_modules|dist)(\/|$)|\.tgz$/.test(src.slice(TEMPLATE.length))})
-    // Outside the repository the relative path to kube-spawn's types no longer holds: map it to this checkout,
-    // as the template's README tells a third party to do.
-    const tsconfig = join(copy, 'tsconfig.json')
-    const text = await readFile(tsconfig, 'utf8')
-    assert.ok(text.includes('"../../dist/sdk/index.d.ts"'), 'tsconfig.json maps kube-spawn/sdk to ../../dist/sdk/index.d.ts')
-    await writeFile(tsconfig, text.replace('"../../dist/sdk/index.d.ts"', JSON.stringify(join(REPO, 'dist', 'sdk', 'index.d.ts'))))
+  it(
+    'installs, builds, passes its own tests and packs, from a copy of the template outside the repository',
+    {timeout: 10 * MINUTE},
+    async () => {
+      copy = join(work, 'kube-spawn-plugin-hello')
+      // A clean checkout of the folder: no node_modules, no build, no packs.
+      await cp(TEMPLATE, copy, {recursive: true, filter: (src) => !/\/(node_modules|dist)(\/|$)|\.tgz$/.test(src.slice(TEMPLATE.length))})
+      assert.ok(!(await readdir(copy)).includes('package-lock.json'), 'the template has no lockfile: its first npm install makes one')
 
-    await linkDevDependencies(copy)
-    await npm(copy, 'run', 'build')
-    const tested = await npm(copy, 'test')
-    assert.match(tested.stdout, /# fail 0|ℹ fail 0/)
+      // The SDK as built (npm run build) and packed, and the devDependencies, served as the registry would.
+      const registry = await startLocalRegistry(
+        [join(REPO, 'plugins', 'sdk'), join(REPO, 'node_modules', 'typescript'), join(REPO, 'node_modules', '@types', 'node')],
+        {workDir: work},
+      )
+      try {
+        await npm(copy, 'install', '--registry', registry.url)
+      } finally {
+        await registry.close()
+      }
+      assert.ok(
+        !(await readdir(join(copy, 'node_modules'))).includes('@oclif'),
+        'the optional peer dependency @oclif/core is not installed',
+      )
 
-    const packed = await npm(copy, 'pack', '--pack-destination', work)
-    const name = packed.stdout.trim().split('\n').at(-1) ?? ''
-    assert.equal(name, `${PLUGIN}-0.1.0.tgz`)
-    tarball = join(work, name)
-    const {stdout: listing} = await run('tar', ['-tzf', tarball])
-    assert.deepEqual(listing.trim().split('\n').sort(), [
-      'package/README.md',
-      'package/dist/index.d.ts',
-      'package/dist/index.js',
-      'package/package.json',
-    ])
-  })
+      await npm(copy, 'run', 'build')
+      const tested = await npm(copy, 'test')
+      assert.match(tested.stdout, /ℹ fail 0/)
+      assert.doesNotMatch(tested.stdout, /ℹ pass 0/)
+
+      const packed = await npm(copy, 'pack', '--pack-destination', work)
+      const name = packed.stdout.trim().split('\n').at(-1) ?? ''
+      assert.equal(name, `${PLUGIN}-0.1.0.tgz`)
+      tarball = join(work, name)
+      const {stdout: listing} = await run('tar', ['-tzf', tarball])
+      const paths = listing.trim().split('\n')
+      for (const path of ['README.md', 'dist/index.d.ts', 'dist/index.js', 'package.json', 'node_modules/@kube-spawn/sdk/dist/index.js'])
+        assert.ok(paths.includes(`package/${path}`), `${path} is packed:\n${listing}`)
+      // The SDK is bundled with its own dependencies; no sources, tests or devDependencies are packed.
+      const bundled = new Set(paths.map((p) => /^package\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(p)?.[1]).filter(Boolean))
+      assert.deepEqual([...bundled].sort(), ['@kube-spawn/sdk', 'p-wait-for', 'semver'])
+      assert.deepEqual(
+        paths.filter((p) => /^package\/(src|test)\//.test(p)),
+        [],
+      )
+    },
+  )
 
   it('installs the tarball into a fresh data dir without fetching anything else', async () => {
     assert.ok(tarball, 'the template was packed')
     // A bare path would be taken for a GitHub "user/repo"; local tarballs and directories take file:<absolute path>.
     const installed = ok(await installOffline(tarball), 'plugins:install')
-    assert.match(installed.stderr + installed.stdout, /installed v0\.1\.0/)
+    assert.match(installed.stdout, new RegExp(`^Installed ${PLUGIN} 0\\.1\\.0$`, 'm'))
     // The optional peer dependency on @oclif/core is not installed: the plugin is the only package.
     assert.deepEqual(
       (await readdir(join(dataDir, 'node_modules'))).filter((n) => !n.startsWith('.')),
@@ -233,9 +236,9 @@ describe('the plugin template as a third-party plugin', {timeout: 20 * MINUTE}, 
     const plan = await dryRunPlan()
     assert.ok(stageLines(plan, 'preflight').includes(HELLO_PREFLIGHT), plan)
     const postBoot = stageLines(plan, 'post-boot')
-    // Host tasks of a stage first, then plugin tasks in plugin-name order: the core runtime's wait comes before hello.
+    // Host tasks of a stage first, then plugin tasks in plugin-name order: the host's runtime wait comes before hello.
     assert.deepEqual(postBoot.at(-1), HELLO_POST_BOOT, plan)
-    assert.ok(postBoot.indexOf('[runtime-containerd] Wait until containerd answers in every node') < postBoot.indexOf(HELLO_POST_BOOT))
+    assert.ok(postBoot.indexOf('[kube-spawn] Wait until the container runtime answers in every node') < postBoot.indexOf(HELLO_POST_BOOT))
 
     const disabled = await dryRunPlan(join(work, 'disabled.toml'))
     const reason = '(skipped: disabled by [plugin-config.hello] enabled = false)'
@@ -278,7 +281,7 @@ describe('the plugin template as a third-party plugin', {timeout: 20 * MINUTE}, 
     assert.ok(copy, 'the template was built')
     // --no-install: the folder is built already; linking then runs no npm at all.
     const linked = ok(await cli('plugins:link', copy, '--no-install'), 'plugins:link')
-    assert.match(linked.stderr, /Linking plugin/)
+    assert.match(linked.stdout, new RegExp(`^Linked ${PLUGIN} 0\\.1\\.0 from `, 'm'))
     assert.deepEqual(
       (await pluginList()).filter((p) => p.name === PLUGIN),
       [{name: PLUGIN, type: 'link', version: '0.1.0', root: copy}],
@@ -306,6 +309,7 @@ describe('the plugin template as a third-party plugin', {timeout: 20 * MINUTE}, 
         type: 'module',
         main: 'index.js',
         files: ['index.js'],
+        'kube-spawn': {apiVersion: '^1.0'},
         peerDependencies: {'@oclif/core': '>=5'},
         peerDependenciesMeta: {'@oclif/core': {optional: true}},
         oclif: {
