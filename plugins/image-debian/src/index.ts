@@ -56,7 +56,8 @@ export interface DebianOptions {
 /** [plugin-config.image-debian]: suite, mirror, extra-packages, exclude-packages. */
 export function debianOptions(ctx: Pick<ImageContext, 'pluginConfig'>, runtimePackages: string[]): DebianOptions {
   const config = ctx.pluginConfig('image-debian')
-  const bad = (message: string) => userError(`[plugin-config.image-debian] ${message}`, {hint: 'fix the definition (docs/configuration.md)'})
+  const bad = (message: string) =>
+    userError(`[plugin-config.image-debian] ${message}`, {hint: 'fix the definition (docs/configuration.md)'})
   // "release" is the key's old name, still read so that clusters created with it keep working.
   if (config.release !== undefined && config.suite !== undefined && config.release !== config.suite)
     throw bad(

@@ -217,7 +217,10 @@ export function decision(ctx: StageContext): Promise<Decision> {
       if (mode === 'never') return decide({mode, lacking: [], need: {needed: false, why: ''}})
       const has = await Promise.all(ctx.nodes.map((node) => nodeHas(ctx, node, IMAGE_SOCAT)))
       const lacking = ctx.nodes.filter((_, i) => !has[i])
-      const need = lacking.length > 0 ? runtimeNeedsSocat(ctx.runtime.name, ctx.runtime.needsSocat, await runtimeVersion(ctx)) : {needed: false, why: ''}
+      const need =
+        lacking.length > 0
+          ? runtimeNeedsSocat(ctx.runtime.name, ctx.runtime.needsSocat, await runtimeVersion(ctx))
+          : {needed: false, why: ''}
       return decide({mode, lacking, need})
     })()
     decisions.set(ctx, found)
