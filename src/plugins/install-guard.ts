@@ -5,7 +5,7 @@
  * plugin API range that admits this kube-spawn's, hook files that exist and parse).
  */
 import {API_VERSION} from '@kube-spawn/sdk'
-import {ux} from '@oclif/core'
+import {type Config, ux} from '@oclif/core'
 import {execFile} from 'node:child_process'
 import {cp, lstat, mkdtemp, readdir, readFile, rename, rm, rmdir, stat, writeFile} from 'node:fs/promises'
 import {homedir} from 'node:os'
@@ -371,4 +371,34 @@ async function rmdirTree(dir: string): Promise<void> {
     if ((await lstat(path)).isDirectory()) await rmdirTree(path)
   }
   await rmdir(dir).catch(() => undefined)
+}
+
+/**
+ * After oclif installed or linked `name`: the fresh Config must load it as a plugin of `type` that
+ * passes the checks. Returns it, or throws the one-line reason.
+ */
+export async function assertLoaded(
+  loaded: Config,
+  name: string,
+  type: 'user' | 'link',
+  {verbose, redo}: {verbose: boolean; redo: string},
+): Promise<LoadedPlugin> {
+  const plugin = loaded.plugins.get(name) as LoadedPlugin | undefined
+  if (!plugin || (plugin as {type?: string}).type !== type)
+    throw new UserError(`${name} was ${type === 'user' ? 'installed' : 'linked'}, but kube-spawn cannot load it`, {
+      hint: verbose ? 'see the output above' : 'run with --verbose for npm’s and oclif’s output',
+    })
+  const problem = await loadedPluginProblem(plugin, redo)
+  if (problem) throw problem
+  return plugin
+}
+
+/** The one line (or JSON) a failed plugins:install or plugins:link prints; its stack too under --verbose. Returns the exit code. */
+export function reportPluginCommandFailure(error: unknown, argv: string[], json?: (value: unknown) => void): number {
+  const user = findUserError(error) ?? asOneLine(error, '', false)
+  const stack = (user.cause instanceof Error ? user.cause : user).stack
+  if (argv.some((a) => a === '--verbose' || a === '-v') && stack) process.stderr.write(`${stack}\n`)
+  if (json) json({error: {message: user.line, exitCode: user.exitCode}})
+  else process.stderr.write(`kube-spawn: ${user.line}\n`)
+  return user.exitCode
 }

@@ -3,16 +3,16 @@ import {commands} from '@oclif/plugin-plugins'
 import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {UserError, findUserError} from '../../errors.js'
+import type {UserError} from '../../errors.js'
 import {
   DataDirSnapshot,
-  type LoadedPlugin,
   type PackageJson,
   asOneLine,
+  assertLoaded,
   captureOutput,
   inspectLocalSource,
-  loadedPluginProblem,
   manifestRefusal,
+  reportPluginCommandFailure,
   who,
 } from '../../plugins/install-guard.js'
 
@@ -81,13 +81,7 @@ kube-spawn checks the plugin before and after npm runs: it must have an "oclif" 
       })
       const name = local?.pjson.name ?? (await snapshot.changedDependencies())[0] ?? registryName(input)
       if (!outcome.ok) throw (await refusalOf(dataDir, name)) ?? asOneLine(outcome.error, outcome.output, !verbose)
-      const plugin = outcome.value.plugins.get(name) as LoadedPlugin | undefined
-      if (!plugin || (plugin as {type?: string}).type !== 'user')
-        throw new UserError(`${name} was installed, but kube-spawn cannot load it`, {
-          hint: verbose ? 'see the output above' : 'run with --verbose for npm’s and oclif’s output',
-        })
-      const problem = await loadedPluginProblem(plugin, 'pack it and install it again')
-      if (problem) throw problem
+      const plugin = await assertLoaded(outcome.value, name, 'user', {verbose, redo: 'pack it and install it again'})
       await snapshot.discard()
       return {name: plugin.name, version: plugin.version, root: plugin.root}
     } catch (error) {
@@ -100,12 +94,7 @@ kube-spawn checks the plugin before and after npm runs: it must have an "oclif" 
 
   protected async catch(error: Interfaces.CommandError): Promise<unknown> {
     if ((error as {code?: string}).code === 'EEXIT') return super.catch(error)
-    const user = findUserError(error) ?? asOneLine(error, '', false)
-    const stack = (user.cause instanceof Error ? user.cause : user).stack
-    if (this.argv.some((a) => a === '--verbose' || a === '-v') && stack) process.stderr.write(`${stack}\n`)
-    if (this.jsonEnabled()) this.logJson({error: {message: user.line, exitCode: user.exitCode}})
-    else process.stderr.write(`kube-spawn: ${user.line}\n`)
-    this.exit(user.exitCode)
+    this.exit(reportPluginCommandFailure(error, this.argv, this.jsonEnabled() ? (value) => this.logJson(value) : undefined))
   }
 }
 

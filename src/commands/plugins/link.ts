@@ -1,15 +1,14 @@
 import {Config, type Interfaces} from '@oclif/core'
 import {commands} from '@oclif/plugin-plugins'
 
-import {UserError, findUserError} from '../../errors.js'
 import {
   DataDirSnapshot,
-  type LoadedPlugin,
   asOneLine,
+  assertLoaded,
   captureOutput,
   inspectPluginFolder,
-  loadedPluginProblem,
   manifestRefusal,
+  reportPluginCommandFailure,
   who,
 } from '../../plugins/install-guard.js'
 
@@ -41,13 +40,7 @@ kube-spawn checks the plugin before and after linking it: it must have an "oclif
         return Config.load(this.config.root)
       })
       if (!outcome.ok) throw asOneLine(outcome.error, outcome.output, !flags.verbose)
-      const plugin = outcome.value.plugins.get(name) as LoadedPlugin | undefined
-      if (!plugin || (plugin as {type?: string}).type !== 'link')
-        throw new UserError(`${name} was linked, but kube-spawn cannot load it`, {
-          hint: flags.verbose ? 'see the output above' : 'run with --verbose for oclif’s output',
-        })
-      const problem = await loadedPluginProblem(plugin, 'link it again')
-      if (problem) throw problem
+      const plugin = await assertLoaded(outcome.value, name, 'link', {verbose: flags.verbose, redo: 'link it again'})
       await snapshot.discard()
       this.log(`Linked ${who(plugin)} from ${plugin.root}`)
     } catch (error) {
@@ -60,10 +53,6 @@ kube-spawn checks the plugin before and after linking it: it must have an "oclif
 
   protected async catch(error: Interfaces.CommandError): Promise<unknown> {
     if ((error as {code?: string}).code === 'EEXIT') return super.catch(error)
-    const user = findUserError(error) ?? asOneLine(error, '', false)
-    const stack = (user.cause instanceof Error ? user.cause : user).stack
-    if (this.argv.some((a) => a === '--verbose' || a === '-v') && stack) process.stderr.write(`${stack}\n`)
-    process.stderr.write(`kube-spawn: ${user.line}\n`)
-    this.exit(user.exitCode)
+    this.exit(reportPluginCommandFailure(error, this.argv))
   }
 }
