@@ -32,22 +32,25 @@ export async function resolveInRoot(root: string, path: string, hops = 0): Promi
 }
 
 /**
- * What a root filesystem lacks for a runtime, as short phrases ("systemd as /sbin/init", "command
+ * What a root filesystem lacks for a runtime, counting the runtime's own files as present, as short phrases ("systemd as /sbin/init", "command
  * containerd", "CNI plugin bridge in /usr/lib/cni"); empty when it has everything
  * (docs/plugins.md#what-a-root-filesystem-must-contain).
  */
-export async function missingFromRoot(root: string, runtime: Pick<RuntimeProvider, 'commands' | 'cniBinDir'>): Promise<string[]> {
+export async function missingFromRoot(root: string, runtime: Pick<RuntimeProvider, 'commands' | 'cniBinDir' | 'files'>): Promise<string[]> {
   const missing: string[] = []
+  // The runtime's own files (binaries, CNI plugins) are written into every node after the check.
+  const provided = new Set((runtime.files ?? []).map((file) => file.path))
+  const present = async (path: string) => provided.has(path) || (await resolveInRoot(root, path)) !== undefined
   if (!(await resolveInRoot(root, '/etc/os-release'))) missing.push('/etc/os-release')
   const init = await resolveInRoot(root, '/sbin/init')
   const systemd = await Promise.all(SYSTEMD_BINARIES.map((p) => resolveInRoot(root, p)))
   if (!init || !systemd.includes(init)) missing.push('systemd as /sbin/init')
   for (const command of [...new Set([...NODE_COMMANDS, ...runtime.commands])]) {
-    const found = await Promise.all(NODE_PATH.map((dir) => resolveInRoot(root, `${dir}/${command}`)))
+    const found = await Promise.all(NODE_PATH.map((dir) => present(`${dir}/${command}`)))
     if (!found.some(Boolean)) missing.push(`command ${command}`)
   }
   for (const plugin of CNI_PLUGINS) {
-    if (!(await resolveInRoot(root, `${runtime.cniBinDir}/${plugin}`))) missing.push(`CNI plugin ${plugin} in ${runtime.cniBinDir}`)
+    if (!(await present(`${runtime.cniBinDir}/${plugin}`))) missing.push(`CNI plugin ${plugin} in ${runtime.cniBinDir}`)
   }
   return missing
 }

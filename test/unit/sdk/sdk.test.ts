@@ -69,7 +69,7 @@ describe('answerProblems', () => {
   })
   it('names what is wrong, field by field', () => {
     assert.deepEqual(answerProblems('kube-spawn:tasks', {title: 't'}), ['the result must be an array of tasks, not an object'])
-    assert.deepEqual(answerProblems('kube-spawn:tasks', undefined), ['the result must be an array of tasks, not undefined undefined'])
+    assert.deepEqual(answerProblems('kube-spawn:tasks', undefined), ['the result must be an array of tasks, not undefined'])
     assert.deepEqual(answerProblems('kube-spawn:tasks', [{title: 't', task: 'no'}]), ['task "t": task must be a function'])
     assert.deepEqual(answerProblems('kube-spawn:providers', {images: [{name: 'x', description: 'd', family: 'f', key: () => 'k'}]}), [
       'image "x": it needs build or fetch',
@@ -106,6 +106,11 @@ describe('missingFromRoot', () => {
 
   it('names what a root lacks for a runtime', async () => {
     assert.deepEqual(await missingFromRoot(root, containerd), ['/etc/os-release', 'command runc', 'CNI plugin bridge in /usr/lib/cni'])
+  })
+
+  it("counts the runtime's own files as present: they are written into the nodes later", async () => {
+    const withFiles = {...containerd, files: [{path: '/usr/bin/runc', url: 'http://127.0.0.1/runc', sha256: '0'.repeat(64)}]}
+    assert.deepEqual(await missingFromRoot(root, withFiles), ['/etc/os-release', 'CNI plugin bridge in /usr/lib/cni'])
   })
 
   it('finds nothing missing once it is there, following absolute symlinks inside the root', async () => {
