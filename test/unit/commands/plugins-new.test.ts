@@ -105,7 +105,7 @@ describe('plugins:new for each kind', {concurrency: true}, () => {
         kind === 'workaround' ? ['kube-spawn:providers', 'kube-spawn:tasks'] : ['kube-spawn:providers'],
       )
       assert.ok(text['README.md'].startsWith(`# kube-spawn-plugin-${name}\n`))
-      assert.ok(text['README.md'].includes(`kube-spawn plugins:install "file:$PWD/kube-spawn-plugin-${name}-0.1.0.tgz"`))
+      assert.ok(text['README.md'].includes(`kube-spawn plugins:install ./kube-spawn-plugin-${name}-0.1.0.tgz`))
       const says = {workaround: 'adds the workaround', runtime: 'adds the container runtime', image: 'adds the base image'}
       for (const other of KINDS) assert.equal(text['README.md'].includes(says[other]), other === kind, `README of ${kind}: ${other}`)
       assert.ok(text['src/index.ts'].includes(`'${name}'`))
