@@ -108,9 +108,28 @@ spec:
   - {name: main, image: docker.io/library/busybox:1.35, imagePullPolicy: Never, command: ["sh", "-c", "$3"]}
 YAML
 }
+# Under full emulation the kubelet may restart a slow API server (its liveness probe fails): wait until it
+# answers again, and show the control plane's containers when it does not.
+api_ready() {
+  for _ in $(seq 1 60); do
+    kubectl get --raw /readyz >/dev/null 2>&1 && return 0
+    sleep 5
+  done
+  ks exec -c $CLUSTER $CP -- ctr -n k8s.io tasks ls 2>&1 | tail -20 || true
+  ks exec -c $CLUSTER $CP -- journalctl -u kubelet --no-pager -n 30 2>&1 || true
+  fail "the API server did not answer within 300 s"
+}
+apply_pod() { # apply_pod NAME NODE COMMAND: retried once the API server answers again
+  for _ in 1 2 3; do
+    pod "$@" | kubectl apply -f - && return 0
+    api_ready
+  done
+  fail "kubectl apply of pod $1 failed three times"
+}
 step "pods"
-pod web $W1 'mkdir -p /www && echo hello-from-web > /www/index.html && httpd -f -p 8080 -h /www' | kubectl apply -f -
-pod client $CP 'sleep 100000' | kubectl apply -f -
+api_ready
+apply_pod web $W1 'mkdir -p /www && echo hello-from-web > /www/index.html && httpd -f -p 8080 -h /www'
+apply_pod client $CP 'sleep 100000'
 kubectl wait --for=condition=Ready pod/web pod/client --timeout=600s || { kubectl describe pods; fail "the pods did not run"; }
 web_ip=$(kubectl get pod web -o jsonpath='{.status.podIP}')
 reach() { [[ "$(kubectl exec client -- sh -c "timeout 10 wget -qO- http://$web_ip:8080/" 2>&1)" == *hello-from-web* ]]; }
