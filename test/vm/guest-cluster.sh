@@ -96,7 +96,7 @@ kubelet_pid=$(pgrep -f -n '/kubelet .*--node-ip=10' | head -n1 || true)
 KUBECONFIG=$(ks kubeconfig -c $CLUSTER)
 export KUBECONFIG
 kubectl() { "$BUNDLE/bin/kubectl" --request-timeout=60s "$@"; }
-kubectl get nodes -o wide
+
 pod() { # pod NAME NODE COMMAND
   cat <<YAML
 apiVersion: v1
@@ -111,13 +111,20 @@ YAML
 # Under full emulation the kubelet may restart a slow API server (its liveness probe fails): wait until it
 # answers again, and show the control plane's containers when it does not.
 api_ready() {
+  local waited=0
   for _ in $(seq 1 60); do
-    kubectl get --raw /readyz >/dev/null 2>&1 && return 0
+    kubectl get --raw /readyz >/dev/null 2>&1 && { ((waited == 0)) || echo "the API server answers again after ${waited} s"; return 0; }
+    ((waited > 0)) || { echo "the API server does not answer; waiting (control plane as it is now:)"; control_plane_logs; }
     sleep 5
+    waited=$((waited + 5))
   done
-  ks exec -c $CLUSTER $CP -- ctr -n k8s.io tasks ls 2>&1 | tail -20 || true
-  ks exec -c $CLUSTER $CP -- journalctl -u kubelet --no-pager -n 30 2>&1 || true
+  control_plane_logs
   fail "the API server did not answer within 300 s"
+}
+control_plane_logs() {
+  ks exec -c $CLUSTER $CP -- ctr -n k8s.io tasks ls 2>&1 | tail -20 || true
+  ks exec -c $CLUSTER $CP -- sh -c 'for f in /var/log/pods/kube-system_kube-apiserver*/*/*.log /var/log/pods/kube-system_etcd*/*/*.log; do echo "--- $f"; tail -n 15 "$f"; done' 2>&1 | cut -c1-300 || true
+  ks exec -c $CLUSTER $CP -- journalctl -u kubelet --no-pager -n 40 2>&1 | cut -c1-300 || true
 }
 apply_pod() { # apply_pod NAME NODE COMMAND: retried once the API server answers again
   for _ in 1 2 3; do
@@ -126,8 +133,9 @@ apply_pod() { # apply_pod NAME NODE COMMAND: retried once the API server answers
   done
   fail "kubectl apply of pod $1 failed three times"
 }
-step "pods"
 api_ready
+kubectl get nodes -o wide
+step "pods"
 apply_pod web $W1 'mkdir -p /www && echo hello-from-web > /www/index.html && httpd -f -p 8080 -h /www'
 apply_pod client $CP 'sleep 100000'
 kubectl wait --for=condition=Ready pod/web pod/client --timeout=600s || { kubectl describe pods; fail "the pods did not run"; }
