@@ -71,7 +71,8 @@ export const checkImage: HostStep = {
   title: 'Check that the base image can be made and used here',
   task: async (ctx, task) => {
     const key = await assertImageFits(ctx)
-    if (!(await isCached(ctx))) {
+    const cached = await isCached(ctx)
+    if (!cached) {
       for (const command of ctx.image.hostCommands ?? []) {
         const found = await ctx.run(['sh', '-c', `command -v ${command}`], {allowFailure: true})
         if (found.exitCode !== 0)
@@ -80,7 +81,7 @@ export const checkImage: HostStep = {
           })
       }
     }
-    task.title = `Image ${ctx.image.name} (${ctx.image.family}) fits: ${key}${(await isCached(ctx)) ? ', cached' : ''}`
+    task.title = `Image ${ctx.image.name} (${ctx.image.family}) fits: ${key}${cached ? ', cached' : ''}`
   },
 }
 

@@ -276,6 +276,22 @@ export class DataDirSnapshot {
     this.backupDir = state.backupDir
   }
 
+  /**
+   * Runs a change of the data dir (an install or a link) with a snapshot taken before it: kept when the
+   * change succeeds, put back when it throws.
+   */
+  static async around<T>(dataDir: string, names: string[], change: (snapshot: DataDirSnapshot) => Promise<T>): Promise<T> {
+    const snapshot = await DataDirSnapshot.take(dataDir, names)
+    try {
+      const value = await change(snapshot)
+      await snapshot.discard()
+      return value
+    } catch (error) {
+      await snapshot.restore()
+      throw error
+    }
+  }
+
   static async take(dataDir: string, names: string[] = []): Promise<DataDirSnapshot> {
     const existed = (await lstat(dataDir).catch(() => undefined)) !== undefined
     const files = await Promise.all(

@@ -1,5 +1,5 @@
 import {lstat, readlink} from 'node:fs/promises'
-import {posix} from 'node:path'
+import {join, posix} from 'node:path'
 
 import type {RuntimeProvider} from './types.js'
 
@@ -11,24 +11,43 @@ export const CNI_PLUGINS = ['bridge', 'host-local', 'loopback', 'portmap']
 export const NODE_PATH = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']
 const SYSTEMD_BINARIES = ['/usr/lib/systemd/systemd', '/lib/systemd/systemd']
 
-/** Follows a path inside `root` the way the node would see it: absolute symlinks point into root too. */
-export async function resolveInRoot(root: string, path: string, hops = 0): Promise<string | undefined> {
-  if (hops > 40) return undefined
-  let resolved = '/'
-  const parts = path.split('/').filter((p) => p !== '' && p !== '.')
-  for (let i = 0; i < parts.length; i++) {
-    const next = posix.join(resolved, parts[i])
-    const stats = await lstat(posix.join(root, next)).catch(() => undefined)
-    if (!stats) return undefined
-    if (stats.isSymbolicLink()) {
-      const target = await readlink(posix.join(root, next))
-      const rest = parts.slice(i + 1).join('/')
-      const joined = target.startsWith('/') ? posix.join(target, rest) : posix.join(resolved, target, rest)
-      return resolveInRoot(root, joined, hops + 1)
+/**
+ * Resolves `path` as the node would see it with `root` as its "/", to a path on the host: symlinks
+ * (absolute ones too, such as /var/run -> /run) are followed inside the root, never onto the host. The
+ * last component is followed only with followLast, so that a writer replaces a symlink there rather
+ * than writing through it. Whether the result exists is not checked.
+ */
+export async function resolveInRoot(root: string, path: string, {followLast = false} = {}): Promise<string> {
+  const parts = posix.normalize(`/${path}`).split('/').filter(Boolean)
+  const resolved: string[] = []
+  for (let hops = 0, i = 0; i < parts.length; i++) {
+    const part = parts[i]
+    if (part === '..') {
+      resolved.pop()
+      continue
     }
-    resolved = next
+    const candidate = join(root, ...resolved, part)
+    const follow = followLast || i < parts.length - 1
+    const info = follow ? await lstat(candidate).catch(() => undefined) : undefined
+    if (info?.isSymbolicLink()) {
+      if (++hops > 40) throw new Error(`too many symlinks resolving ${path} in ${root}`)
+      const target = await readlink(candidate)
+      const rest = parts.slice(i + 1)
+      const base = target.startsWith('/') ? [] : resolved
+      parts.splice(0, parts.length, ...[...base, ...target.split('/').filter(Boolean), ...rest])
+      resolved.length = 0
+      i = -1
+      continue
+    }
+    resolved.push(part)
   }
-  return resolved
+  return join(root, ...resolved)
+}
+
+/** Where `path` of the root ends up after every symlink, when something is there. */
+async function existingInRoot(root: string, path: string): Promise<string | undefined> {
+  const resolved = await resolveInRoot(root, path, {followLast: true}).catch(() => undefined)
+  return resolved !== undefined && (await lstat(resolved).catch(() => undefined)) ? resolved : undefined
 }
 
 /**
@@ -40,10 +59,10 @@ export async function missingFromRoot(root: string, runtime: Pick<RuntimeProvide
   const missing: string[] = []
   // The runtime's own files (binaries, CNI plugins) are written into every node after the check.
   const provided = new Set((runtime.files ?? []).map((file) => file.path))
-  const present = async (path: string) => provided.has(path) || (await resolveInRoot(root, path)) !== undefined
-  if (!(await resolveInRoot(root, '/etc/os-release'))) missing.push('/etc/os-release')
-  const init = await resolveInRoot(root, '/sbin/init')
-  const systemd = await Promise.all(SYSTEMD_BINARIES.map((p) => resolveInRoot(root, p)))
+  const present = async (path: string) => provided.has(path) || (await existingInRoot(root, path)) !== undefined
+  if (!(await present('/etc/os-release'))) missing.push('/etc/os-release')
+  const init = await existingInRoot(root, '/sbin/init')
+  const systemd = await Promise.all(SYSTEMD_BINARIES.map((p) => existingInRoot(root, p)))
   if (!init || !systemd.includes(init)) missing.push('systemd as /sbin/init')
   for (const command of [...new Set([...NODE_COMMANDS, ...runtime.commands])]) {
     const found = await Promise.all(NODE_PATH.map((dir) => present(`${dir}/${command}`)))

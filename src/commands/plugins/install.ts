@@ -71,22 +71,19 @@ kube-spawn checks the plugin before and after npm runs: it must have an "oclif" 
       if (refusal) throw refusal
     }
     const dataDir = this.config.dataDir
-    const snapshot = await DataDirSnapshot.take(dataDir, local ? [local.pjson.name] : [registryName(input)])
     const argv = this.argv
     try {
-      const outcome = await captureOutput(verbose, async () => {
-        this.argv = [local?.spec ?? input, ...passed]
-        await super.run()
-        return Config.load(this.config.root)
+      return await DataDirSnapshot.around(dataDir, local ? [local.pjson.name] : [registryName(input)], async (snapshot) => {
+        const outcome = await captureOutput(verbose, async () => {
+          this.argv = [local?.spec ?? input, ...passed]
+          await super.run()
+          return Config.load(this.config.root)
+        })
+        const name = local?.pjson.name ?? (await snapshot.changedDependencies())[0] ?? registryName(input)
+        if (!outcome.ok) throw (await refusalOf(dataDir, name)) ?? asOneLine(outcome.error, outcome.output, !verbose)
+        const plugin = await assertLoaded(outcome.value, name, 'user', {verbose, redo: 'pack it and install it again'})
+        return {name: plugin.name, version: plugin.version, root: plugin.root}
       })
-      const name = local?.pjson.name ?? (await snapshot.changedDependencies())[0] ?? registryName(input)
-      if (!outcome.ok) throw (await refusalOf(dataDir, name)) ?? asOneLine(outcome.error, outcome.output, !verbose)
-      const plugin = await assertLoaded(outcome.value, name, 'user', {verbose, redo: 'pack it and install it again'})
-      await snapshot.discard()
-      return {name: plugin.name, version: plugin.version, root: plugin.root}
-    } catch (error) {
-      await snapshot.restore()
-      throw error
     } finally {
       this.argv = argv
     }

@@ -31,21 +31,18 @@ kube-spawn checks the plugin before and after linking it: it must have an "oclif
     const refusal = manifestRefusal(folder.pjson)
     if (refusal) throw refusal
     const name = folder.pjson.name
-    const snapshot = await DataDirSnapshot.take(this.config.dataDir, [name])
     const argv = this.argv
     try {
-      const outcome = await captureOutput(flags.verbose, async () => {
-        this.argv = [folder.path, flags.install ? '--install' : '--no-install', ...(flags.verbose ? ['--verbose'] : [])]
-        await super.run()
-        return Config.load(this.config.root)
+      await DataDirSnapshot.around(this.config.dataDir, [name], async () => {
+        const outcome = await captureOutput(flags.verbose, async () => {
+          this.argv = [folder.path, flags.install ? '--install' : '--no-install', ...(flags.verbose ? ['--verbose'] : [])]
+          await super.run()
+          return Config.load(this.config.root)
+        })
+        if (!outcome.ok) throw asOneLine(outcome.error, outcome.output, !flags.verbose)
+        const plugin = await assertLoaded(outcome.value, name, 'link', {verbose: flags.verbose, redo: 'link it again'})
+        this.log(`Linked ${who(plugin)} from ${plugin.root}`)
       })
-      if (!outcome.ok) throw asOneLine(outcome.error, outcome.output, !flags.verbose)
-      const plugin = await assertLoaded(outcome.value, name, 'link', {verbose: flags.verbose, redo: 'link it again'})
-      await snapshot.discard()
-      this.log(`Linked ${who(plugin)} from ${plugin.root}`)
-    } catch (error) {
-      await snapshot.restore()
-      throw error
     } finally {
       this.argv = argv
     }
