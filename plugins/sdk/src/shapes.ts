@@ -26,7 +26,8 @@ const aptSource: Check = (v) =>
   isString(v.name) &&
   isString(v.entry) &&
   isObject(v.key) &&
-  (isString(v.key.content) || (isString(v.key.url) && isString(v.key.sha256)))
+  (isString(v.key.content) ||
+    (isString(v.key.url) && (isString(v.key.sha256) || /^[0-9A-Fa-f]{40}$/.test(String(v.key.fingerprint)))))
 const runtimePackages: Check = (v) =>
   isObject(v) &&
   Object.values(v).every(
@@ -37,7 +38,7 @@ const runtimeFile: Check = (v) =>
   isString(v.path) &&
   (v.path as string).startsWith('/') &&
   optional((m) => typeof m === 'number')(v.mode) &&
-  (typeof v.content === 'string' || isFunction(v.content) || (isString(v.url) && /^[0-9a-f]{64}$/.test(String(v.sha256))))
+  (typeof v.content === 'string' || isFunction(v.content) || (isString(v.url) && /^[0-9a-f]{64}$/.test(String(v.sha256)) && optional(isString)(v.extract)))
 
 const RUNTIME: Fields = {
   name: [isString, 'a string'],
@@ -64,6 +65,9 @@ const RUNTIME: Fields = {
     'a boolean or {package, belowVersion}',
   ],
   supports: [optional(isObject), 'an object'],
+  kubelet: [optional((v) => v === 'cri' || v === 'dockershim'), '"cri" or "dockershim"'],
+  variant: [optional(isFunction), 'a function'],
+  refuse: [optional(isFunction), 'a function'],
 }
 
 const IMAGE: Fields = {

@@ -81,8 +81,12 @@ export interface AptSource {
   name: string
   /** The one-line-style entry without [signed-by]: "https://pkgs.example.org/deb/ /". The host adds signed-by. */
   entry: string
-  /** The signing key (ASCII-armoured or binary), inline or fetched and checked against its SHA-256. */
-  key: {content: string} | {url: string; sha256: string}
+  /**
+   * The signing key (ASCII-armoured or binary): inline, fetched and checked against its SHA-256, or (API 1.1)
+   * fetched and checked to hold the primary key with this fingerprint (40 hex digits). Prefer the
+   * fingerprint for keys whose expiry their owner extends in place, as openSUSE's build service does.
+   */
+  key: {content: string} | {url: string; sha256: string} | {url: string; fingerprint: string}
 }
 
 /** The packages a runtime needs in an image of one family, and where they come from. */
@@ -99,12 +103,34 @@ export interface FileContext {
   readonly host: HostInfo
   /** Where the host writes the pod network's CNI config, and where the runtime's CNI plugins are. */
   readonly cni: {confDir: string; binDir: string}
+  /** The cluster's image and its family (API 1.1). */
+  readonly image: {name: string; family: string}
 }
 
-/** A file the host puts into every node: inline (text, or rendered per node) or downloaded and verified. */
+/**
+ * A file the host puts into every node: inline (text, or rendered per node) or downloaded and verified.
+ * A download may be a tar archive (any compression tar knows) of which one member is the file: `extract`
+ * names it (API 1.1), e.g. "cri-dockerd/cri-dockerd".
+ */
 export type RuntimeFile = {path: string; mode?: number} & (
-  {content: string | ((ctx: FileContext) => string)} | {url: string; sha256: string}
+  {content: string | ((ctx: FileContext) => string)} | {url: string; sha256: string; extract?: string}
 )
+
+/** What a runtime's variant and refusal may look at (API 1.1): the cluster's choices, before anything is written. */
+export interface RuntimeQuery {
+  /** e.g. "v1.20.2". */
+  readonly kubernetesVersion: string
+  /** Where the Kubernetes binaries come from: "release" (downloaded), or an offline bundle's path. */
+  readonly kubernetesSource: string
+  readonly image: string
+  readonly family: string
+  readonly cgroupDriver: CgroupDriver
+  readonly host: HostInfo
+  pluginConfig(name: string): Record<string, unknown>
+}
+
+/** The fields a runtime's variant may replace for one cluster. */
+export type RuntimeVariant = Partial<Omit<RuntimeProvider, 'name' | 'description' | 'variant' | 'refuse' | 'supports'>>
 
 /**
  * A container runtime that runs inside every node, as data. The host installs, configures, waits for
@@ -142,6 +168,23 @@ export interface RuntimeProvider {
   needsSocat: boolean | {package: string; belowVersion: string}
   /** What the runtime works with; a cluster outside it is refused in preflight. */
   supports?: {images?: string[]; kubernetes?: {min?: string; max?: string}}
+  /**
+   * How the kubelet reaches the runtime (API 1.1): over CRI at criSocket ("cri", the default), or through
+   * the kubelet's built-in dockershim ("dockershim", Kubernetes 1.23 and older only; criSocket is then
+   * unix:///var/run/dockershim.sock, the socket the kubelet itself serves).
+   */
+  kubelet?: 'cri' | 'dockershim'
+  /**
+   * The runtime as it is for one cluster (API 1.1): fields that depend on the Kubernetes version, the
+   * image family or the plugin's settings. The host merges the answer over the declaration once, before
+   * anything is checked or written, and every stage sees the merged runtime.
+   */
+  variant?(query: RuntimeQuery): RuntimeVariant
+  /**
+   * Why the runtime cannot serve this cluster, in one line naming what it supports, or undefined (API 1.1).
+   * Runs before anything is written, in --dry-run too, after the `supports` checks.
+   */
+  refuse?(query: RuntimeQuery): string | undefined
 }
 
 /** How an image's root filesystem is made when its cache entry is missing. */
@@ -156,6 +199,21 @@ export interface ImageBuildContext {
   /** A progress line shown under the task. */
   output(line: string): void
   readonly signal?: AbortSignal
+  /** kube-spawn's artifact cache (API 1.1): a plugin may keep its own downloads below `<cacheDir>/<plugin name>/`. */
+  readonly cacheDir: string
+  /**
+   * Downloads a file once into the artifact cache, verified against its digest, and returns its path
+   * (API 1.1). The file appears only after it matched; a mismatch or an unreachable server is an error.
+   */
+  download(file: DownloadRequest): Promise<string>
+}
+
+/** A file to download and verify: its SHA-256 or SHA-512 (hex). */
+export interface DownloadRequest {
+  url: string
+  digest: {sha256: string} | {sha512: string}
+  /** Named in progress and errors, e.g. "the Flatcar 4152.2.0 developer container". */
+  what?: string
 }
 
 /** What an image's key and checks may look at. */
