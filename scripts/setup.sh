@@ -29,8 +29,11 @@ fi
 # The Kubernetes fixture (../shared/fixtures/kubernetes/prepare-bundle) builds its images from xz-utils,
 # python3, etcd-server, busybox-static and conntrack; installed here, so that the tests never run
 # apt-get themselves.
+# gnupg, gpgv: apt keys checked by fingerprint, and image-flatcar's signed DIGESTS (and the tests' own signing keys).
+# bzip2, e2fsprogs (debugfs, mke2fs), fdisk (sfdisk): image-flatcar unpacks a disk image, and its test builds one.
+# dpkg-dev, apt-utils: the tests' local apt repository (dpkg-scanpackages, apt-ftparchive) for runtime-crio.
 PACKAGES=(systemd-container debootstrap iptables iproute2 util-linux mount btrfs-progs kmod socat ca-certificates
-  xz-utils etcd-server busybox-static conntrack)
+  xz-utils etcd-server busybox-static conntrack gnupg gpgv bzip2 e2fsprogs fdisk dpkg-dev apt-utils)
 command -v python3 >/dev/null || PACKAGES+=(python3)
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -10,6 +10,7 @@ import type {PlanLine} from '../pipeline/runner.js'
 import {describePlan, planPipeline, runPipeline} from '../pipeline/runner.js'
 import {type Offer, loadCatalog, selectProvider} from '../plugins/providers.js'
 import type {HostInfo, ImageProvider, RuntimeProvider} from '@kube-spawn/sdk'
+import {resolveRuntime, runtimeQuery} from '../runtime/compat.js'
 import {run} from '../util/run.js'
 import {waitFor} from '../util/wait.js'
 
@@ -47,16 +48,24 @@ export async function buildContext(
   const runtime = chosen(catalog.runtimes, 'container runtime', cluster.containerRuntime, absentRuntime(cluster.containerRuntime))
   const image = chosen(catalog.images, 'image', cluster.image, absentImage(cluster.image))
   const baseImage = await readBaseImage(clusterDir)
+  const hostInfo = host ?? (await detectHost())
+  let runtimeProvider = runtime.provider
+  try {
+    runtimeProvider = resolveRuntime(runtime.provider, runtimeQuery(cluster, image.provider, hostInfo), runtime.plugin)
+  } catch (error) {
+    if (!withoutPlugins) throw error
+    warnings.push(`${errorMessage(error)}; ${TEARDOWN_WITHOUT}`)
+  }
   // Nodes read through to the base image, which the image plugin may set only later (prepare-image).
   const ctx: ClusterContext = {
     baseImage,
     cluster,
     clusterDir,
     cacheDir: env.root.cacheDir,
-    runtime: runtime.provider,
+    runtime: runtimeProvider,
     image: image.provider,
     providerPlugins: {runtime: runtime.plugin, image: image.plugin},
-    host: host ?? (await detectHost()),
+    host: hostInfo,
     kubernetes: {
       version: cluster.kubernetesVersion,
       sandboxImage: sandboxImage(versionTraits(cluster.kubernetesVersion)),

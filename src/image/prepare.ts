@@ -7,15 +7,23 @@
  * A root is built into a private temporary directory and renamed into place, so the cache never holds
  * a half-built image, and a concurrent build of the same key simply loses the rename race.
  */
-import {mkdir, readFile, readdir, rename, rm, stat, writeFile} from 'node:fs/promises'
+import {mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
-import {type AptSource, type ImageBuildContext, type RuntimePackages, isUserError, missingFromRoot} from '@kube-spawn/sdk'
+import {
+  type AptSource,
+  type DownloadRequest,
+  type ImageBuildContext,
+  type RuntimePackages,
+  isUserError,
+  missingFromRoot,
+} from '@kube-spawn/sdk'
 
 import type {ClusterContext, HostStep} from '../context/index.js'
 import {UserError, errorMessage} from '../errors.js'
 import {cachedFilePath} from '../runtime/files.js'
-import {downloadVerified} from '../util/download.js'
+import {downloadVerified, httpGet} from '../util/download.js'
 
 export function imageDir(cacheDir: string, key: string): string {
   return join(cacheDir, 'images', key)
@@ -140,6 +148,8 @@ async function makeImage(ctx: ClusterContext, key: string, output: (line: string
         run: ctx.run,
         output,
         signal: ctx.signal,
+        cacheDir: ctx.cacheDir,
+        download: (request) => downloadForImage(ctx, request, output),
       }
       await fromImagePlugin(ctx, 'its build failed', () => build.call(ctx.image, buildCtx))
     } else if (fetch) {
@@ -175,11 +185,12 @@ async function resolvedPackages(ctx: ClusterContext): Promise<RuntimePackages> {
   const packages = ctx.runtime.packages[ctx.image.family] ?? {names: []}
   const aptSources: AptSource[] = []
   for (const source of packages.aptSources ?? []) {
-    if ('content' in source.key) aptSources.push(source)
-    else {
-      const path = await downloadCached(ctx, source.key.url, source.key.sha256, `the apt key of ${source.name}`, () => undefined)
+    const {key} = source
+    if ('content' in key) aptSources.push(source)
+    else if ('sha256' in key) {
+      const path = await downloadCached(ctx, key.url, key.sha256, `the apt key of ${source.name}`, () => undefined)
       aptSources.push({...source, key: {content: await readFile(path, 'utf8')}})
-    }
+    } else aptSources.push({...source, key: {content: await fetchKeyByFingerprint(ctx, source.name, key)}})
   }
   return {names: packages.names, ...(aptSources.length > 0 ? {aptSources} : {})}
 }
@@ -190,6 +201,7 @@ async function downloadCached(
   sha256: string,
   what: string,
   output: (line: string) => void,
+  algorithm: 'sha256' | 'sha512' = 'sha256',
 ): Promise<string> {
   const dest = cachedFilePath(ctx.cacheDir, sha256)
   if (await exists(dest)) return dest
@@ -198,11 +210,65 @@ async function downloadCached(
     url,
     dest,
     sha256,
+    algorithm,
     what,
     hint: 'check that the host can reach the server',
     onProgress: ({done}) => output(`${url}: ${Math.round(done / 1048576)} MiB`),
   })
   return dest
+}
+
+/**
+ * An apt key checked by its primary key's fingerprint rather than its bytes: a key whose expiry is
+ * extended in place keeps its fingerprint. Small and fetched once per build, so not cached.
+ */
+async function fetchKeyByFingerprint(ctx: ClusterContext, name: string, key: {url: string; fingerprint: string}): Promise<string> {
+  const hint = `check that the host can reach the server, or report it to the runtime plugin (${ctx.providerPlugins.runtime})`
+  const response = await httpGet(key.url, ctx.signal ?? new AbortController().signal, hint)
+  const content = await response.text()
+  const fingerprints = await keyFingerprints(ctx, content)
+  const wanted = key.fingerprint.toUpperCase()
+  if (!fingerprints.includes(wanted))
+    throw new UserError(
+      `the apt key of ${name} from ${key.url} is not the key ${wanted} (it holds: ${fingerprints.join(', ') || 'no OpenPGP key'})`,
+      {hint: `the key was replaced or tampered with; if its owner rotated it, update the runtime plugin (${ctx.providerPlugins.runtime})`},
+    )
+  return content
+}
+
+/** The primary keys' fingerprints in an OpenPGP key file (armoured or binary), read without a keyring. */
+export async function keyFingerprints(ctx: Pick<ClusterContext, 'run'>, content: string): Promise<string[]> {
+  const home = await mkdtemp(join(tmpdir(), 'kube-spawn-gpg-'))
+  try {
+    const {stdout} = await ctx.run(['gpg', '--homedir', home, '--batch', '--with-colons', '--show-keys'], {
+      input: content,
+      allowFailure: true,
+    })
+    const lines = stdout.split('\n').map((line) => line.split(':'))
+    // A fingerprint line (fpr) follows its key line; only primary keys (pub) count.
+    return lines.flatMap((fields, i) => (fields[0] === 'fpr' && lines[i - 1]?.[0] === 'pub' ? [fields[9]] : []))
+  } finally {
+    await rm(home, {recursive: true, force: true})
+  }
+}
+
+/** ImageBuildContext.download: a verified download into the artifact cache, by its digest. */
+async function downloadForImage(ctx: ClusterContext, request: DownloadRequest, output: (line: string) => void): Promise<string> {
+  const [algorithm, digest] =
+    'sha512' in request.digest ? (['sha512', request.digest.sha512] as const) : (['sha256', request.digest.sha256] as const)
+  if (!/^[0-9a-fA-F]+$/.test(digest) || digest.length !== (algorithm === 'sha512' ? 128 : 64))
+    throw new UserError(
+      `image ${ctx.image.name} (plugin ${ctx.providerPlugins.image}) asked to download ${request.url} with a malformed ${algorithm} digest "${digest}"`,
+      {hint: 'fix the plugin'},
+    )
+  return downloadCached(
+    ctx,
+    request.url,
+    digest.toLowerCase(),
+    request.what ?? `${request.url} for image ${ctx.image.name}`,
+    output,
+    algorithm,
+  )
 }
 
 /** A build interrupted by a kill leaves .build-<key>-<pid>; remove those whose process is gone. */

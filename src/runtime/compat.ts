@@ -1,19 +1,45 @@
-/** Whether a runtime fits a cluster: its image family, image, Kubernetes version and cgroup driver. */
-import type {CgroupDriver, RuntimeProvider} from '@kube-spawn/sdk'
+/**
+ * The runtime as it is for one cluster (its declaration with its variant merged in), and whether it
+ * fits the cluster: its image family, image, Kubernetes version, cgroup driver and its own refusal.
+ */
+import {type HostInfo, type RuntimeProvider, type RuntimeQuery, isUserError} from '@kube-spawn/sdk'
 
+import type {Cluster} from '../config/definition.js'
 import {parseKubernetesVersion} from '../config/version.js'
 import type {ClusterContext, HostStep} from '../context/index.js'
-import {UserError} from '../errors.js'
+import {UserError, errorMessage} from '../errors.js'
 
-export interface RuntimeFitQuery {
-  image: string
-  family: string
-  kubernetesVersion: string
-  cgroupDriver: CgroupDriver
+/** The first Kubernetes without the kubelet's dockershim. */
+const DOCKERSHIM_REMOVED = '1.24'
+
+export function runtimeQuery(cluster: Cluster, image: {name: string; family: string}, host: HostInfo): RuntimeQuery {
+  return {
+    kubernetesVersion: cluster.kubernetesVersion,
+    kubernetesSource: cluster.kubernetes.source,
+    image: image.name,
+    family: image.family,
+    cgroupDriver: cluster.runtimeConfig.useLegacyCgroupDriver ? 'cgroupfs' : 'systemd',
+    host,
+    pluginConfig: (name) => (cluster.pluginConfig[name] ?? {}) as Record<string, unknown>,
+  }
+}
+
+/** The runtime's declaration with its variant for this cluster merged over it. */
+export function resolveRuntime(runtime: RuntimeProvider, query: RuntimeQuery, plugin: string): RuntimeProvider {
+  if (!runtime.variant) return runtime
+  try {
+    return {...runtime, ...runtime.variant(query)}
+  } catch (error) {
+    if (isUserError(error)) throw error
+    throw new UserError(`plugin ${plugin} failed to say how container runtime ${runtime.name} runs here: ${errorMessage(error)}`, {
+      hint: 'fix or uninstall that plugin (kube-spawn plugins)',
+      cause: error,
+    })
+  }
 }
 
 /** Why the runtime cannot serve this cluster, or undefined when it can. */
-export function runtimeRefusal(runtime: RuntimeProvider, query: RuntimeFitQuery): string | undefined {
+export function runtimeRefusal(runtime: RuntimeProvider, query: RuntimeQuery): string | undefined {
   const who = `container runtime ${runtime.name}`
   const families = Object.keys(runtime.packages)
   if (!families.includes(query.family))
@@ -26,7 +52,9 @@ export function runtimeRefusal(runtime: RuntimeProvider, query: RuntimeFitQuery)
   if (version && max && compare(version.text, max) > 0) return `${who} supports Kubernetes up to ${max}, not ${version.text}`
   if (!runtime.cgroupDrivers.includes(query.cgroupDriver))
     return `${who} cannot use the ${query.cgroupDriver} cgroup driver (it supports: ${runtime.cgroupDrivers.join(', ')})`
-  return undefined
+  if (runtime.kubelet === 'dockershim' && version && compare(version.text, DOCKERSHIM_REMOVED) >= 0)
+    return `${who} runs through the kubelet's dockershim, which Kubernetes ${DOCKERSHIM_REMOVED} removed: it works up to Kubernetes 1.23, not ${version.text}`
+  return runtime.refuse?.(query)
 }
 
 /** Compares "v1.20.2" with "1.20" or "v1.24.0": missing parts count as 0. */
@@ -42,12 +70,19 @@ function compare(a: string, b: string): number {
 
 /** The runtime fits the image, the Kubernetes version and the cgroup driver; before any output, and in preflight. */
 export function assertRuntimeFits(ctx: ClusterContext): void {
-  const refusal = runtimeRefusal(ctx.runtime, {
-    image: ctx.image.name,
-    family: ctx.image.family,
-    kubernetesVersion: ctx.kubernetes.version,
-    cgroupDriver: ctx.kubernetes.cgroupDriver,
-  })
+  let refusal: string | undefined
+  try {
+    refusal = runtimeRefusal(ctx.runtime, runtimeQuery(ctx.cluster, ctx.image, ctx.host))
+  } catch (error) {
+    if (isUserError(error)) throw error
+    throw new UserError(
+      `plugin ${ctx.providerPlugins.runtime} failed to check container runtime ${ctx.runtime.name}: ${errorMessage(error)}`,
+      {
+        hint: 'fix or uninstall that plugin (kube-spawn plugins)',
+        cause: error,
+      },
+    )
+  }
   if (refusal)
     throw new UserError(refusal, {
       hint: `choose another container-runtime, image or kubernetes-version, or update the runtime plugin (${ctx.providerPlugins.runtime})`,

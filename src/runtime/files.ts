@@ -52,6 +52,7 @@ export function fileContext(ctx: ClusterContext, node: HostNode): FileContext {
     kubernetes: ctx.kubernetes,
     host: ctx.host,
     cni: {confDir: CNI_CONF_DIR, binDir: ctx.runtime.cniBinDir},
+    image: {name: ctx.image.name, family: ctx.image.family},
   }
 }
 

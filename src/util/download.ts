@@ -17,8 +17,10 @@ export interface DownloadProgress {
 export interface VerifiedDownload {
   url: string
   dest: string
-  /** The expected SHA-256 (hex), or a function that fetches it once the download may begin. */
+  /** The expected digest (hex), or a function that fetches it once the download may begin. */
   sha256: string | ((signal: AbortSignal) => Promise<string>)
+  /** The digest's algorithm; SHA-256 unless said. */
+  algorithm?: 'sha256' | 'sha512'
   /** Named in progress and errors. */
   what: string
   /** What to do when the server cannot be reached. */
@@ -67,7 +69,7 @@ export async function downloadVerified(job: VerifiedDownload): Promise<void> {
     const response = await httpGet(url, watchdog.signal, hint)
     const length = Number(response.headers.get('content-length'))
     const total = Number.isFinite(length) && length > 0 ? length : undefined
-    const hash = createHash('sha256')
+    const hash = createHash(job.algorithm ?? 'sha256')
     let done = 0
     let reported = 0
     if (!response.body) throw new UserError(`cannot download ${url}: the server sent no body`, {hint})
@@ -97,7 +99,7 @@ export async function downloadVerified(job: VerifiedDownload): Promise<void> {
       throw new UserError(`download of ${url} is incomplete: ${done} of ${total} bytes`, {hint: 'try again'})
     }
     const actual = hash.digest('hex')
-    if (actual !== expected) {
+    if (actual !== expected.toLowerCase()) {
       throw new UserError(`checksum mismatch for ${job.what} from ${url}: expected ${expected}, got ${actual}`, {
         hint: `the download is corrupt or was tampered with, and was not kept; try again, or ${hint}`,
       })

@@ -1,0 +1,3 @@
+import type {KubeSpawnHook} from '@kube-spawn/sdk'
+
+export const providers: KubeSpawnHook<'kube-spawn:providers'> = async () => ({runtimes: []})
