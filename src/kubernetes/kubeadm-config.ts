@@ -6,7 +6,7 @@
 import type {Cluster, Role} from '../config/definition.js'
 import {parseIPv4} from '../net/cidr.js'
 import {NODE_CIDR_MASK} from '../net/pod-cidr.js'
-import {criSocketFor, runtimeKubeletArgs, type VersionTraits, versionTraits} from './versions.js'
+import {type Dockershim, criSocketFor, runtimeKubeletArgs, type VersionTraits, versionTraits} from './versions.js'
 import {type YamlValue, renderYaml} from './yaml.js'
 
 export const API_SERVER_PORT = 6443
@@ -32,6 +32,8 @@ export interface InitConfigInput {
   controlPlaneIp?: string
   /** The runtime's CRI socket, as the runtime plugin names it, e.g. unix:///run/containerd/containerd.sock. */
   criSocket: string
+  /** Set when the runtime is docker through the kubelet's dockershim (criSocket is then dockershim's). */
+  dockershim?: Dockershim
   /** Where control-plane images come from; defaults to the version's registry. */
   imageRepository?: string
   /** The bootstrap token; defaults to the cluster's. */
@@ -44,6 +46,7 @@ export interface JoinConfigInput {
   node: RenderNode
   controlPlaneIp: string
   criSocket: string
+  dockershim?: Dockershim
   /** The hash of the cluster CA's public key, sha256:<hex> (the bare hex is accepted). */
   caCertHash: string
   token?: string
@@ -63,8 +66,14 @@ function requireIPv4(ip: string, what: string): string {
 
 /** The pod CIDR must leave a /24 for every node and be one the controller manager accepts. */
 
-function nodeRegistration(cluster: Cluster, traits: VersionTraits, node: RenderNode, criSocket: string): YamlValue {
-  const args: Args = [['node-ip', requireIPv4(node.ip, `node ${node.name} IP`)], ...runtimeKubeletArgs(traits, criSocket)]
+function nodeRegistration(
+  cluster: Cluster,
+  traits: VersionTraits,
+  node: RenderNode,
+  criSocket: string,
+  dockershim: Dockershim | undefined,
+): YamlValue {
+  const args: Args = [['node-ip', requireIPv4(node.ip, `node ${node.name} IP`)], ...runtimeKubeletArgs(traits, criSocket, dockershim)]
   // Without QoS cgroups the kubelet refuses its default enforceNodeAllocatable ["pods"]. An empty list
   // in the KubeletConfiguration does not survive kubeadm (it drops empty fields when it rewrites the
   // config), so the empty value goes in as a flag, which overrides the config file.
@@ -126,7 +135,7 @@ export function renderInitConfig(input: InitConfigInput): string {
       },
     ],
     localAPIEndpoint: {advertiseAddress: requireIPv4(node.ip, `node ${node.name} IP`), bindPort: API_SERVER_PORT},
-    nodeRegistration: nodeRegistration(cluster, traits, node, criSocket),
+    nodeRegistration: nodeRegistration(cluster, traits, node, criSocket, input.dockershim),
   }
   const clusterConfiguration: YamlValue = {
     apiVersion: traits.kubeadmApi,
@@ -176,7 +185,7 @@ export function renderJoinConfig(input: JoinConfigInput): string {
         caCertHashes: [normalizeCaCertHash(input.caCertHash)],
       },
     },
-    nodeRegistration: nodeRegistration(cluster, traits, node, criSocket),
+    nodeRegistration: nodeRegistration(cluster, traits, node, criSocket, input.dockershim),
   }
   return renderYaml([join])
 }

@@ -8,7 +8,9 @@ import type {StageTaskWrapper} from '@kube-spawn/sdk'
 import {writeFileAtomic} from '../util/fs.js'
 import {ADMIN_CONF} from './api.js'
 import {artifacts} from './binaries.js'
+import {CNI_CONF_DIR} from '../runtime/files.js'
 import {renderInitConfig, renderJoinConfig} from './kubeadm-config.js'
+import type {Dockershim} from './versions.js'
 
 /** kubeadm init or join, whole; kubeadm's own control-plane wait (4 min in 1.20) is inside it. */
 const KUBEADM_TIMEOUT_MS = 600_000
@@ -21,8 +23,8 @@ const PREFLIGHT_WARNING =
 
 /**
  * An interrupted or failed first start can leave certificates, manifests, kubeconfigs and etcd data
- * behind; kubeadm init or join then half-reuses them. kubeadm reset needs crictl, which the nodes may
- * lack, and the node was rebooted (so no container of that run is left): removing the files is enough.
+ * behind; kubeadm init or join then half-reuses them. kubeadm reset needs crictl (or docker's CLI for
+ * dockershim) and a running runtime, and the node was rebooted (so no container of that run is left): removing the files is enough.
  */
 const CLEAR_UNFINISHED_KUBEADM = `set -e
 if [ -e /etc/kubernetes/pki ] || [ -e /etc/kubernetes/kubelet.conf ] || [ -e /var/lib/etcd/member ] || ls /etc/kubernetes/manifests/*.yaml >/dev/null 2>&1; then
@@ -32,6 +34,11 @@ if [ -e /etc/kubernetes/pki ] || [ -e /etc/kubernetes/kubelet.conf ] || [ -e /va
 fi`
 
 const COREDNS_WARNING = 'CoreDNS is not in the offline bundle, so the cluster has no DNS (kubeadm addon/coredns skipped)'
+
+/** Where the kubelet's dockershim finds the CNI plugins, when the runtime runs through it. */
+function dockershimOf(ctx: ClusterContext): Dockershim | undefined {
+  return ctx.runtime.kubelet === 'dockershim' ? {cniBinDir: ctx.runtime.cniBinDir, cniConfDir: CNI_CONF_DIR} : undefined
+}
 
 function controlPlane(ctx: ClusterContext): HostNode {
   return ctx.nodes.find((n) => n.role === 'control-plane')!
@@ -64,7 +71,12 @@ async function kubeadmInit(ctx: ClusterContext, task: StageTaskWrapper): Promise
   const cp = controlPlane(ctx)
   await cp.writeFile(
     INIT_CONFIG,
-    renderInitConfig({cluster: ctx.cluster, node: {name: cp.name, ip: cp.ip, role: cp.role}, criSocket: ctx.runtime.criSocket}),
+    renderInitConfig({
+      cluster: ctx.cluster,
+      node: {name: cp.name, ip: cp.ip, role: cp.role},
+      criSocket: ctx.runtime.criSocket,
+      dockershim: dockershimOf(ctx),
+    }),
     0o600,
   )
   const skip = await skippedPhases(ctx, cp)
@@ -121,6 +133,7 @@ async function kubeadmJoin(ctx: ClusterContext, task: StageTaskWrapper): Promise
           node: {name: node.name, ip: node.ip, role: node.role},
           controlPlaneIp: cp.ip,
           criSocket: ctx.runtime.criSocket,
+          dockershim: dockershimOf(ctx),
           caCertHash: hash,
         }),
         0o600,

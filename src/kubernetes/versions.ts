@@ -66,12 +66,27 @@ export function criSocketFor(traits: VersionTraits, socket: string): string {
   return traits.criSocketScheme ? criEndpoint(socket) : socket.replace(/^unix:\/\//, '')
 }
 
+/** The kubelet's built-in dockershim (Kubernetes 1.23 and older): where it finds the CNI plugins. */
+export interface Dockershim {
+  cniBinDir: string
+  cniConfDir: string
+}
+
 /**
  * Kubelet flags that must come from kubeadm's nodeRegistration.kubeletExtraArgs for this version.
  * Before 1.27 the kubelet assumes dockershim unless told --container-runtime=remote (kubeadm usually
- * adds both flags itself, but only when it recognises the socket, so kube-spawn states them).
+ * adds both flags itself, but only when it recognises the socket, so kube-spawn states them). With
+ * dockershim the kubelet runs the CNI plugins and the sandbox itself, so it is told where they are
+ * (kubeadm's own flags for docker lack the CNI directories; Debian's plugins are not in /opt/cni/bin).
  */
-export function runtimeKubeletArgs(traits: VersionTraits, socket: string): Array<[name: string, value: string]> {
+export function runtimeKubeletArgs(traits: VersionTraits, socket: string, dockershim?: Dockershim): Array<[name: string, value: string]> {
+  if (dockershim)
+    return [
+      ['network-plugin', 'cni'],
+      ['cni-bin-dir', dockershim.cniBinDir],
+      ['cni-conf-dir', dockershim.cniConfDir],
+      ['pod-infra-container-image', sandboxImage(traits)],
+    ]
   return traits.containerRuntimeFlag
     ? [
         ['container-runtime', 'remote'],

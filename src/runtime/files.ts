@@ -1,5 +1,5 @@
 /** The runtime's files in the nodes: downloaded and verified once into the cache, written into every node. */
-import {mkdir, stat} from 'node:fs/promises'
+import {mkdir, mkdtemp, rename, rm, stat} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import type {FileContext, RuntimeFile} from '@kube-spawn/sdk'
@@ -16,7 +16,14 @@ export function cachedFilePath(cacheDir: string, sha256: string): string {
   return join(cacheDir, 'files', sha256)
 }
 
-const isDownload = (file: RuntimeFile): file is Extract<RuntimeFile, {url: string}> => 'url' in file
+type DownloadedFile = Extract<RuntimeFile, {url: string}>
+const isDownload = (file: RuntimeFile): file is DownloadedFile => 'url' in file
+
+/** Where a downloaded file's content is: the download itself, or the archive member it names, unpacked beside it. */
+export function cachedContentPath(cacheDir: string, file: DownloadedFile): string {
+  const download = cachedFilePath(cacheDir, file.sha256)
+  return file.extract ? join(`${download}.d`, file.extract) : download
+}
 
 /** prepare-image: the runtime's downloads (binaries, archives), verified against their SHA-256, cached. */
 export const fetchRuntimeFiles: HostStep = {
@@ -25,22 +32,48 @@ export const fetchRuntimeFiles: HostStep = {
   task: async (ctx, task) => {
     await mkdir(join(ctx.cacheDir, 'files'), {recursive: true, mode: 0o700})
     for (const file of await missingDownloads(ctx)) {
-      await downloadVerified({
-        url: file.url,
-        dest: cachedFilePath(ctx.cacheDir, file.sha256),
-        sha256: file.sha256,
-        what: `${file.path} of container runtime ${ctx.runtime.name}`,
-        hint: `check that the host can reach the server, or report it to the runtime plugin (${ctx.providerPlugins.runtime})`,
-        onProgress: ({done, total}) =>
-          (task.output = `${file.path}: ${Math.round(done / 1048576)}${total ? `/${Math.round(total / 1048576)}` : ''} MiB`),
-      })
+      const archive = cachedFilePath(ctx.cacheDir, file.sha256)
+      if (!(await exists(archive))) await download(ctx, task, file)
+      if (file.extract) await extractMember(ctx, file, archive)
     }
   },
 }
 
+async function download(ctx: ClusterContext, task: {output?: string}, file: DownloadedFile): Promise<void> {
+  await downloadVerified({
+    url: file.url,
+    dest: cachedFilePath(ctx.cacheDir, file.sha256),
+    sha256: file.sha256,
+    what: `${file.path} of container runtime ${ctx.runtime.name}`,
+    hint: `check that the host can reach the server, or report it to the runtime plugin (${ctx.providerPlugins.runtime})`,
+    onProgress: ({done, total}) =>
+      (task.output = `${file.path}: ${Math.round(done / 1048576)}${total ? `/${Math.round(total / 1048576)}` : ''} MiB`),
+  })
+}
+
+/** Unpacks one member of a verified archive into <archive>.d (through a temporary directory, so it appears whole). */
+async function extractMember(ctx: ClusterContext, file: DownloadedFile, archive: string): Promise<void> {
+  const member = file.extract!
+  const temp = await mkdtemp(`${archive}.tmp-`)
+  try {
+    const result = await ctx.run(['tar', '-xf', archive, '-C', temp, '--no-same-owner', member], {allowFailure: true})
+    if (result.exitCode !== 0)
+      throw new UserError(
+        `the archive ${file.url} of container runtime ${ctx.runtime.name} has no member ${member}: ${result.stderr.trim().split('\n')[0]}`,
+        {hint: `report it to the runtime plugin (${ctx.providerPlugins.runtime})`},
+      )
+    await rm(`${archive}.d`, {recursive: true, force: true})
+    await rename(temp, `${archive}.d`)
+  } finally {
+    await rm(temp, {recursive: true, force: true})
+  }
+}
+
+const exists = (path: string) => stat(path).then(Boolean, () => false)
+
 async function missingDownloads(ctx: ClusterContext) {
   const downloads = (ctx.runtime.files ?? []).filter(isDownload)
-  const present = await Promise.all(downloads.map((f) => stat(cachedFilePath(ctx.cacheDir, f.sha256)).then(Boolean, () => false)))
+  const present = await Promise.all(downloads.map((f) => exists(cachedContentPath(ctx.cacheDir, f))))
   return downloads.filter((_, i) => !present[i])
 }
 
@@ -76,7 +109,7 @@ export const installRuntimeFiles: HostStep = {
     await Promise.all(
       ctx.nodes.map(async (node) => {
         for (const file of files) {
-          if (isDownload(file)) await node.copyIn(cachedFilePath(ctx.cacheDir, file.sha256), file.path, file.mode ?? 0o755)
+          if (isDownload(file)) await node.copyIn(cachedContentPath(ctx.cacheDir, file), file.path, file.mode ?? 0o755)
           else await node.writeFile(file.path, renderFile(file.content, ctx, node, file.path), file.mode ?? 0o644)
         }
         for (const service of ctx.runtime.services) {

@@ -26,8 +26,7 @@ const aptSource: Check = (v) =>
   isString(v.name) &&
   isString(v.entry) &&
   isObject(v.key) &&
-  (isString(v.key.content) ||
-    (isString(v.key.url) && (isString(v.key.sha256) || /^[0-9A-Fa-f]{40}$/.test(String(v.key.fingerprint)))))
+  (isString(v.key.content) || (isString(v.key.url) && (isString(v.key.sha256) || /^[0-9A-Fa-f]{40}$/.test(String(v.key.fingerprint)))))
 const runtimePackages: Check = (v) =>
   isObject(v) &&
   Object.values(v).every(
@@ -38,13 +37,20 @@ const runtimeFile: Check = (v) =>
   isString(v.path) &&
   (v.path as string).startsWith('/') &&
   optional((m) => typeof m === 'number')(v.mode) &&
-  (typeof v.content === 'string' || isFunction(v.content) || (isString(v.url) && /^[0-9a-f]{64}$/.test(String(v.sha256)) && optional(isString)(v.extract)))
+  (typeof v.content === 'string' ||
+    isFunction(v.content) ||
+    (isString(v.url) &&
+      /^[0-9a-f]{64}$/.test(String(v.sha256)) &&
+      optional((m) => isString(m) && !String(m).startsWith('/') && !String(m).split('/').includes('..'))(v.extract)))
 
 const RUNTIME: Fields = {
   name: [isString, 'a string'],
   description: [isString, 'a string'],
   packages: [runtimePackages, 'an object of image family → {names: string[], aptSources?}'],
-  files: [optional((v) => Array.isArray(v) && v.every(runtimeFile)), 'an array of {path, content} or {path, url, sha256}'],
+  files: [
+    optional((v) => Array.isArray(v) && v.every(runtimeFile)),
+    'an array of {path, content} or {path, url, sha256, extract?: a relative member path}',
+  ],
   commands: [isStringArray, 'an array of strings'],
   dataDirs: [isStringArray, 'an array of strings'],
   criSocket: [isString, 'a string'],

@@ -93,6 +93,32 @@ describe('golden kubeadm configs', () => {
   }
 })
 
+describe('golden kubeadm configs for docker through the kubelet’s dockershim', () => {
+  const DOCKERSHIM = {cniBinDir: '/usr/lib/cni', cniConfDir: '/etc/cni/net.d'}
+  const c = cluster('v1.20.2', {runtimeConfig: {useLegacyCgroupDriver: false}})
+  it('v1.20.2: criSocket is dockershim’s bare path, the kubelet gets the CNI and sandbox flags and no remote runtime', async () => {
+    const init = renderInitConfig({cluster: c, node: CP, criSocket: 'unix:///var/run/dockershim.sock', dockershim: DOCKERSHIM})
+    await golden('v1.20.2-dockershim', 'init.yaml', init)
+    await golden(
+      'v1.20.2-dockershim',
+      'join.yaml',
+      renderJoinConfig({
+        cluster: c,
+        node: W1,
+        controlPlaneIp: CP.ip,
+        criSocket: 'unix:///var/run/dockershim.sock',
+        dockershim: DOCKERSHIM,
+        caCertHash: CA_HASH,
+      }),
+    )
+    assert.match(init, /^ {2}criSocket: \/var\/run\/dockershim\.sock$/m)
+    assert.doesNotMatch(init, /container-runtime/)
+    assert.match(init, /network-plugin: cni/)
+    assert.match(init, /cni-bin-dir: \/usr\/lib\/cni/)
+    assert.match(init, /pod-infra-container-image: k8s\.gcr\.io\/pause:3\.2/)
+  })
+})
+
 describe('renderInitConfig', () => {
   it('uses the kubeadm API, registry and argument shape of each version', () => {
     const expectations: Array<[string, string, string, boolean]> = [
