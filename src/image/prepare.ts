@@ -181,7 +181,7 @@ async function makeImage(ctx: ClusterContext, key: string, output: (line: string
 }
 
 /** The runtime's packages for the image's family, with every apt key fetched and verified into inline content. */
-async function resolvedPackages(ctx: ClusterContext): Promise<RuntimePackages> {
+export async function resolvedPackages(ctx: ClusterContext): Promise<RuntimePackages> {
   const packages = ctx.runtime.packages[ctx.image.family] ?? {names: []}
   const aptSources: AptSource[] = []
   for (const source of packages.aptSources ?? []) {
@@ -222,7 +222,7 @@ async function downloadCached(
  * An apt key checked by its primary key's fingerprint rather than its bytes: a key whose expiry is
  * extended in place keeps its fingerprint. Small and fetched once per build, so not cached.
  */
-async function fetchKeyByFingerprint(ctx: ClusterContext, name: string, key: {url: string; fingerprint: string}): Promise<string> {
+export async function fetchKeyByFingerprint(ctx: ClusterContext, name: string, key: {url: string; fingerprint: string}): Promise<string> {
   const hint = `check that the host can reach the server, or report it to the runtime plugin (${ctx.providerPlugins.runtime})`
   const response = await httpGet(key.url, ctx.signal ?? new AbortController().signal, hint)
   const content = await response.text()

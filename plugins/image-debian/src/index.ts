@@ -103,7 +103,7 @@ async function build(ctx: ImageBuildContext, options: DebianOptions): Promise<vo
 }
 
 /** The runtime's apt sources and keys into the root, then its packages with apt-get; no service starts in the chroot. */
-async function installFromSources(ctx: ImageBuildContext, packages: string[]): Promise<void> {
+export async function installFromSources(ctx: ImageBuildContext, packages: string[]): Promise<void> {
   const root = ctx.rootfs
   await mkdir(join(root, 'etc/apt/keyrings'), {recursive: true})
   for (const source of ctx.packages.aptSources ?? []) {
