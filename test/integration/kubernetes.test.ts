@@ -39,7 +39,10 @@ const CACHE_DIR = process.env.KUBE_SPAWN_ARTIFACT_CACHE_DIR || '/var/cache/kube-
  */
 const RUN_ID = process.env.KST_RUN_ID || randomBytes(2).toString('hex')
 if (!/^[0-9a-z]{1,4}$/.test(RUN_ID)) throw new Error(`KST_RUN_ID "${RUN_ID}" must be 1 to 4 lowercase letters or digits`)
-const CLUSTER = `kst-${RUN_ID}-e2e`
+/** The container runtime of the nodes: containerd, or another through KST_E2E_RUNTIME (kubernetes-docker.test.ts). */
+const RUNTIME = process.env.KST_E2E_RUNTIME || 'containerd'
+const SUFFIX = RUNTIME === 'containerd' ? 'e2e' : RUNTIME.slice(0, 3)
+const CLUSTER = `kst-${RUN_ID}-${SUFFIX}`
 const CP = `ks-${CLUSTER}-cp`
 const W1 = `ks-${CLUSTER}-w1`
 const W2 = `ks-${CLUSTER}-w2`
@@ -389,7 +392,7 @@ const skipReason =
         ? `no Kubernetes fixture at ${PREPARE_BUNDLE}`
         : false
 
-describe('Kubernetes cluster lifecycle (3 nodes, isolated, offline bundle)', {skip: skipReason}, () => {
+describe(`Kubernetes cluster lifecycle (3 nodes, ${RUNTIME}, isolated, offline bundle)`, {skip: skipReason}, () => {
   after(
     async () => {
       if (lockHolder && lockHolder.exitCode === null) lockHolder.kill('SIGKILL')
@@ -419,7 +422,7 @@ describe('Kubernetes cluster lifecycle (3 nodes, isolated, offline bundle)', {sk
     bundle = prepared.stdout.trim().split('\n').at(-1)!
     assert.ok(existsSync(join(bundle, 'bin', 'kubectl')), `the bundle printed by prepare-bundle has no bin/kubectl: ${bundle}`)
 
-    root = await mkdtemp(`/tmp/kube-spawn-test-${RUN_ID}-e2e-`)
+    root = await mkdtemp(`/tmp/kube-spawn-test-${RUN_ID}-${SUFFIX}-`)
     kubeconfig = join(root, 'kubeconfig')
     seen.userKubeconfig = await userKubeconfigHash()
     await mkdir(CACHE_DIR, {recursive: true})
@@ -438,7 +441,16 @@ describe('Kubernetes cluster lifecycle (3 nodes, isolated, offline bundle)', {sk
     const config = join(root, 'kspawn-e2e.toml')
     await writeFile(
       config,
-      [`cluster-name = "${CLUSTER}"`, 'nodes = 3', '[kubernetes]', `source = "${bundle}"`, '[network]', 'egress = false', ''].join('\n'),
+      [
+        `cluster-name = "${CLUSTER}"`,
+        'nodes = 3',
+        `container-runtime = "${RUNTIME}"`,
+        '[kubernetes]',
+        `source = "${bundle}"`,
+        '[network]',
+        'egress = false',
+        '',
+      ].join('\n'),
     )
     const started = Date.now()
     const up = await cli(['up', '--config', config])

@@ -34,10 +34,20 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 const KILL_CONTAINERS = `for t in $(ctr -n k8s.io tasks ls -q 2>/dev/null); do ctr -n k8s.io tasks kill -s KILL "$t" 2>/dev/null; done
 for i in $(seq 1 50); do [ -z "$(ctr -n k8s.io tasks ls -q 2>/dev/null)" ] && break; sleep 0.1; done`
 
+/**
+ * Flatcar's containerd unit reads its config from $CONTAINERD_CONFIG (/usr/share/containerd/config.toml,
+ * read-only /usr); this points it at kube-spawn's. Harmless where the unit does not use the variable.
+ */
+export const FLATCAR_CONFIG_DROP_IN = `# Written by kube-spawn (runtime-containerd).
+[Service]
+Environment=CONTAINERD_CONFIG=/etc/containerd/config.toml
+`
+
 export const containerd: RuntimeProvider = {
   name: 'containerd',
-  description: 'containerd with runc and the CNI plugins, from the base image’s packages',
-  packages: {debian: {names: ['containerd', 'runc', 'containernetworking-plugins']}},
+  description: 'containerd with runc and the CNI plugins, from the base image’s packages (Debian) or the image’s own binaries (Flatcar)',
+  // Flatcar has no package manager: containerd, runc and the CNI plugins must be in the image (/usr, /opt/cni/bin).
+  packages: {debian: {names: ['containerd', 'runc', 'containernetworking-plugins']}, flatcar: {names: []}},
   files: [{path: '/etc/containerd/config.toml', content: containerdConfig}],
   commands: ['containerd', 'ctr', 'runc'],
   dataDirs: ['/var/lib/containerd'],
@@ -50,6 +60,17 @@ export const containerd: RuntimeProvider = {
   stopContainersCommand: ['sh', '-c', KILL_CONTAINERS],
   // containerd's CRI port-forward needs no socat since 1.4.0 (containerd/cri#1470); workaround-socat reads this.
   needsSocat: {package: 'containerd', belowVersion: '1.4'},
+  // On Flatcar the CNI plugins live in /opt/cni/bin (/usr is the image's, read-only), and the unit needs telling where the config is.
+  variant: (query) =>
+    query.family === 'flatcar'
+      ? {
+          cniBinDir: '/opt/cni/bin',
+          files: [
+            {path: '/etc/containerd/config.toml', content: containerdConfig},
+            {path: '/etc/systemd/system/containerd.service.d/20-kube-spawn-config.conf', content: FLATCAR_CONFIG_DROP_IN},
+          ],
+        }
+      : {},
 }
 
 export const providers: KubeSpawnHook<'kube-spawn:providers'> = async () => ({runtimes: [containerd]})

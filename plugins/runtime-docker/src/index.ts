@@ -29,8 +29,9 @@ const FIRST_WITHOUT_DOCKERSHIM = 24
  * rules or masquerading of its own (the pod network is CNI's, and docker's FORWARD DROP policy would
  * cut pods off, kubernetes/kubernetes#40182).
  */
-export function daemonJson(ctx: Pick<FileContext, 'kubernetes'>): string {
+export function daemonJson(ctx: Pick<FileContext, 'kubernetes' | 'host'>): string {
   const config = {
+    ...(ctx.host.capSysResource ? {} : {runtimes: {'kube-spawn-runc': {path: RUNC_WRAPPER_PATH}}, 'default-runtime': 'kube-spawn-runc'}),
     'exec-opts': [`native.cgroupdriver=${ctx.kubernetes.cgroupDriver}`],
     'storage-driver': 'overlay2',
     bridge: 'none',
@@ -41,6 +42,38 @@ export function daemonJson(ctx: Pick<FileContext, 'kubernetes'>): string {
   }
   return `${JSON.stringify(config, null, 2)}\n`
 }
+
+export const RUNC_WRAPPER_PATH = '/usr/local/libexec/kube-spawn/runc'
+
+/**
+ * Where nodes lack CAP_SYS_RESOURCE, runc cannot lower a container's oom_score_adj below the node's own,
+ * and the kubelet asks for -998 for every pod sandbox. containerd has restrict_oom_score_adj for this;
+ * docker has nothing alike, so docker's runtime is this wrapper, which raises such a value in the
+ * bundle's config.json to the node's own before runc reads it.
+ */
+export const RUNC_WRAPPER = `#!/bin/sh
+# Written by kube-spawn (runtime-docker): see RUNC_WRAPPER in the plugin.
+bundle=
+prev=
+for arg in "$@"; do
+  case "$prev" in --bundle | -b) bundle=$arg ;; esac
+  case "$arg" in --bundle=*) bundle=\${arg#--bundle=} ;; esac
+  prev=$arg
+done
+config="$bundle/config.json"
+if [ -n "$bundle" ] && [ -f "$config" ]; then
+  floor=$(cat /proc/self/oom_score_adj)
+  wanted=$(grep -o '"oomScoreAdj":-\\{0,1\\}[0-9]*' "$config" | head -n 1 | cut -d: -f2)
+  if [ -n "$wanted" ] && [ "$wanted" -lt "$floor" ]; then
+    sed -i "s/\\"oomScoreAdj\\":$wanted/\\"oomScoreAdj\\":$floor/" "$config"
+  fi
+fi
+for runc in /usr/sbin/runc /usr/bin/runc; do
+  [ -x "$runc" ] && exec "$runc" "$@"
+done
+echo "kube-spawn runc wrapper: runc not found" >&2
+exit 127
+`
 
 /** cri-dockerd's service (its upstream unit, with the CNI directories and sandbox image of this cluster). */
 export function criDockerdService(ctx: Pick<FileContext, 'kubernetes' | 'cni'>): string {
@@ -140,7 +173,10 @@ export const docker: RuntimeProvider = {
   name: 'docker',
   description: 'Docker Engine from the base image’s packages: dockershim up to Kubernetes 1.23, cri-dockerd from 1.24',
   packages: {debian: {names: ['docker.io', 'containernetworking-plugins']}},
-  files: [{path: '/etc/docker/daemon.json', content: daemonJson}],
+  files: [
+    {path: '/etc/docker/daemon.json', content: daemonJson},
+    {path: RUNC_WRAPPER_PATH, content: RUNC_WRAPPER, mode: 0o755},
+  ],
   commands: ['dockerd', 'docker'],
   dataDirs: ['/var/lib/docker'],
   kubelet: 'dockershim',

@@ -19,6 +19,8 @@ import {
   CRI_DOCKERD_SHA256,
   CRI_DOCKERD_SOCKET,
   DOCKERSHIM_SOCKET,
+  RUNC_WRAPPER,
+  RUNC_WRAPPER_PATH,
   criDockerdService,
   daemonJson,
   docker,
@@ -63,9 +65,9 @@ const kubernetes = (cgroupDriver: 'systemd' | 'cgroupfs') => ({version: 'v1.24.0
 
 describe('runtime-docker files', () => {
   it('daemon.json follows the cluster’s cgroup driver and leaves bridge, iptables and masquerading to Kubernetes', async () => {
-    await golden('daemon.systemd.json', daemonJson({kubernetes: kubernetes('systemd')}))
-    await golden('daemon.cgroupfs.json', daemonJson({kubernetes: kubernetes('cgroupfs')}))
-    const parsed = JSON.parse(daemonJson({kubernetes: kubernetes('cgroupfs')})) as Record<string, unknown>
+    await golden('daemon.systemd.json', daemonJson({kubernetes: kubernetes('systemd'), host: HOST}))
+    await golden('daemon.cgroupfs.json', daemonJson({kubernetes: kubernetes('cgroupfs'), host: HOST}))
+    const parsed = JSON.parse(daemonJson({kubernetes: kubernetes('cgroupfs'), host: HOST})) as Record<string, unknown>
     assert.deepEqual(parsed['exec-opts'], ['native.cgroupdriver=cgroupfs'])
     assert.equal(parsed.iptables, false)
     assert.equal(parsed.bridge, 'none')
@@ -75,6 +77,41 @@ describe('runtime-docker files', () => {
       'cri-docker.service',
       criDockerdService({kubernetes: kubernetes('systemd'), cni: {confDir: '/etc/cni/net.d', binDir: '/usr/lib/cni'}}),
     )
+  })
+  it('daemon.json runs runc through the oom_score_adj wrapper only where nodes lack CAP_SYS_RESOURCE', () => {
+    const without = JSON.parse(daemonJson({kubernetes: kubernetes('systemd'), host: {...HOST, capSysResource: false}})) as Record<
+      string,
+      unknown
+    >
+    assert.equal(without['default-runtime'], 'kube-spawn-runc')
+    assert.deepEqual(without.runtimes, {'kube-spawn-runc': {path: RUNC_WRAPPER_PATH}})
+    const withCap = JSON.parse(daemonJson({kubernetes: kubernetes('systemd'), host: HOST})) as Record<string, unknown>
+    assert.equal(withCap['default-runtime'], undefined)
+  })
+  it('the runc wrapper raises an oom_score_adj below the node’s own, keeps others, and passes every argument on', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ks-runc-wrapper-'))
+    try {
+      const fakeRunc = join(dir, 'runc')
+      await writeFile(fakeRunc, '#!/bin/sh\necho "runc $*"\n', {mode: 0o755})
+      const wrapper = join(dir, 'wrapper')
+      await writeFile(wrapper, RUNC_WRAPPER.replace('/usr/sbin/runc /usr/bin/runc', fakeRunc), {mode: 0o755})
+      const floor = Number((await readFile('/proc/self/oom_score_adj', 'utf8')).trim())
+      for (const [asked, expected] of [
+        [-998, floor],
+        [1000, 1000],
+        [floor, floor],
+      ]) {
+        const bundle = join(dir, `bundle${asked}`)
+        await mkdir(bundle)
+        await writeFile(join(bundle, 'config.json'), `{"ociVersion":"1.0.2","process":{"args":["/pause"],"oomScoreAdj":${asked}}}`)
+        const out = execFileSync(wrapper, ['--root', '/run/x', 'create', '--bundle', bundle, 'id'], {encoding: 'utf8'})
+        assert.equal(out, `runc --root /run/x create --bundle ${bundle} id\n`)
+        const config = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8')) as {process: {oomScoreAdj: number}}
+        assert.equal(config.process.oomScoreAdj, expected, `asked ${asked}`)
+      }
+    } finally {
+      await rm(dir, {recursive: true, force: true})
+    }
   })
   it('has the shape the host checks', () => {
     assert.deepEqual(answerProblems('kube-spawn:providers', {runtimes: [docker]}), [])
