@@ -114,6 +114,8 @@ export interface StandinOptions {
   key: TestKey
   /** The ext4 filesystem's size in mke2fs's syntax ("64M", "3G"); by default the root's size and half as much again. */
   size?: string
+  /** Symlinks to add inside the image, e.g. /opt/cni/bin → /usr/lib/cni (where Flatcar nodes keep the CNI plugins). */
+  symlinks?: Array<{path: string; target: string}>
 }
 
 export interface Standin {
@@ -147,6 +149,9 @@ export async function buildFlatcarStandin(options: StandinOptions): Promise<Stan
       script,
       ['rm /etc/os-release', `write ${osRelease} /etc/os-release`, 'mkdir /usr', 'mkdir /usr/share', 'mkdir /usr/share/flatcar']
         .concat(`write ${release} /usr/share/flatcar/release`)
+        .concat(
+          (options.symlinks ?? []).flatMap(({path, target}) => [...parents(path).map((p) => `mkdir ${p}`), `symlink ${path} ${target}`]),
+        )
         .join('\n') + '\n',
     )
     await exec('debugfs', ['-w', '-f', script, fs])
@@ -184,6 +189,12 @@ export async function buildFlatcarStandin(options: StandinOptions): Promise<Stan
   } finally {
     await rm(work, {recursive: true, force: true})
   }
+}
+
+/** /a/b/c → [/a, /a/b]: the directories debugfs must make before c. */
+function parents(path: string): string[] {
+  const parts = path.split('/').filter(Boolean).slice(0, -1)
+  return parts.map((_, i) => `/${parts.slice(0, i + 1).join('/')}`)
 }
 
 /** Serves a directory over HTTP on 127.0.0.1 and records the paths asked for. */

@@ -14,14 +14,30 @@ describe('apiRefusal', () => {
   it('names the plugin, its range and the host API', () => {
     assert.equal(
       apiRefusal({name: 'kube-spawn-plugin-x', version: '2.0.0', 'kube-spawn': {apiVersion: '^2.0'}}),
-      'plugin kube-spawn-plugin-x 2.0.0 supports plugin API "^2.0", but this kube-spawn has plugin API 1.0',
+      'plugin kube-spawn-plugin-x 2.0.0 supports plugin API "^2.0", but this kube-spawn has plugin API 1.1',
     )
     assert.match(apiRefusal({name: 'old'}) ?? '', /^plugin old does not say which plugin API it supports/)
   })
 })
 
 describe('runtimeRefusal', () => {
-  const query = {image: 'debian', family: 'debian', kubernetesVersion: 'v1.20.2', cgroupDriver: 'systemd' as const}
+  const query = {
+    image: 'debian',
+    family: 'debian',
+    kubernetesVersion: 'v1.20.2',
+    kubernetesSource: 'https://dl.k8s.io',
+    cgroupDriver: 'systemd' as const,
+    host: {
+      machined: true,
+      capSysResource: true,
+      cgroupVersion: 2 as const,
+      hasLibModules: true,
+      systemdPid1: true,
+      kernel: '6.1.0',
+      timeoutScale: 1,
+    },
+    pluginConfig: () => ({}),
+  }
   it('accepts containerd on Debian', () => {
     assert.equal(runtimeRefusal(containerd, query), undefined)
   })

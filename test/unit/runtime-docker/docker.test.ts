@@ -203,7 +203,9 @@ describe('cri-dockerd download, verification and cache (a stand-in release on 12
     const file = runtime.files!.find((f) => f.path === '/usr/local/bin/cri-dockerd')!
     return {ctx, file: file as Extract<typeof file, {url: string}>}
   }
-  const fetchAll = (ctx: unknown) => fetchRuntimeFiles.task(ctx as never, {output: undefined, title: '', skip: () => {}} as never)
+  const fetchAll = async (ctx: unknown) => {
+    await fetchRuntimeFiles.task(ctx as never, {output: undefined, title: '', skip: () => {}} as never)
+  }
 
   it('downloads the archive once, verifies it, and unpacks the binary from it', async () => {
     const cacheDir = join(work, 'cache-good')

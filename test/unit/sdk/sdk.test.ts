@@ -21,7 +21,7 @@ import {debian} from '../../../plugins/image-debian/dist/index.js'
 
 describe('API versions', () => {
   it('admits ranges that contain the API version, and nothing malformed', () => {
-    assert.equal(API_VERSION, '1.0')
+    assert.equal(API_VERSION, '1.1')
     assert.equal(apiVersionFits('^1.0'), true)
     assert.equal(apiVersionFits('>=1.0 <3'), true)
     assert.equal(apiVersionFits('^2.0'), false)
