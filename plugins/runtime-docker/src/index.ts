@@ -43,13 +43,60 @@ export function daemonJson(ctx: Pick<FileContext, 'kubernetes' | 'host'>): strin
   return `${JSON.stringify(config, null, 2)}\n`
 }
 
+/** Capability names by number (linux/capability.h), for the wrapper to read the node's bounding set. */
+const CAPABILITIES = [
+  'CHOWN',
+  'DAC_OVERRIDE',
+  'DAC_READ_SEARCH',
+  'FOWNER',
+  'FSETID',
+  'KILL',
+  'SETGID',
+  'SETUID',
+  'SETPCAP',
+  'LINUX_IMMUTABLE',
+  'NET_BIND_SERVICE',
+  'NET_BROADCAST',
+  'NET_ADMIN',
+  'NET_RAW',
+  'IPC_LOCK',
+  'IPC_OWNER',
+  'SYS_MODULE',
+  'SYS_RAWIO',
+  'SYS_CHROOT',
+  'SYS_PTRACE',
+  'SYS_PACCT',
+  'SYS_ADMIN',
+  'SYS_BOOT',
+  'SYS_NICE',
+  'SYS_RESOURCE',
+  'SYS_TIME',
+  'SYS_TTY_CONFIG',
+  'MKNOD',
+  'LEASE',
+  'AUDIT_WRITE',
+  'AUDIT_CONTROL',
+  'SETFCAP',
+  'MAC_OVERRIDE',
+  'MAC_ADMIN',
+  'SYSLOG',
+  'WAKE_ALARM',
+  'BLOCK_SUSPEND',
+  'AUDIT_READ',
+  'PERFMON',
+  'BPF',
+  'CHECKPOINT_RESTORE',
+]
+
 export const RUNC_WRAPPER_PATH = '/usr/local/libexec/kube-spawn/runc'
 
 /**
- * Where nodes lack CAP_SYS_RESOURCE, runc cannot lower a container's oom_score_adj below the node's own,
- * and the kubelet asks for -998 for every pod sandbox. containerd has restrict_oom_score_adj for this;
- * docker has nothing alike, so docker's runtime is this wrapper, which raises such a value in the
- * bundle's config.json to the node's own before runc reads it.
+ * Where nodes lack CAP_SYS_RESOURCE, two things docker asks of runc fail: lowering a container's
+ * oom_score_adj below the node's own (the kubelet asks -998 for every pod sandbox), and granting a
+ * privileged container (kube-proxy) every capability docker knows, including ones outside the node's
+ * bounding set. containerd has restrict_oom_score_adj and grants privileged containers only the
+ * capabilities it has itself; docker has neither, so there docker's runtime is this wrapper, which fits
+ * the bundle's config.json to the node before runc reads it.
  */
 export const RUNC_WRAPPER = `#!/bin/sh
 # Written by kube-spawn (runtime-docker): see RUNC_WRAPPER in the plugin.
@@ -67,6 +114,14 @@ if [ -n "$bundle" ] && [ -f "$config" ]; then
   if [ -n "$wanted" ] && [ "$wanted" -lt "$floor" ]; then
     sed -i "s/\\"oomScoreAdj\\":$wanted/\\"oomScoreAdj\\":$floor/" "$config"
   fi
+  bounding=$(sed -n 's/^CapBnd:[[:space:]]*//p' /proc/self/status)
+  drop=
+  bit=0
+  for cap in ${CAPABILITIES.join(' ')}; do
+    [ $(((0x$bounding >> bit) & 1)) -eq 1 ] || drop="$drop -e s/\\"CAP_$cap\\",\\{0,1\\}//g"
+    bit=$((bit + 1))
+  done
+  [ -z "$drop" ] || sed -i $drop -e 's/,]/]/g' "$config"
 fi
 for runc in /usr/sbin/runc /usr/bin/runc; do
   [ -x "$runc" ] && exec "$runc" "$@"

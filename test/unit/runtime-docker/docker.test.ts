@@ -88,7 +88,7 @@ describe('runtime-docker files', () => {
     const withCap = JSON.parse(daemonJson({kubernetes: kubernetes('systemd'), host: HOST})) as Record<string, unknown>
     assert.equal(withCap['default-runtime'], undefined)
   })
-  it('the runc wrapper raises an oom_score_adj below the node’s own, keeps others, and passes every argument on', async () => {
+  it('the runc wrapper raises an oom_score_adj below the node’s own, drops capabilities outside the node’s bounding set, and passes every argument on', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'ks-runc-wrapper-'))
     try {
       const fakeRunc = join(dir, 'runc')
@@ -109,6 +109,23 @@ describe('runtime-docker files', () => {
         const config = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8')) as {process: {oomScoreAdj: number}}
         assert.equal(config.process.oomScoreAdj, expected, `asked ${asked}`)
       }
+      // A privileged container's capabilities are cut to this process's bounding set (on this project's CI host, without CAP_SYS_RESOURCE).
+      const bounding = BigInt(`0x${/^CapBnd:\s*(\w+)$/m.exec(await readFile('/proc/self/status', 'utf8'))![1]}`)
+      const all = ['CAP_CHOWN', 'CAP_SYS_ADMIN', 'CAP_SYS_RESOURCE', 'CAP_CHECKPOINT_RESTORE']
+      const numbers: Record<string, bigint> = {CAP_CHOWN: 0n, CAP_SYS_ADMIN: 21n, CAP_SYS_RESOURCE: 24n, CAP_CHECKPOINT_RESTORE: 40n}
+      const kept = all.filter((cap) => (bounding >> numbers[cap]) & 1n)
+      const bundle = join(dir, 'privileged')
+      await mkdir(bundle)
+      const caps = {bounding: all, effective: all, permitted: [...all].reverse(), inheritable: ['CAP_SYS_RESOURCE']}
+      await writeFile(join(bundle, 'config.json'), JSON.stringify({process: {args: ['/pause'], capabilities: caps}}))
+      execFileSync(wrapper, ['create', '--bundle', bundle, 'id'])
+      const config = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8')) as {process: {capabilities: typeof caps}}
+      assert.deepEqual(config.process.capabilities, {
+        bounding: kept,
+        effective: kept,
+        permitted: [...kept].reverse(),
+        inheritable: kept.includes('CAP_SYS_RESOURCE') ? ['CAP_SYS_RESOURCE'] : [],
+      })
     } finally {
       await rm(dir, {recursive: true, force: true})
     }
