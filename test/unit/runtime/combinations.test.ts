@@ -4,11 +4,14 @@
  * create and up check before anything is written (the runtime's fit and refusal, then the image's).
  */
 import assert from 'node:assert/strict'
+import {writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
 import {describe, it} from 'node:test'
 
 import type {HostInfo, ImageProvider, RuntimeProvider} from '@kube-spawn/sdk'
 
 import {resolveRuntime, runtimeQuery, runtimeRefusal} from '../../../dist/runtime/compat.js'
+import {kubeSpawn, makeWorkDir, snapshotTree, stderrLines} from '../helpers/cli.ts'
 import {debian} from '../../../plugins/image-debian/dist/index.js'
 import {flatcar} from '../../../plugins/image-flatcar/dist/index.js'
 import {containerd} from '../../../plugins/runtime-containerd/dist/index.js'
@@ -110,4 +113,56 @@ describe('runtime × image × Kubernetes × source × cgroup', () => {
   it('both kinds occur', () => {
     assert.ok(accepted > 0 && refused > 0, `accepted ${accepted}, refused ${refused}`)
   })
+})
+
+describe('kube-spawn providers --json', () => {
+  it('lists the runtimes containerd, docker and cri-o and the images debian and flatcar, each with its plugin', async () => {
+    const result = await kubeSpawn(['providers', '--json'], {timeoutMs: 60_000})
+    assert.equal(result.code, 0, result.stderr)
+    const listed = (JSON.parse(result.stdout) as Array<{kind: string; name: string; plugin: string}>).map(
+      (p) => `${p.kind} ${p.name} ${p.plugin}`,
+    )
+    for (const line of [
+      'runtime containerd runtime-containerd',
+      'runtime docker runtime-docker',
+      'runtime cri-o runtime-crio',
+      'image debian image-debian',
+      'image flatcar image-flatcar',
+    ])
+      assert.ok(listed.includes(line), `providers --json should list "${line}": ${listed.join('; ')}`)
+  })
+})
+
+describe('create refuses an unsupported combination before writing anything', () => {
+  const cases: Array<[what: string, toml: string, refusal: RegExp]> = [
+    [
+      'docker on Flatcar',
+      'container-runtime = "docker"\nimage = "flatcar"\n[plugin-config.image-flatcar]\nversion = "4152.2.0"\n',
+      /^kube-spawn: container runtime docker has no packages for flatcar images \(image flatcar\); it has packages for: debian: choose another container-runtime/,
+    ],
+    [
+      'cri-o on Kubernetes 1.20',
+      'container-runtime = "cri-o"\nkubernetes-version = "v1.20.2"\n',
+      /^kube-spawn: CRI-O's packages exist for Kubernetes 1\.28 and newer/,
+    ],
+  ]
+  for (const [what, toml, refusal] of cases)
+    it(what, async () => {
+      const {work, root, cleanup} = await makeWorkDir()
+      try {
+        const config = join(work, 'kspawn.toml')
+        await writeFile(config, `cluster-name = "combo"\nnodes = 1\n${toml}`)
+        const before = await snapshotTree(root)
+        const result = await kubeSpawn(['create', '--config', config, '--dir', root], {
+          timeoutMs: 60_000,
+          env: {XDG_DATA_HOME: work, XDG_CONFIG_HOME: work},
+        })
+        assert.notEqual(result.code, 0)
+        assert.equal(stderrLines(result).length, 1, result.stderr)
+        assert.match(stderrLines(result)[0], refusal)
+        assert.deepEqual(await snapshotTree(root), before, 'nothing is written, the existing cluster is untouched')
+      } finally {
+        await cleanup()
+      }
+    })
 })
