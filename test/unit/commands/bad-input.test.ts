@@ -33,10 +33,10 @@ const cases: Case[] = [
   {name: 'a cni outside the enum', toml: 'cni = "calico"\n', expect: 'cni = "calico" is not one of "bridge", "none"'},
   {
     name: 'an unknown runtime lists the installed ones',
-    toml: 'container-runtime = "docker"\n',
-    expect: 'unknown container runtime "docker": installed: containerd',
+    toml: 'container-runtime = "rkt"\n',
+    expect: 'unknown container runtime "rkt": installed: containerd, cri-o, docker',
   },
-  {name: 'an unknown runtime by flag', args: ['create', '--container-runtime', 'docker'], expect: 'installed: containerd'},
+  {name: 'an unknown runtime by flag', args: ['create', '--container-runtime', 'rkt'], expect: 'installed: containerd, cri-o, docker'},
   {name: 'an unknown image lists the installed ones', toml: 'image = "fedora"\n', expect: 'unknown image "fedora": installed: debian'},
   {name: 'cluster name ../etc', toml: 'cluster-name = "../etc"\n', expect: 'cluster name "../etc" is not a lower-case DNS-1123 label'},
   {name: 'cluster name UPPER', toml: 'cluster-name = "UPPER"\n', expect: 'cluster name "UPPER" is not a lower-case DNS-1123 label'},

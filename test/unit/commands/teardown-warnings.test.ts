@@ -74,7 +74,7 @@ describe('teardown of a cluster whose runtime plugin is gone', () => {
     const result = await kubeSpawn(['start', '--dry-run', '--dir', root, '-c', 'keep'])
     assert.equal(result.code, 2)
     assert.deepEqual(stderrLines(result), [
-      'kube-spawn: unknown container runtime "gone": installed: containerd; or install a plugin that provides it',
+      'kube-spawn: unknown container runtime "gone": installed: containerd, cri-o, docker; or install a plugin that provides it',
     ])
   })
 })

@@ -43,8 +43,8 @@ describe('runtimeRefusal', () => {
   })
   it('refuses an image family without packages, an unsupported image, Kubernetes out of range, a cgroup driver', () => {
     assert.equal(
-      runtimeRefusal(containerd, {...query, image: 'flatcar', family: 'flatcar'}),
-      'container runtime containerd has no packages for flatcar images (image flatcar); it has packages for: debian',
+      runtimeRefusal(containerd, {...query, image: 'opensuse', family: 'suse'}),
+      'container runtime containerd has no packages for suse images (image opensuse); it has packages for: debian, flatcar',
     )
     const picky = {
       ...containerd,

@@ -25,7 +25,8 @@ describe('API versions', () => {
     assert.equal(apiVersionFits('^1.0'), true)
     assert.equal(apiVersionFits('>=1.0 <3'), true)
     assert.equal(apiVersionFits('^2.0'), false)
-    assert.equal(apiVersionFits('^1.1'), false)
+    assert.equal(apiVersionFits('^1.1'), true)
+    assert.equal(apiVersionFits('^1.2'), false)
     assert.equal(apiVersionFits('^1.0', '1.4'), true)
     assert.equal(apiVersionFits('not a range'), false)
   })
@@ -81,7 +82,7 @@ describe('answerProblems', () => {
       'runtime 1 "containerd": criSocket must be a string (it is missing)',
     ])
     assert.deepEqual(answerProblems('kube-spawn:providers', {runtimes: [{...containerd, files: [{path: 'rel', content: 'x'}]}]}), [
-      'runtime 1 "containerd": files must be an array of {path, content} or {path, url, sha256}',
+      'runtime 1 "containerd": files must be an array of {path, content} or {path, url, sha256, extract?: a relative member path}',
     ])
   })
 })
