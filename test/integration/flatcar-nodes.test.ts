@@ -69,8 +69,8 @@ describe('Flatcar nodes from a stand-in image (2 nodes, containerd, isolated, of
     label: 'flatcar',
     nodes: 2,
     kubeconfig: true,
-    extra: () => `image = "flatcar"
-
+    // The image is chosen with --image below: extra lands after the [kubernetes] table.
+    extra: () => `
 [plugin-config.image-flatcar]
 version = "${VERSION}"
 base-url = "${server.base}"
@@ -82,7 +82,7 @@ allow-cgroup-v1 = ${cgroupV1}
 
   it('up: the image is downloaded, verified and unpacked, and both nodes reach Ready', {timeout: CREATE_TIMEOUT}, async () => {
     const started = Date.now()
-    const up = await cluster.cli.run(['up', '--config', cluster.config], CREATE_TIMEOUT)
+    const up = await cluster.cli.run(['up', '--config', cluster.config, '--image', 'flatcar'], CREATE_TIMEOUT)
     assert.equal(up.code, 0, explain('kube-spawn up', up))
     log(`up in ${seconds(Date.now() - started)}`)
     assert.match(up.stdout, /Build the flatcar base image flatcar-stable-9999\.0\.0-/)
@@ -135,7 +135,7 @@ allow-cgroup-v1 = ${cgroupV1}
   )
 
   it('a second up of the same version makes no second download (the root is cached by version)', {timeout: 2 * MINUTE}, async () => {
-    const dry = await kubeSpawn(['up', '--dry-run', '--config', cluster.config, '--dir', join(work, 'other-root')], {timeoutMs: MINUTE})
+    const dry = await kubeSpawn(['up', '--dry-run', '--config', cluster.config, '--image', 'flatcar', '--dir', join(work, 'other-root')], {timeoutMs: MINUTE})
     assert.equal(dry.code, 0, explain('up --dry-run', dry))
     assert.match(
       dry.stdout,

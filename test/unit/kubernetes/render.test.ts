@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import {execFileSync, spawnSync} from 'node:child_process'
 import {existsSync} from 'node:fs'
-import {mkdir, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
+import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {describe, it} from 'node:test'
@@ -16,9 +16,9 @@ import {normalizeCaCertHash, renderInitConfig, renderJoinConfig} from '../../../
 import {kubeSpawnDropIn, kubeadmDropIn, kubeletSystemdFiles, kubeletUnit} from '../../../dist/kubernetes/kubelet-unit.js'
 import {renderYaml} from '../../../dist/kubernetes/yaml.js'
 import {criSocketFor, versionTraits} from '../../../dist/kubernetes/versions.js'
+import {golden as goldenFile} from '../helpers/golden.ts'
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), '../../fixtures/golden')
-const UPDATE = process.env.UPDATE_GOLDEN === '1'
 const SOCKET = 'unix:///run/containerd/containerd.sock'
 const CA_HASH = 'sha256:2f6a1c5b3e8d7a9c0b4e6f1d2a3c5e7f9b0d1c2e3f4a5b6c7d8e9f0a1b2c3d4e'
 const fixtureKubeadm = fixtureBinary('kubeadm')
@@ -67,18 +67,7 @@ const CASES = [
   },
 ]
 
-async function golden(version: string, file: string, actual: string): Promise<void> {
-  const path = join(GOLDEN, version, file)
-  if (UPDATE) {
-    await mkdir(dirname(path), {recursive: true})
-    await writeFile(path, actual)
-    return
-  }
-  const expected = await readFile(path, 'utf8').catch(() => {
-    throw new Error(`golden file ${path} is missing; run with UPDATE_GOLDEN=1 to create it`)
-  })
-  assert.equal(actual, expected, `${path} differs from the renderer's output (UPDATE_GOLDEN=1 rewrites it)`)
-}
+const golden = (version: string, file: string, actual: string) => goldenFile(join(GOLDEN, version, file), actual)
 
 describe('golden kubeadm configs', () => {
   for (const c of CASES) {

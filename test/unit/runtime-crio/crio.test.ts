@@ -3,8 +3,9 @@
  * Kubernetes version and settings, its refusal, and its image import script (run with a stand-in skopeo).
  */
 import assert from 'node:assert/strict'
+import {golden as goldenFile, testHost} from '../helpers/golden.ts'
 import {spawnSync} from 'node:child_process'
-import {chmod, mkdir, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
+import {chmod, mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {after, before, describe, it} from 'node:test'
@@ -23,20 +24,7 @@ import {
 } from '../../../plugins/runtime-crio/dist/index.js'
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), 'golden')
-const UPDATE = process.env.UPDATE_GOLDEN === '1'
-
-async function golden(file: string, actual: string): Promise<void> {
-  const path = join(GOLDEN, file)
-  if (UPDATE) {
-    await mkdir(GOLDEN, {recursive: true})
-    await writeFile(path, actual)
-    return
-  }
-  const expected = await readFile(path, 'utf8').catch(() => {
-    throw new Error(`golden file ${path} is missing; run with UPDATE_GOLDEN=1 to create it`)
-  })
-  assert.equal(actual, expected, `${path} differs from the renderer's output (UPDATE_GOLDEN=1 rewrites it)`)
-}
+const golden = (file: string, actual: string) => goldenFile(join(GOLDEN, file), actual)
 
 const fileCtx = (cgroupDriver: CgroupDriver) => ({
   kubernetes: {version: 'v1.28.0', sandboxImage: 'registry.k8s.io/pause:3.9', cgroupDriver},
@@ -50,16 +38,7 @@ function query(kubernetesVersion: string, config: Record<string, unknown> = {}):
     image: 'debian',
     family: 'debian',
     cgroupDriver: 'systemd',
-    host: {
-      machined: true,
-      capSysResource: true,
-      cgroupVersion: 2,
-      hasLibModules: true,
-      systemdPid1: true,
-      systemdVersion: 252,
-      kernel: '6.1.0',
-      timeoutScale: 1,
-    },
+    host: testHost(),
     pluginConfig: (name) => (name === 'runtime-crio' ? config : {}),
   }
 }

@@ -15,6 +15,7 @@ import {answerProblems, type RuntimeProvider, type RuntimeQuery} from '@kube-spa
 import {resolveRuntime, runtimeRefusal} from '../../../dist/runtime/compat.js'
 import {cachedContentPath, fetchRuntimeFiles} from '../../../dist/runtime/files.js'
 import {run} from '../../../dist/util/run.js'
+import {golden as goldenFile, testHost} from '../helpers/golden.ts'
 import {
   CRI_DOCKERD_SHA256,
   CRI_DOCKERD_SOCKET,
@@ -27,16 +28,7 @@ import {
 } from '../../../plugins/runtime-docker/dist/index.js'
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), 'golden')
-const UPDATE = process.env.UPDATE_GOLDEN === '1'
-const HOST = {
-  machined: false,
-  capSysResource: true,
-  cgroupVersion: 1 as const,
-  hasLibModules: true,
-  systemdPid1: false,
-  kernel: '6.1.0',
-  timeoutScale: 1,
-}
+const HOST = testHost({machined: false, cgroupVersion: 1, systemdPid1: false})
 const BUNDLE = '/var/cache/kube-spawn-fixtures/kubernetes-v1.20.2'
 
 function query(version: string, config: Record<string, unknown> = {}, source = BUNDLE): RuntimeQuery {
@@ -51,15 +43,7 @@ function query(version: string, config: Record<string, unknown> = {}, source = B
   }
 }
 
-async function golden(file: string, actual: string): Promise<void> {
-  const path = join(GOLDEN, file)
-  if (UPDATE) {
-    await mkdir(GOLDEN, {recursive: true})
-    await writeFile(path, actual)
-    return
-  }
-  assert.equal(actual, await readFile(path, 'utf8'), `${path} differs (UPDATE_GOLDEN=1 rewrites it)`)
-}
+const golden = (file: string, actual: string) => goldenFile(join(GOLDEN, file), actual)
 
 const kubernetes = (cgroupDriver: 'systemd' | 'cgroupfs') => ({version: 'v1.24.0', sandboxImage: 'k8s.gcr.io/pause:3.7', cgroupDriver})
 
