@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict'
 import {spawnSync} from 'node:child_process'
-import {existsSync, readdirSync} from 'node:fs'
+import {existsSync} from 'node:fs'
 import {access, chmod, constants, mkdir, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {type Server, createServer} from 'node:http'
 import type {AddressInfo} from 'node:net'
@@ -26,32 +26,19 @@ import {debianOptions, imageKey, installFromSources} from '../../plugins/image-d
 import {crio} from '../../plugins/runtime-crio/dist/index.js'
 import {kubeSpawn} from '../helpers/cli.ts'
 import {snapshotTree} from '../unit/helpers/cli.ts'
-import {TEST_CACHE_DIR} from './helpers.ts'
+import {CREATE_TIMEOUT, defaultNodeRoot} from './helpers.ts'
 
 type ResolveContext = Parameters<typeof resolvedPackages>[0]
 type BuildContext = Parameters<typeof installFromSources>[0]
 
-/** A cached Debian root (made by the other integration tests), to copy. */
-function cachedDebianRoot(): string | undefined {
-  const images = join(TEST_CACHE_DIR, 'images')
-  if (!existsSync(images)) return undefined
-  return readdirSync(images)
-    .filter((name) => name.startsWith('debian-bookworm-'))
-    .map((name) => join(images, name, 'rootfs'))
-    .find((rootfs) => existsSync(join(rootfs, 'usr/bin/apt-get')))
-}
-
 const hasCommand = (command: string) => spawnSync('sh', ['-c', `command -v ${command}`]).status === 0
-const SOURCE_ROOT = cachedDebianRoot()
 const MISSING = ['dpkg-deb', 'dpkg-scanpackages', 'apt-ftparchive', 'gpg', 'chroot'].filter((c) => !hasCommand(c))
 const SKIP: string | false =
   process.getuid?.() !== 0
     ? 'needs root (chroot, and apt-get in it)'
     : MISSING.length > 0
       ? `needs ${MISSING.join(', ')} on the host (apt-get install dpkg-dev apt-utils gpg)`
-      : !SOURCE_ROOT
-        ? `no cached Debian bookworm root in ${TEST_CACHE_DIR}/images: the cluster integration tests build it on their first run`
-        : false
+      : false
 
 function query(kubernetesVersion: string, config: Record<string, unknown>): RuntimeQuery {
   return {
@@ -92,74 +79,81 @@ describe('runtime-crio: its apt source against a local repository', {skip: SKIP}
   /** Another key's public part: apt must refuse the repository when the keyring holds it instead. */
   let otherKey: string
 
-  before(async () => {
-    work = await mkdtemp(join(tmpdir(), 'ks-crio-apt-'))
-    repo = join(work, 'repo')
-    const gnupg = join(work, 'gnupg')
-    await mkdir(repo)
-    await mkdir(gnupg, {mode: 0o700})
-    const gpg = {GNUPGHOME: gnupg}
+  /** The default node root from the shared test cache (built when missing), copied for each chroot. */
+  let sourceRoot: string
 
-    // A throwaway signing key, without a passphrase.
-    await sh(
-      [
-        'gpg',
-        '--batch',
-        '--passphrase',
-        '',
-        '--quick-gen-key',
-        'kube-spawn test repository <test@kube-spawn.invalid>',
-        'ed25519',
-        'sign',
-        'never',
-      ],
-      work,
-      gpg,
-    )
-    const colons = await sh(['gpg', '--batch', '--with-colons', '--list-keys'], work, gpg)
-    fingerprint = /^fpr:+([0-9A-F]{40}):/m.exec(colons)![1]
+  before(
+    async () => {
+      sourceRoot = await defaultNodeRoot()
+      work = await mkdtemp(join(tmpdir(), 'ks-crio-apt-'))
+      repo = join(work, 'repo')
+      const gnupg = join(work, 'gnupg')
+      await mkdir(repo)
+      await mkdir(gnupg, {mode: 0o700})
+      const gpg = {GNUPGHOME: gnupg}
 
-    // A stand-in cri-o: /usr/bin/crio and its unit.
-    const pkg = join(work, 'pkg')
-    await mkdir(join(pkg, 'DEBIAN'), {recursive: true})
-    await mkdir(join(pkg, 'usr/bin'), {recursive: true})
-    await mkdir(join(pkg, 'usr/lib/systemd/system'), {recursive: true})
-    await writeFile(
-      join(pkg, 'DEBIAN/control'),
-      'Package: cri-o\nVersion: 1.28.0~kube-spawn-test\nArchitecture: all\nMaintainer: kube-spawn tests <test@kube-spawn.invalid>\nDescription: stand-in for CRI-O\n',
-    )
-    await writeFile(join(pkg, 'usr/bin/crio'), '#!/bin/sh\necho "crio stand-in"\n')
-    await chmod(join(pkg, 'usr/bin/crio'), 0o755)
-    await writeFile(join(pkg, 'usr/lib/systemd/system/crio.service'), '[Service]\nExecStart=/usr/bin/crio\n')
-    await sh(['dpkg-deb', '--root-owner-group', '--build', pkg, join(repo, 'cri-o_1.28.0_all.deb')], work)
-
-    // A flat repository, signed: Packages, Release, InRelease, Release.gpg, and the key as Release.key.
-    await writeFile(join(repo, 'Packages'), await sh(['dpkg-scanpackages', '.', '/dev/null'], repo))
-    await writeFile(join(work, 'Release'), await sh(['apt-ftparchive', 'release', '.'], repo))
-    await writeFile(join(repo, 'Release'), await readFile(join(work, 'Release')))
-    await sh(['gpg', '--batch', '--yes', '--clearsign', '-o', 'InRelease', 'Release'], repo, gpg)
-    await sh(['gpg', '--batch', '--yes', '--armor', '--detach-sign', '-o', 'Release.gpg', 'Release'], repo, gpg)
-    key = await sh(['gpg', '--batch', '--armor', '--export', fingerprint], work, gpg)
-    await writeFile(join(repo, 'Release.key'), key)
-    const other = {GNUPGHOME: join(work, 'gnupg-other')}
-    await mkdir(other.GNUPGHOME, {mode: 0o700})
-    await sh(
-      ['gpg', '--batch', '--passphrase', '', '--quick-gen-key', 'another key <other@kube-spawn.invalid>', 'ed25519', 'sign', 'never'],
-      work,
-      other,
-    )
-    otherKey = await sh(['gpg', '--batch', '--armor', '--export'], work, other)
-
-    server = createServer((request, response) => {
-      const path = normalize(decodeURIComponent(new URL(request.url ?? '/', 'http://x').pathname))
-      readFile(join(repo, path)).then(
-        (body) => response.writeHead(200).end(body),
-        () => response.writeHead(404).end(),
+      // A throwaway signing key, without a passphrase.
+      await sh(
+        [
+          'gpg',
+          '--batch',
+          '--passphrase',
+          '',
+          '--quick-gen-key',
+          'kube-spawn test repository <test@kube-spawn.invalid>',
+          'ed25519',
+          'sign',
+          'never',
+        ],
+        work,
+        gpg,
       )
-    })
-    await new Promise<void>((done) => server.listen(0, '127.0.0.1', done))
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-  })
+      const colons = await sh(['gpg', '--batch', '--with-colons', '--list-keys'], work, gpg)
+      fingerprint = /^fpr:+([0-9A-F]{40}):/m.exec(colons)![1]
+
+      // A stand-in cri-o: /usr/bin/crio and its unit.
+      const pkg = join(work, 'pkg')
+      await mkdir(join(pkg, 'DEBIAN'), {recursive: true})
+      await mkdir(join(pkg, 'usr/bin'), {recursive: true})
+      await mkdir(join(pkg, 'usr/lib/systemd/system'), {recursive: true})
+      await writeFile(
+        join(pkg, 'DEBIAN/control'),
+        'Package: cri-o\nVersion: 1.28.0~kube-spawn-test\nArchitecture: all\nMaintainer: kube-spawn tests <test@kube-spawn.invalid>\nDescription: stand-in for CRI-O\n',
+      )
+      await writeFile(join(pkg, 'usr/bin/crio'), '#!/bin/sh\necho "crio stand-in"\n')
+      await chmod(join(pkg, 'usr/bin/crio'), 0o755)
+      await writeFile(join(pkg, 'usr/lib/systemd/system/crio.service'), '[Service]\nExecStart=/usr/bin/crio\n')
+      await sh(['dpkg-deb', '--root-owner-group', '--build', pkg, join(repo, 'cri-o_1.28.0_all.deb')], work)
+
+      // A flat repository, signed: Packages, Release, InRelease, Release.gpg, and the key as Release.key.
+      await writeFile(join(repo, 'Packages'), await sh(['dpkg-scanpackages', '.', '/dev/null'], repo))
+      await writeFile(join(work, 'Release'), await sh(['apt-ftparchive', 'release', '.'], repo))
+      await writeFile(join(repo, 'Release'), await readFile(join(work, 'Release')))
+      await sh(['gpg', '--batch', '--yes', '--clearsign', '-o', 'InRelease', 'Release'], repo, gpg)
+      await sh(['gpg', '--batch', '--yes', '--armor', '--detach-sign', '-o', 'Release.gpg', 'Release'], repo, gpg)
+      key = await sh(['gpg', '--batch', '--armor', '--export', fingerprint], work, gpg)
+      await writeFile(join(repo, 'Release.key'), key)
+      const other = {GNUPGHOME: join(work, 'gnupg-other')}
+      await mkdir(other.GNUPGHOME, {mode: 0o700})
+      await sh(
+        ['gpg', '--batch', '--passphrase', '', '--quick-gen-key', 'another key <other@kube-spawn.invalid>', 'ed25519', 'sign', 'never'],
+        work,
+        other,
+      )
+      otherKey = await sh(['gpg', '--batch', '--armor', '--export'], work, other)
+
+      server = createServer((request, response) => {
+        const path = normalize(decodeURIComponent(new URL(request.url ?? '/', 'http://x').pathname))
+        readFile(join(repo, path)).then(
+          (body) => response.writeHead(200).end(body),
+          () => response.writeHead(404).end(),
+        )
+      })
+      await new Promise<void>((done) => server.listen(0, '127.0.0.1', done))
+      base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    },
+    {timeout: CREATE_TIMEOUT},
+  )
 
   after(async () => {
     await new Promise((done) => server?.close(done))
@@ -192,7 +186,7 @@ describe('runtime-crio: its apt source against a local repository', {skip: SKIP}
       })
 
       const rootfs = join(work, 'rootfs')
-      await sh(['cp', '-a', SOURCE_ROOT!, rootfs], work)
+      await sh(['cp', '-a', sourceRoot, rootfs], work)
       // The Debian mirror is out of reach here; only the local repository is asked.
       await writeFile(join(rootfs, 'etc/apt/sources.list'), '')
       const lines: string[] = []

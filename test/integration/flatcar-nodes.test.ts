@@ -19,6 +19,7 @@ import {
   CREATE_TIMEOUT,
   MINUTE,
   SKIP_REASON,
+  defaultNodeRoot,
   explain,
   fixtureBundle,
   kubeSpawn,
@@ -42,9 +43,7 @@ describe('Flatcar nodes from a stand-in image (2 nodes, containerd, isolated, of
       work = await mkdtemp(join(tmpdir(), 'ks-flatcar-nodes-'))
       cgroupV1 = !(await readFile('/sys/fs/cgroup/cgroup.controllers', 'utf8').then(Boolean, () => false))
       // The Debian root containerd nodes use, from the shared test cache (built once if missing).
-      const built = await kubeSpawn(['image', 'build', '--json'], {timeoutMs: CREATE_TIMEOUT})
-      assert.equal(built.code, 0, explain('kube-spawn image build', built))
-      const rootfs = (JSON.parse(built.stdout) as {baseImage: {rootfs: string}}).baseImage.rootfs
+      const rootfs = await defaultNodeRoot()
       key = await makeTestKey('flatcar-nodes')
       const started = Date.now()
       await buildFlatcarStandin({
@@ -135,7 +134,9 @@ allow-cgroup-v1 = ${cgroupV1}
   )
 
   it('a second up of the same version makes no second download (the root is cached by version)', {timeout: 2 * MINUTE}, async () => {
-    const dry = await kubeSpawn(['up', '--dry-run', '--config', cluster.config, '--image', 'flatcar', '--dir', join(work, 'other-root')], {timeoutMs: MINUTE})
+    const dry = await kubeSpawn(['up', '--dry-run', '--config', cluster.config, '--image', 'flatcar', '--dir', join(work, 'other-root')], {
+      timeoutMs: MINUTE,
+    })
     assert.equal(dry.code, 0, explain('up --dry-run', dry))
     assert.match(
       dry.stdout,

@@ -117,6 +117,13 @@ export async function fixtureBundle(): Promise<string> {
   return bundlePath
 }
 
+/** The default node root (Debian bookworm with containerd) in the shared test cache: built by `image build` when missing. */
+export async function defaultNodeRoot(): Promise<string> {
+  const built = await kubeSpawn(['image', 'build', '--json'], {timeoutMs: CREATE_TIMEOUT})
+  if (built.code !== 0) throw new Error(explain('kube-spawn image build', built))
+  return (JSON.parse(built.stdout) as {baseImage: {rootfs: string}}).baseImage.rootfs
+}
+
 export interface StatusJson {
   name: string
   subnet: string
