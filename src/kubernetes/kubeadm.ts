@@ -14,8 +14,8 @@ import type {Dockershim} from './versions.js'
 
 /** kubeadm init or join, whole; kubeadm's own control-plane wait (4 min in 1.20) is inside it. */
 const KUBEADM_TIMEOUT_MS = 600_000
-const INIT_CONFIG = '/etc/kube-spawn/kubeadm-init.yaml'
-const JOIN_CONFIG = '/etc/kube-spawn/kubeadm-join.yaml'
+export const INIT_CONFIG = '/etc/kube-spawn/kubeadm-init.yaml'
+export const JOIN_CONFIG = '/etc/kube-spawn/kubeadm-join.yaml'
 
 /** kubeadm 1.20 preflight runs crictl, which Debian lacks; then only that phase is skipped. */
 const PREFLIGHT_WARNING =

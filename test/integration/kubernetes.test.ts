@@ -563,6 +563,24 @@ describe(`Kubernetes cluster lifecycle (3 nodes, ${RUNTIME}, isolated, offline b
     },
   )
 
+  step('export kubeadm-config writes the configurations the nodes run, and kubeadm accepts them', MINUTE, async () => {
+    const dir = join(root, 'kubeadm-export')
+    const exported = await cli(['export', 'kubeadm-config', '-c', CLUSTER, dir], MINUTE)
+    assert.equal(exported.code, 0, `kube-spawn export kubeadm-config failed: ${tail(exported)}`)
+    for (const [node, file] of [
+      [CP, 'kubeadm-init.yaml'],
+      [W1, 'kubeadm-join.yaml'],
+      [W2, 'kubeadm-join.yaml'],
+      ...MACHINES.map((m) => [m, 'kubelet-config.yaml']),
+    ])
+      assert.ok(existsSync(join(dir, node, file)), `${dir}/${node}/${file} should have been written`)
+    const init = await readFile(join(dir, CP, 'kubeadm-init.yaml'), 'utf8')
+    assert.match(init, new RegExp(`^clusterName: ${CLUSTER}$`, 'm'))
+    // The bundle's kubeadm reads the exported file as the one it ran with.
+    const migrated = await run([join(bundle, 'bin', 'kubeadm'), 'config', 'migrate', '--old-config', join(dir, CP, 'kubeadm-init.yaml')])
+    assert.equal(migrated.code, 0, `kubeadm config migrate refused the exported init configuration: ${tail(migrated)}`)
+  })
+
   step(`a busybox pod runs on each worker (web on ${W1}, client on ${W2})`, 5 * MINUTE, async (t) => {
     const applied = await kubectl(['apply', '-f', '-'], {input: workloadManifest()})
     assert.equal(applied.code, 0, `kubectl apply failed: ${tail(applied)}`)
