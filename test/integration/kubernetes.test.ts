@@ -30,6 +30,7 @@ import {nodeCgroupDirs} from './helpers.ts'
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const PREPARE_BUNDLE = resolve(REPO, '..', 'shared', 'fixtures', 'kubernetes', 'prepare-bundle')
+const MKIMAGE = resolve(REPO, '..', 'shared', 'fixtures', 'kubernetes', 'mkimage.py')
 const CLEANUP = join(REPO, 'test', 'integration', 'cleanup.sh')
 const CACHE_DIR = process.env.KUBE_SPAWN_ARTIFACT_CACHE_DIR || '/var/cache/kube-spawn-test'
 
@@ -610,6 +611,45 @@ describe(`Kubernetes cluster lifecycle (3 nodes, ${RUNTIME}, isolated, offline b
     assert.equal(body, WEB_BODY, `client could not fetch ${seen.serviceUrl} (Service web) within 120 s; attempts: ${notes.join(' | ')}`)
     t.diagnostic(`Service answered after ${secs(ms)} (${notes.length} failed attempts)`)
   })
+
+  step(
+    'load image-archive puts an image built here into both workers: a pod runs it on each with imagePullPolicy Never',
+    5 * MINUTE,
+    async (t) => {
+      const archive = join(root, 'loaded.tar')
+      const ref = 'kube-spawn.test/loaded:1'
+      const script = 'echo loaded; exec /bin/busybox sleep 86400'
+      const made = await run([
+        'python3',
+        MKIMAGE,
+        archive,
+        ref,
+        '--entrypoint',
+        JSON.stringify(['/bin/busybox', 'sh', '-c', script]),
+        '/bin/busybox:/bin/busybox',
+      ])
+      assert.equal(made.code, 0, `mkimage.py failed: ${tail(made)}`)
+      const started = Date.now()
+      const loaded = await cli(['load', 'image-archive', '-c', CLUSTER, '--nodes', 'w1,w2', archive], 5 * MINUTE)
+      assert.equal(loaded.code, 0, `kube-spawn load image-archive failed: ${tail(loaded)}`)
+      assert.match(loaded.stdout, new RegExp(`Loaded 1 archive\\(s\\) into ${W1}, ${W2}`))
+      t.diagnostic(`loaded into both workers in ${secs(Date.now() - started)}`)
+      const pod = (node: string) => ({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: {name: `loaded-${node.slice(-2)}`},
+        spec: {nodeName: node, terminationGracePeriodSeconds: 1, containers: [{name: 'loaded', image: ref, imagePullPolicy: 'Never'}]},
+      })
+      const applied = await kubectl(['apply', '-f', '-'], {
+        input: JSON.stringify({apiVersion: 'v1', kind: 'List', items: [pod(W1), pod(W2)]}),
+      })
+      assert.equal(applied.code, 0, `kubectl apply failed: ${tail(applied)}`)
+      await waitPodsRunning(['loaded-w1', 'loaded-w2'], 3 * MINUTE)
+      const logs = await kubectl(['logs', 'loaded-w1'])
+      assert.equal(logs.stdout.trim(), 'loaded', `the loaded image's entrypoint should have run: ${tail(logs)}`)
+      await kubectl(['delete', 'pod', 'loaded-w1', 'loaded-w2', '--wait=false'])
+    },
+  )
 
   step('stop powers the nodes off and leaves no systemd-nspawn process of the cluster', 5 * MINUTE, async (t) => {
     // Read before the stop, to show later that the restart did not run kubeadm init again.
