@@ -3,13 +3,16 @@ import {randomBytes} from 'node:crypto'
 import {stat} from 'node:fs/promises'
 import {isAbsolute} from 'node:path'
 
-import {UserError} from '../errors.js'
+import {UserError, errorMessage} from '../errors.js'
+import {parseConfigPatch, patchMatches} from '../kubernetes/config-patches.js'
+import {RESERVED_EXTRA_ARGS, kubeadmDocumentTypes, kubernetesSettings} from '../kubernetes/kubeadm-config.js'
+import {versionTraits} from '../kubernetes/versions.js'
 import {cidrsOverlap, parseCidr} from '../net/cidr.js'
 import {checkAgainstSpec, definitionSpec, withDefaults} from './spec.js'
 import {parseKubernetesVersion} from './version.js'
 
 import type {BindMount, BindMounts, Cluster} from '@kube-spawn/sdk'
-export type {BindMount, BindMounts, Cluster, Machine, Role} from '@kube-spawn/sdk'
+export type {BindMount, BindMounts, Cluster, KubernetesSettings, Machine, Role} from '@kube-spawn/sdk'
 
 /** Flag values that override the file. */
 export interface DefinitionOverrides {
@@ -22,6 +25,14 @@ export interface DefinitionOverrides {
 
 export const MAX_CLUSTER_NAME = 40
 const TOKEN = /^[a-z0-9]{6}\.[a-z0-9]{16}$/
+
+/** The [kubernetes] extra-args keys and the Cluster fields they fill. */
+const EXTRA_ARGS = {
+  'api-server-extra-args': 'apiServerExtraArgs',
+  'controller-manager-extra-args': 'controllerManagerExtraArgs',
+  'scheduler-extra-args': 'schedulerExtraArgs',
+  'kubelet-extra-args': 'kubeletExtraArgs',
+} as const
 
 /** Parses TOML text; a syntax error becomes one line with the file, line and column. */
 export function parseToml(text: string, source: string): Record<string, unknown> {
@@ -60,6 +71,7 @@ export async function resolveDefinition(
   const r = withDefaults(merged) as Record<string, any>
   const net = r.network
   const rc = r['runtime-config']
+  const k = r.kubernetes
   const cluster: Cluster = {
     clusterName: r['cluster-name'],
     containerRuntime: r['container-runtime'],
@@ -68,7 +80,17 @@ export async function resolveDefinition(
     nodes: r.nodes,
     token: r.token ?? generateToken(),
     cni: r.cni,
-    kubernetes: {source: r.kubernetes.source},
+    kubernetes: {
+      source: k.source,
+      featureGates: k['feature-gates'] ?? {},
+      apiServerExtraArgs: k['api-server-extra-args'] ?? {},
+      controllerManagerExtraArgs: k['controller-manager-extra-args'] ?? {},
+      schedulerExtraArgs: k['scheduler-extra-args'] ?? {},
+      kubeletExtraArgs: k['kubelet-extra-args'] ?? {},
+      ...(k.patches === undefined ? {} : {patches: k.patches}),
+      configPatches: k['config-patches'] ?? [],
+      kubeProxyMode: k['kube-proxy-mode'],
+    },
     network: {
       subnet: net.subnet,
       clusterSubnet: net['cluster-subnet'],
@@ -130,6 +152,7 @@ export async function validateCluster(cluster: Cluster, source: string, {checkPa
       'use https://dl.k8s.io or the absolute path of an offline bundle',
     )
   }
+  await validateKubernetesSettings(cluster, fail, checkPaths)
 
   const cidrs = {
     'network.subnet': cluster.network.subnet,
@@ -179,6 +202,54 @@ export async function validateCluster(cluster: Cluster, source: string, {checkPa
   }
 }
 
+/** [kubernetes]'s kubeadm settings: reserved flags, the version's kube-proxy modes, the patches. */
+async function validateKubernetesSettings(cluster: Cluster, fail: (message: string, hint: string) => never, checkPaths: boolean) {
+  const settings = kubernetesSettings(cluster)
+  const traits = versionTraits(cluster.kubernetesVersion)
+  for (const key of Object.keys(EXTRA_ARGS) as Array<keyof typeof EXTRA_ARGS>) {
+    const reserved = RESERVED_EXTRA_ARGS[key].find((flag) => flag in settings[EXTRA_ARGS[key]])
+    if (reserved === 'feature-gates')
+      fail(`kubernetes.${key}.feature-gates is not allowed`, 'set gates in [kubernetes.feature-gates], which reaches every component')
+    if (reserved)
+      fail(`kubernetes.${key}.${reserved} is set by kube-spawn, which depends on its value`, 'remove it (see docs/configuration.md)')
+  }
+  if (settings.kubeProxyMode === 'nftables' && !traits.nftablesProxyMode) {
+    fail(
+      `kubernetes.kube-proxy-mode = "nftables" needs Kubernetes 1.31 or newer, not ${traits.version.text}`,
+      'use "iptables", or kubernetes-version v1.31.0 or newer',
+    )
+  }
+  if (settings.patches !== undefined) {
+    if (!isAbsolute(settings.patches))
+      fail(
+        `kubernetes.patches "${settings.patches}" is not an absolute path`,
+        'give the absolute path of a directory of kubeadm patch files',
+      )
+    if (checkPaths && !(await stat(settings.patches).catch(() => undefined))?.isDirectory())
+      fail(
+        `kubernetes.patches ${settings.patches} does not exist or is not a directory`,
+        'create it with kubeadm patch files, or fix the path',
+      )
+  }
+  const documents = kubeadmDocumentTypes(traits)
+  for (const [index, text] of settings.configPatches.entries()) {
+    const where = `kubernetes.config-patches[${index}]`
+    let patch: ReturnType<typeof parseConfigPatch>
+    try {
+      patch = parseConfigPatch(text)
+    } catch (error) {
+      return fail(`${where} ${errorMessage(error)}`, 'write one YAML map with kind, optionally apiVersion, and the fields to change')
+    }
+    if (!documents.some((document) => patchMatches(patch, document))) {
+      const selects = patch.apiVersion ? `${patch.kind} (${patch.apiVersion})` : patch.kind
+      fail(
+        `${where} patches ${selects}, which matches no kubeadm config document for ${traits.version.text}`,
+        `select one of ${documents.map((d) => `${d.kind} (${d.apiVersion})`).join(', ')}`,
+      )
+    }
+  }
+}
+
 export function validateClusterName(name: string, source?: string): void {
   if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(name) || name.length > MAX_CLUSTER_NAME) {
     throw new UserError(
@@ -214,6 +285,9 @@ export function parseDuration(text: string): number | undefined {
 /** The TOML text of the cluster, in the documented spelling. */
 export function serializeCluster(cluster: Cluster): string {
   const mounts = (b: BindMounts) => ({'read-only': b.readOnly, 'read-write': b.readWrite})
+  // Empty tables and lists are left out: they are the defaults, and the file stays short.
+  const ifAny = (key: string, value: object) => (Object.keys(value).length > 0 ? {[key]: value} : {})
+  const k = kubernetesSettings(cluster)
   const doc = {
     'cluster-name': cluster.clusterName,
     'container-runtime': cluster.containerRuntime,
@@ -222,7 +296,17 @@ export function serializeCluster(cluster: Cluster): string {
     nodes: cluster.nodes,
     token: cluster.token,
     cni: cluster.cni,
-    kubernetes: {source: cluster.kubernetes.source},
+    kubernetes: {
+      source: k.source,
+      ...ifAny('feature-gates', k.featureGates),
+      ...ifAny('api-server-extra-args', k.apiServerExtraArgs),
+      ...ifAny('controller-manager-extra-args', k.controllerManagerExtraArgs),
+      ...ifAny('scheduler-extra-args', k.schedulerExtraArgs),
+      ...ifAny('kubelet-extra-args', k.kubeletExtraArgs),
+      ...(k.patches === undefined ? {} : {patches: k.patches}),
+      ...ifAny('config-patches', k.configPatches),
+      'kube-proxy-mode': k.kubeProxyMode,
+    },
     network: {
       subnet: cluster.network.subnet,
       ...(cluster.network.clusterSubnet ? {'cluster-subnet': cluster.network.clusterSubnet} : {}),

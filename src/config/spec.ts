@@ -8,6 +8,8 @@ export type Spec =
   | {kind: 'string'; description: string; default?: string; enum?: readonly string[]; examples?: string[]}
   | {kind: 'table'; description: string; fields: Record<string, Spec>; required?: string[]; freeForm?: boolean}
   | {kind: 'array'; description: string; items: Spec}
+  /** A table of free keys (each matching `keys.pattern`) to values of one kind, e.g. feature gates. */
+  | {kind: 'map'; description: string; keys: {pattern: string; means: string}; values: Spec}
 
 const bindMount: Spec = {
   kind: 'table',
@@ -29,6 +31,16 @@ const bindMounts: Spec = {
 }
 
 export const MAX_NODES = 50
+
+/** A component's extra command-line flags: name (without dashes) = "value". */
+function extraArgs(component: string): Spec {
+  return {
+    kind: 'map',
+    description: `Extra flags of ${component}, name = "value", after kube-spawn's own; the flags kube-spawn sets are refused.`,
+    keys: {pattern: '^[a-z0-9][a-z0-9-]*$', means: 'a flag name without leading dashes, such as "v"'},
+    values: {kind: 'string', description: "The flag's value."},
+  }
+}
 
 export const definitionSpec: Spec & {kind: 'table'} = {
   kind: 'table',
@@ -73,12 +85,38 @@ export const definitionSpec: Spec & {kind: 'table'} = {
     },
     kubernetes: {
       kind: 'table',
-      description: 'Where the Kubernetes binaries and images come from.',
+      description: 'Where the Kubernetes binaries and images come from, and how kubeadm configures the components.',
       fields: {
         source: {
           kind: 'string',
           description: 'Release base URL (https://…) or the absolute path of an offline bundle directory.',
           default: 'https://dl.k8s.io',
+        },
+        'feature-gates': {
+          kind: 'map',
+          description: 'Feature gates of the API server, controller manager, scheduler, kubelet and kube-proxy: Name = true|false.',
+          keys: {pattern: '^[A-Z][A-Za-z0-9]*$', means: 'a feature gate name, as in SomeFeature = true'},
+          values: {kind: 'boolean', description: 'Whether the gate is on.'},
+        },
+        'api-server-extra-args': extraArgs('kube-apiserver'),
+        'controller-manager-extra-args': extraArgs('kube-controller-manager'),
+        'scheduler-extra-args': extraArgs('kube-scheduler'),
+        'kubelet-extra-args': extraArgs('the kubelet'),
+        patches: {
+          kind: 'string',
+          description:
+            "Absolute host directory of kubeadm patch files (target[suffix][+patchtype].yaml|json), given to kubeadm's --patches.",
+        },
+        'config-patches': {
+          kind: 'array',
+          description: 'YAML patches of the kubeadm config documents, each selecting one by kind (and apiVersion), merged in order.',
+          items: {kind: 'string', description: 'A YAML map with kind, optionally apiVersion, and the fields to merge (null deletes).'},
+        },
+        'kube-proxy-mode': {
+          kind: 'string',
+          description: 'kube-proxy mode: iptables, nftables (Kubernetes 1.31 or newer), or none (no kube-proxy).',
+          default: 'iptables',
+          enum: ['iptables', 'nftables', 'none'],
         },
       },
     },
@@ -173,6 +211,8 @@ export function toJsonSchema(spec: Spec = definitionSpec): Record<string, unknow
       }
     case 'array':
       return {...common, type: 'array', items: toJsonSchema(spec.items)}
+    case 'map':
+      return {...common, type: 'object', propertyNames: {pattern: spec.keys.pattern}, additionalProperties: toJsonSchema(spec.values)}
     case 'table':
       return {
         ...common,
@@ -212,8 +252,19 @@ export function checkAgainstSpec(value: unknown, spec: Spec, path: string): stri
         ? [`${where} = "${value}" is not one of ${spec.enum.map((v) => `"${v}"`).join(', ')}`]
         : []
     case 'array':
-      if (!Array.isArray(value)) return [`${where} must be an array of tables (got ${describe(value)})`]
+      if (!Array.isArray(value)) return [`${where} must be an array of ${spec.items.kind}s (got ${describe(value)})`]
       return value.flatMap((item, index) => checkAgainstSpec(item, spec.items, `${path}[${index}]`))
+    case 'map': {
+      if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Date) {
+        return [`${where} must be a table (got ${describe(value)})`]
+      }
+      const pattern = new RegExp(spec.keys.pattern)
+      return Object.entries(value).flatMap(([key, child]) =>
+        pattern.test(key)
+          ? checkAgainstSpec(child, spec.values, `${where}.${key}`)
+          : [`${where} has the entry ${JSON.stringify(key)}, which is not ${spec.keys.means} (names match ${spec.keys.pattern})`],
+      )
+    }
     case 'table': {
       if (typeof value !== 'object' || value === null || Array.isArray(value)) {
         return [`${where} must be a table (got ${describe(value)})`]

@@ -3,9 +3,10 @@
  * cluster definition. Pure: same input, same bytes (golden-file tested). Every decision that depends
  * on the Kubernetes release is taken from the version table (versions.ts).
  */
-import type {Cluster, Role} from '../config/definition.js'
+import type {Cluster, KubernetesSettings, Role} from '../config/definition.js'
 import {parseIPv4} from '../net/cidr.js'
 import {NODE_CIDR_MASK} from '../net/pod-cidr.js'
+import {type DocumentType, type YamlMap, applyConfigPatches} from './config-patches.js'
 import {type Dockershim, criSocketFor, runtimeKubeletArgs, type VersionTraits, versionTraits} from './versions.js'
 import {type YamlValue, renderYaml} from './yaml.js'
 
@@ -52,11 +53,91 @@ export interface JoinConfigInput {
   token?: string
 }
 
+const KUBELET_API = 'kubelet.config.k8s.io/v1beta1'
+const KUBE_PROXY_API = 'kubeproxy.config.k8s.io/v1alpha1'
+
+/** Every document kube-spawn renders for this version (init and join together): what a config patch may select. */
+export function kubeadmDocumentTypes(traits: VersionTraits): DocumentType[] {
+  return [
+    ...['InitConfiguration', 'ClusterConfiguration', 'JoinConfiguration'].map((kind) => ({apiVersion: traits.kubeadmApi, kind})),
+    {apiVersion: KUBELET_API, kind: 'KubeletConfiguration'},
+    {apiVersion: KUBE_PROXY_API, kind: 'KubeProxyConfiguration'},
+  ]
+}
+
+/** [kubernetes] with the defaults a Cluster built without them (by a plugin or an older kube-spawn) lacks. */
+export function kubernetesSettings(cluster: Cluster): Required<Omit<KubernetesSettings, 'patches'>> & {patches?: string} {
+  const k = cluster.kubernetes
+  return {
+    source: k.source,
+    featureGates: k.featureGates ?? {},
+    apiServerExtraArgs: k.apiServerExtraArgs ?? {},
+    controllerManagerExtraArgs: k.controllerManagerExtraArgs ?? {},
+    schedulerExtraArgs: k.schedulerExtraArgs ?? {},
+    kubeletExtraArgs: k.kubeletExtraArgs ?? {},
+    patches: k.patches,
+    configPatches: k.configPatches ?? [],
+    kubeProxyMode: k.kubeProxyMode ?? 'iptables',
+  }
+}
+
+/**
+ * Flags kube-spawn sets itself (or derives from other keys) and depends on, by definition key: a user's
+ * extra args may not set them. feature-gates has its own key, which reaches every component.
+ */
+export const RESERVED_EXTRA_ARGS = {
+  'api-server-extra-args': ['advertise-address', 'feature-gates', 'secure-port', 'service-cluster-ip-range'],
+  'controller-manager-extra-args': [
+    'allocate-node-cidrs',
+    'cluster-cidr',
+    'feature-gates',
+    'node-cidr-mask-size',
+    'service-cluster-ip-range',
+  ],
+  'scheduler-extra-args': ['feature-gates'],
+  'kubelet-extra-args': [
+    'cgroup-driver',
+    'cgroups-per-qos',
+    'cni-bin-dir',
+    'cni-conf-dir',
+    'container-runtime',
+    'container-runtime-endpoint',
+    'enforce-node-allocatable',
+    'fail-swap-on',
+    'feature-gates',
+    'network-plugin',
+    'node-ip',
+    'pod-infra-container-image',
+  ],
+} as const
+
 type Args = Array<[name: string, value: string]>
 
 /** extraArgs and kubeletExtraArgs: a map before v1beta4, a list of {name, value} from it on. */
 function extraArgs(traits: VersionTraits, args: Args): YamlValue {
   return traits.extraArgsAsList ? args.map(([name, value]) => ({name, value})) : Object.fromEntries(args)
+}
+
+/** Sorted by name, so that the output does not depend on the order of the file. */
+function sorted<T>(entries: Record<string, T>): Array<[string, T]> {
+  return Object.entries(entries).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+}
+
+/** A control-plane component's flags: kube-spawn's own, then the feature gates, then the user's. */
+function componentArgs(own: Args, gates: Record<string, boolean>, user: Record<string, string>): Args {
+  const gateList = sorted(gates).map(([name, on]) => `${name}=${on}`)
+  return [...own, ...(gateList.length > 0 ? [['feature-gates', gateList.join(',')] as [string, string]] : []), ...sorted(user)]
+}
+
+/** A ClusterConfiguration component with its extraArgs, or nothing when it has none (the default output stays as it was). */
+function component(traits: VersionTraits, args: Args, fields: YamlMap = {}): YamlMap | undefined {
+  const value = {...(args.length > 0 ? {extraArgs: extraArgs(traits, args)} : {}), ...fields}
+  return Object.keys(value).length > 0 ? value : undefined
+}
+
+/** Feature gates as a KubeletConfiguration/KubeProxyConfiguration map, or nothing. */
+function gateMap(gates: Record<string, boolean>): YamlValue {
+  return Object.keys(gates).length > 0 ? Object.fromEntries(sorted(gates)) : undefined
 }
 
 function requireIPv4(ip: string, what: string): string {
@@ -78,6 +159,8 @@ function nodeRegistration(
   // in the KubeletConfiguration does not survive kubeadm (it drops empty fields when it rewrites the
   // config), so the empty value goes in as a flag, which overrides the config file.
   if (!cluster.runtimeConfig.cgroupPerQos) args.push(['enforce-node-allocatable', ''])
+  // The user's flags come last; none of them is one of the above (RESERVED_EXTRA_ARGS).
+  args.push(...sorted(kubernetesSettings(cluster).kubeletExtraArgs))
   return {
     name: node.name,
     criSocket: criSocketFor(traits, criSocket),
@@ -88,10 +171,10 @@ function nodeRegistration(
   }
 }
 
-function kubeletConfiguration(cluster: Cluster, traits: VersionTraits): YamlValue {
+function kubeletConfiguration(cluster: Cluster, traits: VersionTraits): YamlMap {
   const rc = cluster.runtimeConfig
   return {
-    apiVersion: 'kubelet.config.k8s.io/v1beta1',
+    apiVersion: KUBELET_API,
     kind: 'KubeletConfiguration',
     cgroupDriver: rc.useLegacyCgroupDriver ? 'cgroupfs' : 'systemd',
     cgroupsPerQOS: rc.cgroupPerQos,
@@ -109,14 +192,21 @@ function kubeletConfiguration(cluster: Cluster, traits: VersionTraits): YamlValu
       'imagefs.available': '0%',
       'imagefs.inodesFree': '0%',
     },
+    featureGates: gateMap(kubernetesSettings(cluster).featureGates),
   }
 }
 
-/** /proc/sys is read-only in a node: kube-proxy must not try to raise nf_conntrack_max. */
-const KUBE_PROXY_CONFIGURATION: YamlValue = {
-  apiVersion: 'kubeproxy.config.k8s.io/v1alpha1',
-  kind: 'KubeProxyConfiguration',
-  conntrack: {maxPerCore: 0},
+function kubeProxyConfiguration(cluster: Cluster): YamlMap {
+  const {kubeProxyMode, featureGates} = kubernetesSettings(cluster)
+  return {
+    apiVersion: KUBE_PROXY_API,
+    kind: 'KubeProxyConfiguration',
+    // An empty mode is iptables on Linux; "none" renders no mode, as kubeadm then skips the kube-proxy addon.
+    mode: kubeProxyMode === 'nftables' ? 'nftables' : undefined,
+    // /proc/sys is read-only in a node: kube-proxy must not try to raise nf_conntrack_max.
+    conntrack: {maxPerCore: 0},
+    featureGates: gateMap(featureGates),
+  }
 }
 
 /** kubeadm init --config: InitConfiguration, ClusterConfiguration, KubeletConfiguration, KubeProxyConfiguration. */
@@ -124,7 +214,8 @@ export function renderInitConfig(input: InitConfigInput): string {
   const {cluster, node, criSocket} = input
   const traits = versionTraits(cluster.kubernetesVersion)
   const cpIp = requireIPv4(input.controlPlaneIp ?? node.ip, 'control-plane IP')
-  const init: YamlValue = {
+  const settings = kubernetesSettings(cluster)
+  const init: YamlMap = {
     apiVersion: traits.kubeadmApi,
     kind: 'InitConfiguration',
     bootstrapTokens: [
@@ -137,29 +228,38 @@ export function renderInitConfig(input: InitConfigInput): string {
     localAPIEndpoint: {advertiseAddress: requireIPv4(node.ip, `node ${node.name} IP`), bindPort: API_SERVER_PORT},
     nodeRegistration: nodeRegistration(cluster, traits, node, criSocket, input.dockershim),
   }
-  const clusterConfiguration: YamlValue = {
+  const clusterConfiguration: YamlMap = {
     apiVersion: traits.kubeadmApi,
     kind: 'ClusterConfiguration',
     kubernetesVersion: traits.version.text,
     clusterName: cluster.clusterName,
     controlPlaneEndpoint: `${cpIp}:${API_SERVER_PORT}`,
     imageRepository: input.imageRepository ?? traits.imageRepository,
-    apiServer: {certSANs: [...new Set([cpIp, node.ip, node.name, '127.0.0.1', 'localhost'])]},
+    apiServer: component(traits, componentArgs([], settings.featureGates, settings.apiServerExtraArgs), {
+      certSANs: [...new Set([cpIp, node.ip, node.name, '127.0.0.1', 'localhost'])],
+    }),
     // kubeadm derives --cluster-cidr from podSubnet. Node ranges are allocated whatever the CNI:
     // the built-in bridge needs them, and most CNIs read them too.
-    controllerManager: {
-      extraArgs: extraArgs(traits, [
-        ['allocate-node-cidrs', 'true'],
-        ['node-cidr-mask-size', String(NODE_CIDR_MASK)],
-      ]),
-    },
+    controllerManager: component(
+      traits,
+      componentArgs(
+        [
+          ['allocate-node-cidrs', 'true'],
+          ['node-cidr-mask-size', String(NODE_CIDR_MASK)],
+        ],
+        settings.featureGates,
+        settings.controllerManagerExtraArgs,
+      ),
+    ),
+    scheduler: component(traits, componentArgs([], settings.featureGates, settings.schedulerExtraArgs)),
     networking: {
       dnsDomain: 'cluster.local',
       podSubnet: cluster.network.podCidr,
       serviceSubnet: cluster.network.serviceCidr,
     },
   }
-  return renderYaml([init, clusterConfiguration, kubeletConfiguration(cluster, traits), KUBE_PROXY_CONFIGURATION])
+  const documents = [init, clusterConfiguration, kubeletConfiguration(cluster, traits), kubeProxyConfiguration(cluster)]
+  return renderYaml(applyConfigPatches(documents, settings.configPatches))
 }
 
 /** The CA hash in kubeadm's form, sha256:<64 hex digits>. */
@@ -175,7 +275,7 @@ export function renderJoinConfig(input: JoinConfigInput): string {
   if (node.role !== 'worker') throw new TypeError(`node ${node.name} is a ${node.role}; only workers join`)
   const traits = versionTraits(cluster.kubernetesVersion)
   const cpIp = requireIPv4(input.controlPlaneIp, 'control-plane IP')
-  const join: YamlValue = {
+  const join: YamlMap = {
     apiVersion: traits.kubeadmApi,
     kind: 'JoinConfiguration',
     discovery: {
@@ -187,5 +287,5 @@ export function renderJoinConfig(input: JoinConfigInput): string {
     },
     nodeRegistration: nodeRegistration(cluster, traits, node, criSocket, input.dockershim),
   }
-  return renderYaml([join])
+  return renderYaml(applyConfigPatches([join], kubernetesSettings(cluster).configPatches))
 }

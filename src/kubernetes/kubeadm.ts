@@ -1,21 +1,24 @@
 /** kubeadm init on the control plane and join on the workers, and the clean-up of an unfinished run. */
 import {X509Certificate, createHash} from 'node:crypto'
+import {readdir, stat} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import type {ClusterContext, HostNode, HostStep} from '../context/index.js'
-import {HostError, UserError} from '../errors.js'
+import {HostError, UserError, errorMessage} from '../errors.js'
 import type {StageTaskWrapper} from '@kube-spawn/sdk'
 import {writeFileAtomic} from '../util/fs.js'
 import {ADMIN_CONF} from './api.js'
 import {artifacts} from './binaries.js'
 import {CNI_CONF_DIR} from '../runtime/files.js'
-import {renderInitConfig, renderJoinConfig} from './kubeadm-config.js'
-import type {Dockershim} from './versions.js'
+import {kubernetesSettings, renderInitConfig, renderJoinConfig} from './kubeadm-config.js'
+import {type Dockershim, versionTraits} from './versions.js'
 
 /** kubeadm init or join, whole; kubeadm's own control-plane wait (4 min in 1.20) is inside it. */
 const KUBEADM_TIMEOUT_MS = 600_000
 export const INIT_CONFIG = '/etc/kube-spawn/kubeadm-init.yaml'
 export const JOIN_CONFIG = '/etc/kube-spawn/kubeadm-join.yaml'
+/** Where kubernetes.patches is copied to in each node. */
+const PATCHES_DIR = '/etc/kube-spawn/patches'
 
 /** kubeadm 1.20 preflight runs crictl, which Debian lacks; then only that phase is skipped. */
 const PREFLIGHT_WARNING =
@@ -80,8 +83,9 @@ async function kubeadmInit(ctx: ClusterContext, task: StageTaskWrapper): Promise
     0o600,
   )
   const skip = await skippedPhases(ctx, cp)
+  const patches = await copyPatches(ctx, cp)
   task.output = `kubeadm init --skip-phases=${skip.join(',')}`
-  await cp.exec(['kubeadm', 'init', `--config=${INIT_CONFIG}`, `--skip-phases=${skip.join(',')}`, '--skip-token-print'], {
+  await cp.exec(['kubeadm', 'init', `--config=${INIT_CONFIG}`, `--skip-phases=${skip.join(',')}`, ...patches, '--skip-token-print'], {
     timeoutMs: KUBEADM_TIMEOUT_MS * ctx.host.timeoutScale,
     task,
     logFile: join(cp.dir, 'kubeadm-init.log'),
@@ -92,7 +96,10 @@ async function kubeadmInit(ctx: ClusterContext, task: StageTaskWrapper): Promise
   await writeFileAtomic(join(ctx.clusterDir, ADMIN_CONF), adminConf, 0o600)
 }
 
-/** Skips kubeadm's preflight only when crictl is missing, and CoreDNS only when its image is not available offline. */
+/**
+ * Skips kubeadm's preflight only when crictl is missing, CoreDNS only when its image is not available
+ * offline, and kube-proxy when kubernetes.kube-proxy-mode is "none".
+ */
 async function skippedPhases(ctx: ClusterContext, node: HostNode): Promise<string[]> {
   const phases: string[] = []
   const crictl = await node.exec(['sh', '-c', 'command -v crictl'], {allowFailure: true})
@@ -105,7 +112,28 @@ async function skippedPhases(ctx: ClusterContext, node: HostNode): Promise<strin
     phases.push('addon/coredns')
     if (!ctx.warnings.includes(COREDNS_WARNING)) ctx.warn(COREDNS_WARNING)
   }
+  if (kubernetesSettings(ctx.cluster).kubeProxyMode === 'none') phases.push('addon/kube-proxy')
   return phases
+}
+
+/**
+ * Copies the files of kubernetes.patches into the node afresh (a file removed on the host is gone from
+ * the node too); returns kubeadm's flag for them, which this version names (--patches from 1.22).
+ */
+async function copyPatches(ctx: ClusterContext, node: HostNode): Promise<string[]> {
+  const dir = kubernetesSettings(ctx.cluster).patches
+  if (dir === undefined) return []
+  const names = await readdir(dir).catch((error: unknown) => {
+    throw new UserError(`kubernetes.patches ${dir} cannot be read: ${errorMessage(error)}`, {
+      hint: "restore the directory, or remove the key from the cluster's kspawn.toml",
+    })
+  })
+  await node.exec(['sh', '-c', `rm -rf ${PATCHES_DIR} && mkdir -p ${PATCHES_DIR}`])
+  for (const name of names.sort()) {
+    // kubeadm reads only the files of the directory, not its subdirectories.
+    if ((await stat(join(dir, name)).catch(() => undefined))?.isFile()) await node.copyIn(join(dir, name), `${PATCHES_DIR}/${name}`, 0o600)
+  }
+  return [`${versionTraits(ctx.cluster.kubernetesVersion).patchesFlag}=${PATCHES_DIR}`]
 }
 
 /** sha256 of the CA's SubjectPublicKeyInfo, as kubeadm's --discovery-token-ca-cert-hash wants it. */
@@ -138,10 +166,14 @@ async function kubeadmJoin(ctx: ClusterContext, task: StageTaskWrapper): Promise
         }),
         0o600,
       )
-      await node.exec(['kubeadm', 'join', `--config=${JOIN_CONFIG}`, ...(skip.length ? [`--skip-phases=${skip.join(',')}`] : [])], {
-        timeoutMs: KUBEADM_TIMEOUT_MS * ctx.host.timeoutScale,
-        logFile: join(node.dir, 'kubeadm-join.log'),
-      })
+      const patches = await copyPatches(ctx, node)
+      await node.exec(
+        ['kubeadm', 'join', `--config=${JOIN_CONFIG}`, ...(skip.length ? [`--skip-phases=${skip.join(',')}`] : []), ...patches],
+        {
+          timeoutMs: KUBEADM_TIMEOUT_MS * ctx.host.timeoutScale,
+          logFile: join(node.dir, 'kubeadm-join.log'),
+        },
+      )
       task.output = `${++joined}/${workers.length} joined`
     }),
   )

@@ -23,6 +23,10 @@ export interface VersionTraits {
    * refuses cgroup v1 hosts, which is what many nspawn hosts are. kube-spawn sets it to false.
    */
   failCgroupV1Field: boolean
+  /** kubeadm init/join's patch-directory flag: --experimental-patches in 1.20–1.21, --patches from 1.22. */
+  patchesFlag: '--experimental-patches' | '--patches'
+  /** kube-proxy's nftables mode: kube-spawn offers it from 1.31, where it is beta and on by default. */
+  nftablesProxyMode: boolean
 }
 
 const PAUSE: Array<[minMinor: number, pause: string]> = [
@@ -49,6 +53,8 @@ export function versionTraits(text: string): VersionTraits {
     containerRuntimeFlag: minor < 27,
     criSocketScheme: minor >= 24,
     failCgroupV1Field: minor >= 31,
+    patchesFlag: minor >= 22 ? '--patches' : '--experimental-patches',
+    nftablesProxyMode: minor >= 31,
   }
 }
 

@@ -49,6 +49,27 @@ export interface Machine {
   bindmount: BindMounts
 }
 
+/**
+ * [kubernetes] of kspawn.toml: where Kubernetes comes from and how kubeadm configures it. The host fills
+ * in every field but `patches`; they are optional so that a Cluster written before them still fits.
+ */
+export interface KubernetesSettings {
+  source: string
+  /** Gate name → on, for the API server, controller manager, scheduler, kubelet and kube-proxy. */
+  featureGates?: Record<string, boolean>
+  /** Flag name (without dashes) → value, after kube-spawn's own flags of the component. */
+  apiServerExtraArgs?: Record<string, string>
+  controllerManagerExtraArgs?: Record<string, string>
+  schedulerExtraArgs?: Record<string, string>
+  kubeletExtraArgs?: Record<string, string>
+  /** A host directory of kubeadm patch files, copied into each node and given to kubeadm init and join. */
+  patches?: string
+  /** YAML patches merged into the rendered kubeadm config documents, in order. */
+  configPatches?: string[]
+  /** kube-proxy's mode; "none" runs no kube-proxy. Default "iptables". */
+  kubeProxyMode?: 'iptables' | 'nftables' | 'none'
+}
+
 /** A fully resolved cluster definition plus the state kube-spawn records beside it. */
 export interface Cluster {
   clusterName: string
@@ -58,7 +79,7 @@ export interface Cluster {
   nodes: number
   token: string
   cni: 'bridge' | 'none'
-  kubernetes: {source: string}
+  kubernetes: KubernetesSettings
   network: {subnet: string; clusterSubnet?: string; podCidr: string; serviceCidr: string; egress: boolean}
   bindmount: BindMounts
   runtimeConfig: {cgroupPerQos: boolean; failSwapOn: boolean; timeout: string; useLegacyCgroupDriver: boolean}

@@ -115,6 +115,46 @@ const cases: Case[] = [
     expect: 'offline bundle /nonexistent/kube-spawn-bundle does not exist or is not a directory',
   },
   {name: 'destroy of the reserved name cache', args: ['destroy', '-c', 'cache'], expect: 'cluster name "cache" is reserved'},
+  {
+    name: 'a feature gate name that is not one',
+    toml: '[kubernetes.feature-gates]\nfoo-bar = true\n',
+    expect: 'kubernetes.feature-gates has the entry "foo-bar", which is not a feature gate name, as in SomeFeature = true',
+  },
+  {
+    name: 'a feature gate that is not true or false',
+    toml: '[kubernetes.feature-gates]\nSomeFeature = "yes"\n',
+    expect: 'kubernetes.feature-gates.SomeFeature must be true or false (got string "yes")',
+  },
+  {
+    name: 'an extra arg with leading dashes',
+    toml: '[kubernetes.api-server-extra-args]\n"--v" = "2"\n',
+    expect: 'kubernetes.api-server-extra-args has the entry "--v", which is not a flag name without leading dashes',
+  },
+  {
+    name: 'a kubelet extra arg kube-spawn sets itself',
+    toml: '[kubernetes.kubelet-extra-args]\nnode-ip = "10.0.0.1"\n',
+    expect: 'kubernetes.kubelet-extra-args.node-ip is set by kube-spawn',
+  },
+  {
+    name: 'kube-proxy-mode nftables on Kubernetes 1.20',
+    toml: 'kubernetes-version = "v1.20.2"\n[kubernetes]\nkube-proxy-mode = "nftables"\n',
+    expect: 'kubernetes.kube-proxy-mode = "nftables" needs Kubernetes 1.31 or newer, not v1.20.2',
+  },
+  {
+    name: 'a patches directory that does not exist',
+    toml: '[kubernetes]\npatches = "/nonexistent/kube-spawn-patches"\n',
+    expect: 'kubernetes.patches /nonexistent/kube-spawn-patches does not exist or is not a directory',
+  },
+  {
+    name: 'a config patch that matches no kubeadm document',
+    toml: '[kubernetes]\nconfig-patches = ["kind: EtcdConfiguration\\nfoo: 1"]\n',
+    expect: 'kubernetes.config-patches[0] patches EtcdConfiguration, which matches no kubeadm config document for v1.20.2',
+  },
+  {
+    name: 'a config patch that is not YAML',
+    toml: '[kubernetes]\nconfig-patches = ["kind: [ClusterConfiguration"]\n',
+    expect: 'kubernetes.config-patches[0] does not parse as YAML',
+  },
 ]
 
 async function runCase(c: Case, json: boolean): Promise<void> {

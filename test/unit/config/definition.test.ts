@@ -55,7 +55,16 @@ describe('resolveDefinition: defaults', () => {
     assert.equal(c.kubernetesVersion, 'v1.20.2')
     assert.equal(c.nodes, 3)
     assert.equal(c.cni, 'bridge')
-    assert.deepEqual(c.kubernetes, {source: 'https://dl.k8s.io'})
+    assert.deepEqual(c.kubernetes, {
+      source: 'https://dl.k8s.io',
+      featureGates: {},
+      apiServerExtraArgs: {},
+      controllerManagerExtraArgs: {},
+      schedulerExtraArgs: {},
+      kubeletExtraArgs: {},
+      configPatches: [],
+      kubeProxyMode: 'iptables',
+    })
     assert.deepEqual(c.network, {
       subnet: '10.22.0.0/16',
       clusterSubnet: undefined,
@@ -80,6 +89,7 @@ describe('resolveDefinition: defaults', () => {
       ['nodes', c.nodes],
       ['cni', c.cni],
       ['kubernetes.source', c.kubernetes.source],
+      ['kubernetes.kube-proxy-mode', c.kubernetes.kubeProxyMode],
       ['network.subnet', c.network.subnet],
       ['network.pod-cidr', c.network.podCidr],
       ['network.service-cidr', c.network.serviceCidr],
@@ -255,6 +265,97 @@ describe('resolveDefinition: rules beyond types', () => {
     assert.equal((await resolveDefinition({network: {'cluster-subnet': '10.22.7.0/24'}}, SOURCE)).network.clusterSubnet, '10.22.7.0/24')
   })
 
+  describe('[kubernetes] kubeadm settings', () => {
+    it('keeps feature gates, extra args, patches, config patches and the kube-proxy mode', async () => {
+      const c = await resolveDefinition(
+        {
+          'kubernetes-version': 'v1.31.0',
+          kubernetes: {
+            'feature-gates': {SomeFeature: true, OtherFeature2: false},
+            'api-server-extra-args': {v: '2', 'audit-log-maxage': '7'},
+            'kubelet-extra-args': {'max-pods': '50'},
+            patches: tmpdir(),
+            'config-patches': ['kind: KubeletConfiguration\nmaxPods: 50\n'],
+            'kube-proxy-mode': 'nftables',
+          },
+        },
+        SOURCE,
+      )
+      assert.deepEqual(c.kubernetes.featureGates, {SomeFeature: true, OtherFeature2: false})
+      assert.deepEqual(c.kubernetes.apiServerExtraArgs, {v: '2', 'audit-log-maxage': '7'})
+      assert.deepEqual(c.kubernetes.kubeletExtraArgs, {'max-pods': '50'})
+      assert.equal(c.kubernetes.patches, tmpdir())
+      assert.deepEqual(c.kubernetes.configPatches, ['kind: KubeletConfiguration\nmaxPods: 50\n'])
+      assert.equal(c.kubernetes.kubeProxyMode, 'nftables')
+    })
+
+    it('rejects feature gates and flag names of the wrong form, and values of the wrong type', async () => {
+      for (const gate of ['foo-bar', 'lowerCase', 'Some_Gate', '1Gate'])
+        await rejects({kubernetes: {'feature-gates': {[gate]: true}}}, `kubernetes.feature-gates has the entry "${gate}"`)
+      await rejects({kubernetes: {'feature-gates': {SomeFeature: 'true'}}}, 'kubernetes.feature-gates.SomeFeature must be true or false')
+      for (const flag of ['--v', '-v', 'V', 'a_b', ''])
+        await rejects({kubernetes: {'scheduler-extra-args': {[flag]: '1'}}}, `kubernetes.scheduler-extra-args has the entry "${flag}"`)
+      await rejects({kubernetes: {'kubelet-extra-args': {'max-pods': 50}}}, 'kubernetes.kubelet-extra-args.max-pods must be a string')
+    })
+
+    it('refuses the flags kube-spawn sets itself', async () => {
+      await rejects(
+        {kubernetes: {'kubelet-extra-args': {'node-ip': '10.0.0.1'}}},
+        'kubernetes.kubelet-extra-args.node-ip is set by kube-spawn',
+      )
+      await rejects(
+        {kubernetes: {'controller-manager-extra-args': {'allocate-node-cidrs': 'false'}}},
+        'kubernetes.controller-manager-extra-args.allocate-node-cidrs is set by kube-spawn',
+      )
+      const e = await rejects({kubernetes: {'api-server-extra-args': {'feature-gates': 'A=true'}}}, 'feature-gates is not allowed')
+      assert.match(e.hint!, /\[kubernetes\.feature-gates\]/)
+    })
+
+    it('offers kube-proxy-mode nftables from Kubernetes 1.31', async () => {
+      await rejects(
+        {'kubernetes-version': 'v1.30.9', kubernetes: {'kube-proxy-mode': 'nftables'}},
+        'kubernetes.kube-proxy-mode = "nftables" needs Kubernetes 1.31 or newer, not v1.30.9',
+      )
+      await rejects(
+        {kubernetes: {'kube-proxy-mode': 'ipvs'}},
+        'kubernetes.kube-proxy-mode = "ipvs" is not one of "iptables", "nftables", "none"',
+      )
+      const none = await resolveDefinition({kubernetes: {'kube-proxy-mode': 'none'}}, SOURCE)
+      assert.equal(none.kubernetes.kubeProxyMode, 'none')
+    })
+
+    it('wants patches to be an existing absolute directory (existence only at create)', async () => {
+      await rejects({kubernetes: {patches: 'patches'}}, 'kubernetes.patches "patches" is not an absolute path')
+      await rejects(
+        {kubernetes: {patches: '/nonexistent-ks/patches'}},
+        'kubernetes.patches /nonexistent-ks/patches does not exist or is not a directory',
+      )
+      const loaded = await resolveDefinition({kubernetes: {patches: '/nonexistent-ks/patches'}}, SOURCE, {}, {checkPaths: false})
+      assert.equal(loaded.kubernetes.patches, '/nonexistent-ks/patches')
+    })
+
+    it('wants each config patch to parse and to select a document of the version', async () => {
+      const patch = (text: string, version = 'v1.20.2') => ({'kubernetes-version': version, kubernetes: {'config-patches': [text]}})
+      await rejects(patch('kind: [x'), 'kubernetes.config-patches[0] does not parse as YAML')
+      await rejects(patch('- a'), 'kubernetes.config-patches[0] is not a YAML map')
+      await rejects(patch('maxPods: 5'), 'kubernetes.config-patches[0] has no kind')
+      await rejects(
+        patch('kind: Nothing'),
+        'kubernetes.config-patches[0] patches Nothing, which matches no kubeadm config document for v1.20.2',
+      )
+      await rejects(
+        patch('apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration'),
+        'patches ClusterConfiguration (kubeadm.k8s.io/v1beta4), which matches no kubeadm config document for v1.20.2',
+      )
+      for (const ok of [
+        'kind: ClusterConfiguration',
+        'apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration',
+        'kind: KubeProxyConfiguration',
+      ])
+        await resolveDefinition(patch(ok, 'v1.31.0'), SOURCE)
+    })
+  })
+
   describe('bind mounts', () => {
     let dir: string
     before(async () => {
@@ -370,7 +471,20 @@ describe('serializeCluster', () => {
       nodes: 2,
       token: 'abcdef.0123456789abcdef',
       cni: 'none',
-      kubernetes: {source: '/opt/bundle'},
+      kubernetes: {
+        source: '/opt/bundle',
+        'feature-gates': {SomeFeature: true, OtherFeature: false},
+        'api-server-extra-args': {v: '2'},
+        'controller-manager-extra-args': {'terminated-pod-gc-threshold': '100'},
+        'scheduler-extra-args': {v: '3'},
+        'kubelet-extra-args': {'node-labels': 'tier=dev'},
+        patches: '/tmp',
+        'config-patches': [
+          'kind: ClusterConfiguration\nnetworking:\n  dnsDomain: "dev.local"\n',
+          'kind: KubeletConfiguration\nmaxPods: 50',
+        ],
+        'kube-proxy-mode': 'none',
+      },
       network: {'cluster-subnet': '10.22.3.0/24', egress: false},
       bindmount: {'read-only': [{src: '/tmp', dst: '/host-tmp'}]},
       'runtime-config': {timeout: '1m30s', 'fail-swap-on': true},

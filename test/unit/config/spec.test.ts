@@ -19,6 +19,12 @@ const table: Spec = {
       items: {kind: 'table', description: 'an item', fields: {id: {kind: 'string', description: 'id'}}, required: ['id']},
     },
     free: {kind: 'table', description: 'free-form', fields: {}, freeForm: true},
+    gates: {
+      kind: 'map',
+      description: 'gates',
+      keys: {pattern: '^[A-Z][a-z]*$', means: 'a gate name'},
+      values: {kind: 'boolean', description: 'on'},
+    },
   },
 }
 
@@ -33,7 +39,7 @@ describe('checkAgainstSpec', () => {
 
   it('names an unknown key and the known ones', () => {
     assert.deepEqual(checkAgainstSpec({colour: 'red'}, table, ''), [
-      'unknown key "colour"; known keys: flag, count, color, name, items, free',
+      'unknown key "colour"; known keys: flag, count, color, name, items, free, gates',
     ])
     assert.deepEqual(checkAgainstSpec({items: [{id: 'a', idd: 'b'}]}, table, ''), [
       'unknown key "items[0].idd"; known keys in [items[0]]: id',
@@ -58,6 +64,15 @@ describe('checkAgainstSpec', () => {
 
   it('names a value outside the enum', () => {
     assert.deepEqual(checkAgainstSpec({color: 'green'}, table, ''), ['color = "green" is not one of "red", "blue"'])
+  })
+
+  it('checks the keys and values of a map', () => {
+    assert.deepEqual(checkAgainstSpec({gates: {Good: true, Bad: false}}, table, ''), [])
+    assert.deepEqual(checkAgainstSpec({gates: {'foo-bar': true}}, table, ''), [
+      'gates has the entry "foo-bar", which is not a gate name (names match ^[A-Z][a-z]*$)',
+    ])
+    assert.deepEqual(checkAgainstSpec({gates: {Good: 'yes'}}, table, ''), ['gates.Good must be true or false (got string "yes")'])
+    assert.deepEqual(checkAgainstSpec({gates: ['Good']}, table, ''), ['gates must be a table (got an array)'])
   })
 
   it('names a missing required key', () => {
@@ -102,6 +117,12 @@ describe('toJsonSchema', () => {
       type: 'object',
       properties: {},
       additionalProperties: {type: 'object'},
+    })
+    assert.deepEqual(schema.properties.gates, {
+      description: 'gates',
+      type: 'object',
+      propertyNames: {pattern: '^[A-Z][a-z]*$'},
+      additionalProperties: {description: 'on', type: 'boolean'},
     })
   })
 

@@ -17,6 +17,7 @@ import {kubeSpawnDropIn, kubeadmDropIn, kubeletSystemdFiles, kubeletUnit} from '
 import {renderYaml} from '../../../dist/kubernetes/yaml.js'
 import {criSocketFor, versionTraits} from '../../../dist/kubernetes/versions.js'
 import {golden as goldenFile} from '../helpers/golden.ts'
+import type {KubernetesSettings} from '@kube-spawn/sdk'
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), '../../fixtures/golden')
 const SOCKET = 'unix:///run/containerd/containerd.sock'
@@ -27,7 +28,12 @@ type RuntimeConfig = {cgroupPerQos: boolean; failSwapOn: boolean; timeout: strin
 
 function cluster(
   version: string,
-  overrides: {runtimeConfig?: Partial<RuntimeConfig>; network?: Record<string, string>; nodes?: number} = {},
+  overrides: {
+    runtimeConfig?: Partial<RuntimeConfig>
+    network?: Record<string, string>
+    nodes?: number
+    kubernetes?: Omit<KubernetesSettings, 'source'>
+  } = {},
 ) {
   return {
     clusterName: 'dev',
@@ -37,7 +43,7 @@ function cluster(
     nodes: overrides.nodes ?? 3,
     token: 'abcdef.0123456789abcdef',
     cni: 'bridge' as const,
-    kubernetes: {source: 'https://dl.k8s.io'},
+    kubernetes: {source: 'https://dl.k8s.io', ...overrides.kubernetes},
     network: {
       subnet: '10.22.0.0/16',
       clusterSubnet: '10.22.0.0/24',
@@ -64,6 +70,44 @@ const CASES = [
   {
     version: 'v1.31.0',
     cluster: cluster('v1.31.0', {runtimeConfig: {failSwapOn: true}, network: {podCidr: '10.200.0.0/16', serviceCidr: '10.100.0.0/16'}}),
+  },
+  // Every [kubernetes] kubeadm setting; the "-custom" cases show where each lands (patches is a kubeadm flag, not in the files).
+  {
+    version: 'v1.20.2-custom',
+    cluster: cluster('v1.20.2', {
+      kubernetes: {
+        featureGates: {TTLAfterFinished: true, CSIMigration: false, EphemeralContainers: true},
+        apiServerExtraArgs: {v: '2', 'audit-log-maxage': '7'},
+        controllerManagerExtraArgs: {'terminated-pod-gc-threshold': '100'},
+        schedulerExtraArgs: {v: '3'},
+        kubeletExtraArgs: {'node-labels': 'tier=dev', 'max-pods': '50'},
+        patches: '/srv/kubeadm-patches',
+        configPatches: [
+          'kind: ClusterConfiguration\napiServer:\n  timeoutForControlPlane: 8m0s\nnetworking:\n  dnsDomain: dev.local\n',
+          'apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nevictionHard:\n  imagefs.inodesFree: null\nsystemReserved:\n  memory: 256Mi\n',
+          'kind: JoinConfiguration\nnodeRegistration:\n  ignorePreflightErrors:\n  - Swap\n',
+        ],
+        kubeProxyMode: 'none',
+      },
+    }),
+  },
+  {
+    version: 'v1.31.0-custom',
+    cluster: cluster('v1.31.0', {
+      kubernetes: {
+        featureGates: {InPlacePodVerticalScaling: true, SidecarContainers: false},
+        apiServerExtraArgs: {'audit-log-maxage': '7'},
+        controllerManagerExtraArgs: {'terminated-pod-gc-threshold': '100'},
+        schedulerExtraArgs: {v: '3'},
+        kubeletExtraArgs: {'node-labels': 'tier=dev'},
+        configPatches: [
+          'apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\ntimeouts:\n  controlPlaneComponentHealthCheck: 8m0s\n',
+          'kind: KubeProxyConfiguration\nnftables:\n  syncPeriod: 30s\n',
+          'kind: ClusterConfiguration\ncertificateValidityPeriod: 8760h0m0s\n',
+        ],
+        kubeProxyMode: 'nftables',
+      },
+    }),
   },
 ]
 
@@ -156,6 +200,14 @@ describe('renderInitConfig', () => {
     assert.doesNotMatch(renderInitConfig({cluster: cluster('v1.20.2', {nodes: 2}), node: CP, criSocket: SOCKET}), /taints/)
   })
 
+  it('renders kube-proxy-mode iptables and none as the default (none skips the addon instead), nftables as its mode', () => {
+    const render = (kubeProxyMode?: 'iptables' | 'nftables' | 'none') =>
+      renderInitConfig({cluster: cluster('v1.31.0', {kubernetes: {kubeProxyMode}}), node: CP, criSocket: SOCKET})
+    assert.equal(render('iptables'), render())
+    assert.equal(render('none'), render())
+    assert.match(render('nftables'), /^kind: KubeProxyConfiguration\nmode: nftables$/m)
+  })
+
   it('rejects a node address that is not IPv4', () => {
     assert.throws(
       () => renderInitConfig({cluster: cluster('v1.20.2'), node: {...CP, ip: '10.22.0.300'}, criSocket: SOCKET}),
@@ -170,17 +222,19 @@ describe('renderInitConfig', () => {
       const dir = await mkdtemp(join(tmpdir(), 'ks-render-'))
       try {
         const kubeadm = fixtureKubeadm!
-        const c = CASES[0].cluster
         const init = join(dir, 'init.yaml')
         const joinFile = join(dir, 'join.yaml')
-        await writeFile(init, renderInitConfig({cluster: c, node: CP, criSocket: SOCKET}))
-        await writeFile(joinFile, renderJoinConfig({cluster: c, node: W1, controlPlaneIp: CP.ip, criSocket: SOCKET, caCertHash: CA_HASH}))
-        const images = execFileSync(kubeadm, ['config', 'images', 'list', '--config', init], {encoding: 'utf8'})
-        assert.match(images, /^k8s\.gcr\.io\/kube-apiserver:v1\.20\.2$/m)
-        for (const file of [init, joinFile]) {
-          const migrated = spawnSync(kubeadm, ['config', 'migrate', '--old-config', file], {encoding: 'utf8'})
-          assert.equal(migrated.status, 0, migrated.stderr)
-          assert.doesNotMatch(migrated.stderr, /unknown field|error/i)
+        // The custom case too: kubeadm takes its extra args, gates and patched fields.
+        for (const c of CASES.filter((c) => c.version.startsWith('v1.20.2')).map((c) => c.cluster)) {
+          await writeFile(init, renderInitConfig({cluster: c, node: CP, criSocket: SOCKET}))
+          await writeFile(joinFile, renderJoinConfig({cluster: c, node: W1, controlPlaneIp: CP.ip, criSocket: SOCKET, caCertHash: CA_HASH}))
+          const images = execFileSync(kubeadm, ['config', 'images', 'list', '--config', init], {encoding: 'utf8'})
+          assert.match(images, /^k8s\.gcr\.io\/kube-apiserver:v1\.20\.2$/m)
+          for (const file of [init, joinFile]) {
+            const migrated = spawnSync(kubeadm, ['config', 'migrate', '--old-config', file], {encoding: 'utf8'})
+            assert.equal(migrated.status, 0, migrated.stderr)
+            assert.doesNotMatch(migrated.stderr, /unknown field|error/i)
+          }
         }
         const migratedJoin = execFileSync(kubeadm, ['config', 'migrate', '--old-config', joinFile], {encoding: 'utf8'})
         assert.match(migratedJoin, /caCertHashes:\n\s+- sha256:2f6a/)

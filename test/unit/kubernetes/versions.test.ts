@@ -52,6 +52,16 @@ describe('versionTraits', () => {
     assert.equal(versionTraits('v1.31.0').failCgroupV1Field, true)
   })
 
+  it('names the kubeadm patches flag --experimental-patches before 1.22, --patches from it', () => {
+    assert.equal(versionTraits('v1.21.14').patchesFlag, '--experimental-patches')
+    assert.equal(versionTraits('v1.22.0').patchesFlag, '--patches')
+  })
+
+  it('offers kube-proxy nftables mode from 1.31', () => {
+    assert.equal(versionTraits('v1.30.9').nftablesProxyMode, false)
+    assert.equal(versionTraits('v1.31.0').nftablesProxyMode, true)
+  })
+
   it('spells the CRI socket the way each kubeadm wants it', () => {
     const socket = 'unix:///run/containerd/containerd.sock'
     assert.equal(criSocketFor(versionTraits('v1.20.2'), socket), '/run/containerd/containerd.sock')
