@@ -7,6 +7,7 @@ import {findUserError} from './errors.js'
 import {artifactCacheDir} from './state/cache-env.js'
 import {StateRoot} from './state/store.js'
 import {type InterruptTrap, trapInterrupts} from './util/interrupt.js'
+import {useEnvProxy} from './util/proxy.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
@@ -45,7 +46,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   async init(): Promise<void> {
     await super.init()
-    const {args, flags, argv} = await this.parse({
+    const {args, flags, raw} = await this.parse({
       flags: this.ctor.flags,
       baseFlags: (this.ctor as typeof BaseCommand).baseFlags,
       enableJsonFlag: this.ctor.enableJsonFlag,
@@ -54,8 +55,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     })
     this.flags = flags as BaseFlags<T>
     this.args = args as BaseArgs<T>
-    this.positionals = argv as string[]
+    this.positionals = raw.filter((token) => token.type === 'arg').map((token) => token.input)
     if ((this.ctor as typeof BaseCommand).interruptible) this.interruptTrap = trapInterrupts()
+    // Once for the whole process, so that plugins' own fetch goes through the proxy too. A bad proxy
+    // variable fails only the downloads (httpGet reports it), not commands that download nothing.
+    await useEnvProxy().catch(() => {})
   }
 
   protected async finally(error: Error | undefined): Promise<unknown> {

@@ -31,6 +31,8 @@ export interface HostNode extends NodeHandle {
   exec(argv: string[], options?: HostRunOptions): Promise<ExecResult>
   /** Makes `path` a symlink to `target` in the node's root, replacing what was there. */
   symlink(path: string, target: string): Promise<void>
+  /** Removes a file kube-spawn wrote into the node's root, if it is there. */
+  removeFile(path: string): Promise<void>
 }
 
 /** Which plugin provided the runtime and the image at create, so that a warning can name a plugin that is gone. */

@@ -134,6 +134,12 @@ export class LocalNodeHandle implements HostNode {
     await symlink(target, at)
   }
 
+  /** From the merged root while the node runs, else from its own layer (what the base image holds stays). */
+  async removeFile(path: string): Promise<void> {
+    const base = (await isMountPoint(this.paths.rootfs)) ? this.paths.rootfs : this.paths.upper
+    await rm(await resolveInRoot(base, path), {force: true})
+  }
+
   /** From the merged root while the node runs; else from its own layer, then the base image. */
   async readFile(path: string): Promise<string | undefined> {
     const read = async (root: string) => readFile(await resolveInRoot(root, path), 'utf8').catch(() => undefined)

@@ -2,11 +2,12 @@
 import {mkdir, mkdtemp, rename, rm, stat} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import type {FileContext, RuntimeFile} from '@kube-spawn/sdk'
+import type {Cluster, FileContext, RuntimeFile} from '@kube-spawn/sdk'
 
 import type {ClusterContext, HostNode, HostStep} from '../context/index.js'
 import {UserError, errorMessage} from '../errors.js'
 import {downloadVerified} from '../util/download.js'
+import {runtimeProxyEnvironment} from '../util/proxy.js'
 
 /** Where the host writes the pod network's CNI config in a node. */
 export const CNI_CONF_DIR = '/etc/cni/net.d'
@@ -101,11 +102,29 @@ Wants=kube-spawn-cgroups.service
 TimeoutStopSec=10s
 `
 
-/** prepare-node: the runtime's files, its services' drop-ins, and the services enabled. */
+/** The drop-in beside SERVICE_DROP_IN that passes the host's proxies on, for image pulls. */
+export const PROXY_DROP_IN = '20-kube-spawn-proxy.conf'
+
+/** PROXY_DROP_IN's content for the cluster, from the host's environment; undefined when it names no proxy. */
+export function proxyDropIn(env: Record<string, string | undefined>, cluster: Cluster): string | undefined {
+  const lines = runtimeProxyEnvironment(env, {
+    nodeSubnet: cluster.network.clusterSubnet ?? cluster.network.subnet,
+    podCidr: cluster.network.podCidr,
+    serviceCidr: cluster.network.serviceCidr,
+    nodeNames: cluster.machines.map((m) => m.name),
+  })
+  return lines && `[Service]\n${lines.join('\n')}\n`
+}
+
+/**
+ * prepare-node: the runtime's files, its services' drop-ins, and the services enabled. Only create runs
+ * it, so the proxies a cluster's runtime uses are those of the create command's environment.
+ */
 export const installRuntimeFiles: HostStep = {
   title: 'Install the container runtime’s files and enable its services in each node',
   task: async (ctx, task) => {
     const files = ctx.runtime.files ?? []
+    const proxy = proxyDropIn(process.env, ctx.cluster)
     await Promise.all(
       ctx.nodes.map(async (node) => {
         for (const file of files) {
@@ -113,13 +132,17 @@ export const installRuntimeFiles: HostStep = {
           else await node.writeFile(file.path, renderFile(file.content, ctx, node, file.path), file.mode ?? 0o644)
         }
         for (const service of ctx.runtime.services) {
-          await node.writeFile(`/etc/systemd/system/${service}.d/10-kube-spawn.conf`, SERVICE_DROP_IN)
+          const dropIns = `/etc/systemd/system/${service}.d`
+          await node.writeFile(`${dropIns}/10-kube-spawn.conf`, SERVICE_DROP_IN)
+          // 0600: a proxy URL may hold a password. Removed without a proxy: a node laid out again keeps no stale one.
+          if (proxy) await node.writeFile(`${dropIns}/${PROXY_DROP_IN}`, proxy, 0o600)
+          else await node.removeFile(`${dropIns}/${PROXY_DROP_IN}`)
           const unit = await unitPath(node, files, service)
           if (unit) await node.symlink(`/etc/systemd/system/multi-user.target.wants/${service}`, unit)
         }
       }),
     )
-    task.title = `Installed ${files.length} file(s) of container runtime ${ctx.runtime.name} and enabled ${ctx.runtime.services.join(', ')} in each node`
+    task.title = `Installed ${files.length} file(s) of container runtime ${ctx.runtime.name} and enabled ${ctx.runtime.services.join(', ')} in each node${proxy ? ', with the host’s proxy' : ''}`
   },
 }
 

@@ -6,6 +6,7 @@ import {createHash, randomBytes} from 'node:crypto'
 import {open, rename, rm} from 'node:fs/promises'
 
 import {errorMessage, UserError} from '../errors.js'
+import {useEnvProxy} from './proxy.js'
 
 export interface DownloadProgress {
   /** What is downloaded, e.g. "kubelet". */
@@ -32,12 +33,17 @@ export interface VerifiedDownload {
 
 /** GETs a URL; an unreachable server or an HTTP error is a UserError naming the URL. */
 export async function httpGet(url: string, signal: AbortSignal, hint: string): Promise<Response> {
+  // Here too, not only at CLI start: kube-spawn used as a library downloads through the proxy as well.
+  const proxied = await useEnvProxy()
   let response: Response
   try {
     response = await fetch(url, {signal, redirect: 'follow'})
   } catch (error) {
     const cause = (error as {cause?: unknown}).cause
-    throw new UserError(`cannot download ${url}: ${errorMessage(cause ?? error)}`, {hint, cause: error})
+    throw new UserError(`cannot download ${url}: ${errorMessage(cause ?? error)}`, {
+      hint: proxied ? `${hint}; downloads go through the proxy in HTTPS_PROXY or HTTP_PROXY unless NO_PROXY names the host` : hint,
+      cause: error,
+    })
   }
   if (!response.ok) {
     await response.body?.cancel().catch(() => {})

@@ -12,8 +12,6 @@ export default class LoadImageArchive extends BaseCommand<typeof LoadImageArchiv
   static flags = {
     nodes: Flags.string({
       summary: 'Only these nodes, comma-separated: machine names or their short form (cp, w1, …).',
-      delimiter: ',',
-      multiple: true,
     }),
   }
   static examples = [
@@ -26,9 +24,8 @@ export default class LoadImageArchive extends BaseCommand<typeof LoadImageArchiv
   ]
 
   async run(): Promise<LoadResult> {
-    const files = this.argv.filter((a) => !a.startsWith('-'))
-    const result = await loadImageArchives(this.env, this.clusterName, files.length > 0 ? files : [this.args.file], {
-      nodes: this.flags.nodes,
+    const result = await loadImageArchives(this.env, this.clusterName, this.positionals, {
+      nodes: this.flags.nodes?.split(',').filter(Boolean),
     })
     this.warnAll(result.warnings)
     this.log(`Loaded ${result.archives.length} archive(s) into ${result.nodes.join(', ')}`)

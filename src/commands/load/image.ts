@@ -12,19 +12,15 @@ export default class LoadImage extends BaseCommand<typeof LoadImage> {
   static flags = {
     nodes: Flags.string({
       summary: 'Only these nodes, comma-separated: machine names or their short form (cp, w1, …).',
-      delimiter: ',',
-      multiple: true,
     }),
   }
   static examples = ['<%= config.bin %> load image myapp:dev', '<%= config.bin %> load image -c dev --nodes w1 myapp:dev busybox:1.35']
 
   async run(): Promise<LoadResult & {source: string}> {
     const refs = this.positionals
-    const result = await loadHostImages(this.env, this.clusterName, refs, {nodes: this.flags.nodes})
+    const result = await loadHostImages(this.env, this.clusterName, refs, {nodes: this.flags.nodes?.split(',').filter(Boolean)})
     this.warnAll(result.warnings)
-    this.log(
-      `Loaded ${result.archives.length === 1 ? refs.join(', ') : ''} from the host's ${result.source} into ${result.nodes.join(', ')}`,
-    )
+    this.log(`Loaded ${refs.join(', ')} from the host's ${result.source} into ${result.nodes.join(', ')}`)
     return result
   }
 }

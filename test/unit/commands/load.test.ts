@@ -22,6 +22,8 @@ async function refusal(args: (work: string) => Promise<string[]>): Promise<strin
   }
 }
 
+const NO_HOST_SAVER = await hostSaverAnswers()
+
 describe('load', () => {
   it('a missing file', async () => {
     const line = await refusal(async (work) => ['load', 'image-archive', join(work, 'nope.tar')])
@@ -48,7 +50,7 @@ describe('load', () => {
     })
     assert.match(line, /^kube-spawn: cluster "keep" has no node "w9": its nodes: ks-keep-cp, ks-keep-w1$/)
   })
-  it('load image on a host without a docker, podman or containerd that answers', {skip: await hostSaverAnswers()}, async () => {
+  it('load image on a host without a docker, podman or containerd that answers', {skip: NO_HOST_SAVER}, async () => {
     const line = await refusal(async () => ['load', 'image', 'busybox:1.35'])
     assert.match(line, /^kube-spawn: this host has no docker, podman or containerd \(ctr\) that answers, to take the images from/)
   })
