@@ -448,6 +448,9 @@ describe(`Kubernetes cluster lifecycle (3 nodes, ${RUNTIME}, isolated, offline b
         `container-runtime = "${RUNTIME}"`,
         '[kubernetes]',
         `source = "${bundle}"`,
+        // One feature gate and one extra argument, checked on the running API server below.
+        'feature-gates = {EphemeralContainers = true}',
+        'api-server-extra-args = {event-ttl = "2h0m0s"}',
         '[network]',
         'egress = false',
         '',
@@ -563,6 +566,22 @@ describe(`Kubernetes cluster lifecycle (3 nodes, ${RUNTIME}, isolated, offline b
       )
     },
   )
+
+  step('the API server runs with the feature gate and the extra argument of [kubernetes]', MINUTE, async () => {
+    const pod = await kubectlJson<{spec: {containers: Array<{command: string[]}>}}>([
+      '-n',
+      'kube-system',
+      'get',
+      'pod',
+      `kube-apiserver-${CP}`,
+    ])
+    const command = pod.spec.containers[0].command
+    assert.ok(
+      command.includes('--feature-gates=EphemeralContainers=true'),
+      `kube-apiserver's command lacks the feature gate: ${command.join(' ')}`,
+    )
+    assert.ok(command.includes('--event-ttl=2h0m0s'), `kube-apiserver's command lacks --event-ttl=2h0m0s: ${command.join(' ')}`)
+  })
 
   step('export kubeadm-config writes the configurations the nodes run, and kubeadm accepts them', MINUTE, async () => {
     const dir = join(root, 'kubeadm-export')
