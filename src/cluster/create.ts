@@ -3,6 +3,7 @@ import {isAbsolute} from 'node:path'
 
 import {type Cluster, type DefinitionOverrides, parseToml, resolveDefinition} from '../config/definition.js'
 import {UserError, interruptOf, withNote} from '../errors.js'
+import {assertHostPortsFree} from '../node/network.js'
 import {checkBundle} from '../kubernetes/artifacts.js'
 import {allocateClusterSubnet, allocatePodCidr, hostNetworks} from '../net/allocate.js'
 import {checkPodCidrCapacity} from '../net/pod-cidr.js'
@@ -100,15 +101,31 @@ export async function createCluster(env: Env, request: CreateRequest): Promise<C
  */
 async function validateForCreate(definition: Cluster): Promise<void> {
   checkPodCidrCapacity(definition)
+  await assertHostPortsFree(definition)
   if (isAbsolute(definition.kubernetes.source)) await checkBundle(definition.kubernetes.source, definition.kubernetesVersion)
 }
 
 async function allocate(env: Env, definition: Cluster): Promise<Cluster> {
   const others = await Promise.all((await env.root.list()).filter((n) => n !== definition.clusterName).map((n) => env.root.load(n)))
+  assertPortsUnclaimed(definition, others)
   const clusterSubnet = allocateClusterSubnet(definition, others, await hostNetworks())
   const podCidr = allocatePodCidr(definition, others)
   const cluster = {...definition, network: {...definition.network, clusterSubnet, podCidr}}
   return {...cluster, machines: planMachines(cluster)}
+}
+
+/** Two clusters' mappings of one host port would shadow each other when both run. */
+function assertPortsUnclaimed(definition: Cluster, others: Cluster[]): void {
+  for (const mapping of definition.portMappings ?? []) {
+    const other = others.find((c) => (c.portMappings ?? []).some((m) => m.hostPort === mapping.hostPort && m.protocol === mapping.protocol))
+    if (other)
+      throw new UserError(
+        `host port ${mapping.hostPort}/${mapping.protocol} of [[port-mapping]] is already mapped by cluster "${other.clusterName}"`,
+        {
+          hint: 'choose another host-port, or remove that cluster first',
+        },
+      )
+  }
 }
 
 /** The runtime and the image accept this cluster (their settings, versions, this host): checked before any output. */

@@ -8,6 +8,7 @@ import {parseConfigPatch, patchMatches} from '../kubernetes/config-patches.js'
 import {RESERVED_EXTRA_ARGS, kubeadmDocumentTypes, kubernetesSettings} from '../kubernetes/kubeadm-config.js'
 import {versionTraits} from '../kubernetes/versions.js'
 import {cidrsOverlap, parseCidr} from '../net/cidr.js'
+import {machineName} from '../node/names.js'
 import {checkAgainstSpec, definitionSpec, withDefaults} from './spec.js'
 import {parseKubernetesVersion} from './version.js'
 
@@ -99,6 +100,12 @@ export async function resolveDefinition(
       egress: net.egress,
     },
     bindmount: toBindMounts(r.bindmount),
+    portMappings: (r['port-mapping'] ?? []).map((m: Record<string, any>) => ({
+      hostPort: m['host-port'],
+      nodePort: m['node-port'],
+      protocol: m.protocol ?? 'tcp',
+      ...(m.node === undefined ? {} : {node: m.node}),
+    })),
     runtimeConfig: {
       cgroupPerQos: rc['cgroup-per-qos'],
       failSwapOn: rc['fail-swap-on'],
@@ -153,6 +160,7 @@ export async function validateCluster(cluster: Cluster, source: string, {checkPa
     )
   }
   await validateKubernetesSettings(cluster, fail, checkPaths)
+  validatePortMappings(cluster, fail)
 
   const cidrs = {
     'network.subnet': cluster.network.subnet,
@@ -200,6 +208,27 @@ export async function validateCluster(cluster: Cluster, source: string, {checkPa
       fail(`${where} src ${m.src} does not exist`, 'create it on the host or fix the path')
     }
   }
+}
+
+/** [[port-mapping]]: each host port once, each node one the cluster has. */
+function validatePortMappings(cluster: Cluster, fail: (message: string, hint: string) => never): void {
+  const seen = new Set<string>()
+  for (const mapping of cluster.portMappings ?? []) {
+    const key = `${mapping.hostPort}/${mapping.protocol}`
+    if (seen.has(key)) fail(`port-mapping host-port ${key} is given twice`, 'forward each host port to one node port')
+    seen.add(key)
+    if (mapping.node !== undefined && mappedMachine(cluster.clusterName, cluster.nodes, mapping.node) === undefined)
+      fail(
+        `port-mapping host-port ${key} names node "${mapping.node}", which a cluster of ${cluster.nodes} node(s) does not have`,
+        `name cp${cluster.nodes > 1 ? ` or w1 to w${cluster.nodes - 1}` : ''}, or a machine name such as ${machineName(cluster.clusterName, 0)}`,
+      )
+  }
+}
+
+/** The machine name a port-mapping's node means (cp, w1, or a machine name), or undefined. */
+export function mappedMachine(cluster: string, nodes: number, node: string): string | undefined {
+  const names = Array.from({length: nodes}, (_, i) => machineName(cluster, i))
+  return names.find((name) => name === node || name === `ks-${cluster}-${node}`)
 }
 
 /** [kubernetes]'s kubeadm settings: reserved flags, the version's kube-proxy modes, the patches. */
@@ -315,6 +344,16 @@ export function serializeCluster(cluster: Cluster): string {
       egress: cluster.network.egress,
     },
     bindmount: mounts(cluster.bindmount),
+    ...((cluster.portMappings ?? []).length > 0
+      ? {
+          'port-mapping': cluster.portMappings!.map((m) => ({
+            'host-port': m.hostPort,
+            'node-port': m.nodePort,
+            protocol: m.protocol,
+            ...(m.node === undefined ? {} : {node: m.node}),
+          })),
+        }
+      : {}),
     'runtime-config': {
       'cgroup-per-qos': cluster.runtimeConfig.cgroupPerQos,
       'fail-swap-on': cluster.runtimeConfig.failSwapOn,

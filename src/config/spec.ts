@@ -143,6 +143,21 @@ export const definitionSpec: Spec & {kind: 'table'} = {
       },
     },
     bindmount: bindMounts,
+    'port-mapping': {
+      kind: 'array',
+      description: "Host ports forwarded to node ports, e.g. a NodePort or an ingress (kind's extraPortMappings).",
+      items: {
+        kind: 'table',
+        description: 'One forwarded port.',
+        fields: {
+          'host-port': {kind: 'integer', description: "The port on the host's addresses (127.0.0.1 included).", min: 1, max: 65535},
+          'node-port': {kind: 'integer', description: 'The port on the node.', min: 1, max: 65535},
+          protocol: {kind: 'string', description: 'tcp or udp.', default: 'tcp', enum: ['tcp', 'udp']},
+          node: {kind: 'string', description: 'Machine name or its short form (cp, w1); default: the first worker.'},
+        },
+        required: ['host-port', 'node-port'],
+      },
+    },
     'runtime-config': {
       kind: 'table',
       description: 'Kubelet and timing settings.',

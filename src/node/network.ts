@@ -1,6 +1,8 @@
 import {readFile, writeFile} from 'node:fs/promises'
 
 import type {Cluster} from '../config/definition.js'
+import {UserError} from '../errors.js'
+import {type Rule, hostPortTaken, mappingTarget, portMappingRules} from '../net/port-mappings.js'
 import {run} from '../util/run.js'
 import {bridgeAddress, bridgeName} from './names.js'
 
@@ -9,19 +11,16 @@ export function ruleComment(cluster: string): string {
   return `kube-spawn:${cluster}`
 }
 
-interface Rule {
-  table: 'filter' | 'nat'
-  chain: string
-  spec: string[]
-}
-
-/** The host rules of a cluster: isolated (drop everything leaving the bridge) or with NAT egress. */
+/**
+ * The host rules of a cluster: its port mappings, then isolated (drop everything leaving the bridge) or
+ * with NAT egress. They are inserted in this order at the top of their chains.
+ */
 export function clusterRules(cluster: Cluster): Rule[] {
   const br = bridgeName(cluster.clusterName)
   const tag = ['-m', 'comment', '--comment', ruleComment(cluster.clusterName)]
   const subnet = cluster.network.clusterSubnet!
   // Node-to-node traffic crosses the bridge (and FORWARD, with br_netfilter): always allowed.
-  const rules: Rule[] = [{table: 'filter', chain: 'FORWARD', spec: ['-i', br, '-o', br, ...tag, '-j', 'ACCEPT']}]
+  const rules: Rule[] = [...portRules(cluster), {table: 'filter', chain: 'FORWARD', spec: ['-i', br, '-o', br, ...tag, '-j', 'ACCEPT']}]
   if (cluster.network.egress) {
     rules.push(
       {table: 'filter', chain: 'FORWARD', spec: ['-i', br, '!', '-o', br, ...tag, '-j', 'ACCEPT']},
@@ -32,6 +31,29 @@ export function clusterRules(cluster: Cluster): Rule[] {
     rules.push({table: 'filter', chain: 'FORWARD', spec: ['-i', br, '!', '-o', br, ...tag, '-j', 'DROP']})
   }
   return rules
+}
+
+/** The rules of the cluster's [[port-mapping]] entries. */
+export function portRules(cluster: Cluster): Rule[] {
+  const br = bridgeName(cluster.clusterName)
+  const tag = ['-m', 'comment', '--comment', ruleComment(cluster.clusterName)]
+  return (cluster.portMappings ?? []).flatMap((m) => portMappingRules(m, mappingTarget(m, cluster.clusterName, cluster.machines), br, tag))
+}
+
+/** Deletes the port mappings' rules, so that nothing forwards to a stopped node; the other rules stay for the next start. */
+export async function removePortRules(cluster: Cluster): Promise<void> {
+  for (const rule of portRules(cluster))
+    await run(['iptables', '-w', '-t', rule.table, '-D', rule.chain, ...rule.spec], {allowFailure: true})
+}
+
+/** Fails in one line when a mapped host port is in use on this host. */
+export async function assertHostPortsFree(cluster: Cluster): Promise<void> {
+  for (const m of cluster.portMappings ?? []) {
+    if (await hostPortTaken(m.hostPort, m.protocol))
+      throw new UserError(`host port ${m.hostPort}/${m.protocol} of [[port-mapping]] is already taken on this host`, {
+        hint: 'stop what listens there, or choose another host-port',
+      })
+  }
 }
 
 /** Creates the cluster bridge with the host's address and installs the rules; idempotent. */
@@ -51,6 +73,8 @@ export async function ensureNetwork(cluster: Cluster): Promise<void> {
   await run(['modprobe', 'br_netfilter'], {allowFailure: true}).catch(() => undefined)
   await writeSysctl('net/bridge/bridge-nf-call-iptables', '1')
   await writeSysctl('net/ipv4/ip_forward', '1')
+  // A host port mapped for 127.0.0.1 sends loopback-sourced packets to the bridge (masqueraded there).
+  if ((cluster.portMappings ?? []).length > 0) await writeSysctl(`net/ipv4/conf/${br}/route_localnet`, '1')
 }
 
 export async function removeNetwork(cluster: string): Promise<void> {

@@ -7,7 +7,7 @@ import {UserError} from '../errors.js'
 import {writeClusterRecords} from '../state/cluster-files.js'
 import {POWER_OFF_TIMEOUT_MS, bootNodes, endNodes, forgetNodes} from './boot.js'
 import {nodePaths} from './layout.js'
-import {ensureNetwork, removeNetwork} from './network.js'
+import {assertHostPortsFree, ensureNetwork, removeNetwork, removePortRules} from './network.js'
 import {nodeFiles} from './node-files.js'
 
 /** prepare-node: the node layers on the base image of prepare-image, and each node's identity. */
@@ -44,6 +44,7 @@ export async function writeNodeIdentities(ctx: ClusterContext): Promise<void> {
 export const createBridge: HostStep = {
   title: 'Create the cluster bridge and its firewall rules',
   task: async (ctx, task) => {
+    await assertHostPortsFree(ctx.cluster)
     await ensureNetwork(ctx.cluster)
     task.title = `Create the cluster bridge and its firewall rules (${ctx.cluster.network.egress ? 'egress with NAT' : 'isolated'})`
   },
@@ -82,6 +83,13 @@ export const powerOffNodes: HostStep = {
 }
 
 export const stopAnyNode: HostStep = {title: 'Stop any running node', task: async (ctx) => endNodes(ctx, 0)}
+
+/** power-off: nothing forwards to a stopped node; the bridge and its other rules stay for the next start. */
+export const removePortMappings: HostStep = {
+  title: 'Remove the port mappings',
+  skip: (ctx) => ((ctx.cluster.portMappings ?? []).length === 0 ? 'the definition has no [[port-mapping]]' : false),
+  task: async (ctx) => removePortRules(ctx.cluster),
+}
 
 export const removeBridge: HostStep = {
   title: 'Remove the bridge and firewall rules',

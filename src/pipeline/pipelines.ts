@@ -20,6 +20,7 @@ import {
   layOutNodes,
   powerOffNodes,
   removeBridge,
+  removePortMappings,
   removeClusterDir,
   stopAnyNode,
 } from '../node/tasks.js'
@@ -53,7 +54,7 @@ const PHASES = {
     init('ready', waitUntilReady, writeKubeconfig),
   ],
   /** stop: the kubelet first (so it restarts nothing), then the containers and the runtime, then power off. Data stays. */
-  stop: [at('stop', stopKubelet, stopRuntime), at('power-off', powerOffNodes)],
+  stop: [at('stop', stopKubelet, stopRuntime), at('power-off', powerOffNodes, removePortMappings)],
   /** destroy: plugins' own extras first, then every trace the host made. */
   destroy: [at('destroy'), at('remove', stopAnyNode, removeBridge, forgetTheNodes, removeKubeconfigContextStep, removeClusterDir)],
   /** image build: the base image only, no host check (an image may be built here for another host). */

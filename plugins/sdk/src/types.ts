@@ -81,6 +81,8 @@ export interface Cluster {
   cni: 'bridge' | 'none'
   kubernetes: KubernetesSettings
   network: {subnet: string; clusterSubnet?: string; podCidr: string; serviceCidr: string; egress: boolean}
+  /** [[port-mapping]]: host ports forwarded to node ports (API 1.1; absent means none). */
+  portMappings?: PortMapping[]
   bindmount: BindMounts
   runtimeConfig: {cgroupPerQos: boolean; failSwapOn: boolean; timeout: string; useLegacyCgroupDriver: boolean}
   pluginConfig: Record<string, Record<string, unknown>>
@@ -92,6 +94,15 @@ export interface Cluster {
    * starts it is true from the beginning, and the init and join stages are skipped.
    */
   state: {initialized: boolean}
+}
+
+/** A host port forwarded to a port of one node (kind's extraPortMappings). */
+export interface PortMapping {
+  hostPort: number
+  nodePort: number
+  protocol: 'tcp' | 'udp'
+  /** A machine name (or its short form, w1); the first worker, or the control plane of a one-node cluster, when absent. */
+  node?: string
 }
 
 export type CgroupDriver = 'systemd' | 'cgroupfs'

@@ -5,8 +5,8 @@ import {resolveDefinition} from '../../../dist/config/definition.js'
 import {bridgeName, machineName, planMachines} from '../../../dist/node/names.js'
 import {clusterRules, ruleComment} from '../../../dist/node/network.js'
 
-const cluster = async (egress: boolean) => {
-  const c = await resolveDefinition({'cluster-name': 'rules', network: {egress, 'cluster-subnet': '10.22.7.0/24'}}, 'test')
+const cluster = async (egress: boolean, extra: Record<string, unknown> = {}) => {
+  const c = await resolveDefinition({'cluster-name': 'rules', network: {egress, 'cluster-subnet': '10.22.7.0/24'}, ...extra}, 'test')
   return {...c, machines: planMachines(c)}
 }
 const text = (rule: {table: string; chain: string; spec: string[]}) => `${rule.table} ${rule.chain} ${rule.spec.join(' ')}`
@@ -31,6 +31,44 @@ describe('clusterRules', () => {
     for (const egress of [true, false]) {
       for (const rule of clusterRules(await cluster(egress))) assert.ok(rule.spec.includes(ruleComment('rules')), text(rule))
     }
+  })
+})
+
+describe('port mappings', () => {
+  const mappings = {
+    'port-mapping': [
+      {'host-port': 8080, 'node-port': 30080},
+      {'host-port': 5353, 'node-port': 30053, protocol: 'udp', node: 'cp'},
+    ],
+  }
+  it('DNAT the host port to the node (the first worker unless named), before the isolated DROP', async () => {
+    const rules = clusterRules(await cluster(false, mappings)).map(text)
+    const tag = '-m comment --comment kube-spawn:rules'
+    assert.deepEqual(rules.slice(0, 5), [
+      `nat PREROUTING -p tcp -m addrtype --dst-type LOCAL --dport 8080 ${tag} -j DNAT --to-destination 10.22.7.3:30080`,
+      `nat OUTPUT -p tcp -m addrtype --dst-type LOCAL --dport 8080 ${tag} -j DNAT --to-destination 10.22.7.3:30080`,
+      `nat POSTROUTING -o ks-rules -d 10.22.7.3 -p tcp --dport 30080 -m conntrack --ctstate DNAT ${tag} -j MASQUERADE`,
+      `filter FORWARD -o ks-rules -d 10.22.7.3 -p tcp --dport 30080 ${tag} -j ACCEPT`,
+      `filter FORWARD -i ks-rules -s 10.22.7.3 -p tcp --sport 30080 -m conntrack --ctstate DNAT ${tag} -j ACCEPT`,
+    ])
+    assert.ok(rules[5].includes('--dport 5353') && rules[5].includes('10.22.7.2:30053'), rules[5])
+    const drop = rules.findIndex((r) => r.endsWith('-j DROP'))
+    assert.ok(drop > rules.findLastIndex((r) => r.includes('--ctstate DNAT')), 'the answers are let through before the DROP')
+  })
+  it('refuses a host port given twice and a node the cluster does not have, in one line', async () => {
+    await assert.rejects(
+      cluster(false, {
+        'port-mapping': [
+          {'host-port': 80, 'node-port': 30080},
+          {'host-port': 80, 'node-port': 30081},
+        ],
+      }),
+      /port-mapping host-port 80\/tcp is given twice/,
+    )
+    await assert.rejects(
+      cluster(false, {nodes: 2, 'port-mapping': [{'host-port': 80, 'node-port': 30080, node: 'w5'}]}),
+      /port-mapping host-port 80\/tcp names node "w5", which a cluster of 2 node\(s\) does not have/,
+    )
   })
 })
 
