@@ -72,7 +72,7 @@ describe("stop and destroy without the cluster's plugins", {skip: SKIP_REASON}, 
     assert.equal(refused.code, 2, explain('start', refused))
     assert.match(
       refused.stderr.trim(),
-      /^kube-spawn: unknown container runtime "containerd-copy": installed: containerd; or install a plugin that provides it$/,
+      /^kube-spawn: unknown container runtime "containerd-copy": installed: containerd, cri-o, docker; or install a plugin that provides it$/,
     )
     assert.deepEqual(await running(), [false, false])
   })
