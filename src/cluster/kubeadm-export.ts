@@ -6,9 +6,10 @@
 import {mkdir, readdir, writeFile} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 
-import type {Env} from '../context/index.js'
+import type {Env, HostNode} from '../context/index.js'
 import {UserError} from '../errors.js'
 import {INIT_CONFIG, JOIN_CONFIG} from '../kubernetes/kubeadm.js'
+import {leaderPid} from '../node/handle.js'
 import {buildContext} from './context.js'
 
 /** What each node holds, by the name it is saved under: kubeadm's input and what kubeadm wrote for the kubelet. */
@@ -25,6 +26,12 @@ export interface ExportedConfig {
   warnings: string[]
 }
 
+async function catInNode(node: HostNode, path: string): Promise<string | undefined> {
+  const result = await node.exec(['cat', path], {allowFailure: true})
+  // The exec output lost its final newline.
+  return result.exitCode === 0 ? `${result.stdout.replace(/\n?$/, '\n')}` : undefined
+}
+
 export async function exportKubeadmConfig(env: Env, name: string, dir: string): Promise<ExportedConfig> {
   const cluster = await env.root.load(name)
   if (!cluster.state.initialized)
@@ -38,8 +45,10 @@ export async function exportKubeadmConfig(env: Env, name: string, dir: string): 
   const ctx = await buildContext(env, cluster, {withoutPlugins: true})
   const files: string[] = []
   for (const node of ctx.nodes) {
+    // A running node is asked: its /var/lib/kubelet may be a bind mount (workaround-varlib) that its layer lacks.
+    const running = (await leaderPid(ctx.clusterDir, node.name)) !== undefined
     for (const [saveAs, nodePath] of NODE_FILES) {
-      const content = await node.readFile(nodePath)
+      const content = running ? await catInNode(node, nodePath) : await node.readFile(nodePath)
       if (content === undefined) continue
       await mkdir(join(path, node.name), {recursive: true, mode: 0o700})
       // The init and join configurations hold the bootstrap token.

@@ -1,6 +1,7 @@
 /**
  * [[port-mapping]] on real nodes (issue 13, item 4): a host port forwarded to a NodePort on the first
- * worker. A client in a network namespace of its own (a veth pair on 192.0.2.0/30, TEST-NET-1) and a
+ * worker. A client in a network namespace of its own (a veth pair on a /30 of 198.18.0.0/15 that no
+ * address or route of this host overlaps: a fixed range could take the host's own gateway) and a
  * client on the host (127.0.0.1) reach a busybox httpd through the host port; stop removes the
  * forwarding rules, start puts them back, destroy leaves none. Isolated cluster (egress = false).
  *
@@ -11,6 +12,7 @@ import {createServer} from 'node:net'
 import {join} from 'node:path'
 import {after, before, describe, it} from 'node:test'
 
+import {cidrsOverlap, parseCidr} from '../../dist/net/cidr.js'
 import {
   CREATE_TIMEOUT,
   MINUTE,
@@ -26,6 +28,8 @@ import {
 } from './helpers.ts'
 
 const NODE_PORT = 30080
+/** The client's link: host side .1, namespace side .2 of a free /30 (chosen before any address is added). */
+let link = {host: '', ns: '', prefix: 30}
 const BODY = 'hello through the host port'
 const NETNS = `kst-${RUN_ID}-pm`
 const HOST_VETH = `kst${RUN_ID}pmh`
@@ -41,6 +45,20 @@ async function freePort(): Promise<number> {
 }
 
 const sh = (script: string) => runProgram('sh', ['-c', script], {timeoutMs: MINUTE})
+
+/** A /30 in 198.18.0.0/15 (set aside for benchmarks) that overlaps none of the host's addresses and routes. */
+async function freeLink(): Promise<typeof link> {
+  const listed = await sh("ip -4 -o addr show | awk '{print $4}'; ip -4 route show table all | awk '{print $1\" \"$2}'")
+  const used = listed.stdout
+    .split(/\s+/)
+    .map((word) => parseCidr(word.includes('/') ? word : `${word}/32`))
+    .filter((cidr) => cidr !== undefined)
+  for (let third = 0; third < 256; third++) {
+    const candidate = parseCidr(`198.18.${third}.0/30`)!
+    if (!used.some((cidr) => cidrsOverlap(cidr, candidate))) return {host: `198.18.${third}.1`, ns: `198.18.${third}.2`, prefix: 30}
+  }
+  throw new Error('no free /30 in 198.18.0.0/16 for the client namespace')
+}
 
 const WEB = (node: string) =>
   JSON.stringify({
@@ -77,18 +95,19 @@ describe('[[port-mapping]]: a host port to a NodePort (2 nodes, isolated)', {ski
   let hostPort: number
   before(async () => {
     hostPort = await freePort()
+    link = await freeLink()
     await sh(`ip netns del ${NETNS} 2>/dev/null; ip link del ${HOST_VETH} 2>/dev/null; true`)
     const made = await sh(
       [
         `ip netns add ${NETNS}`,
         `ip link add ${HOST_VETH} type veth peer name ${NS_VETH}`,
         `ip link set ${NS_VETH} netns ${NETNS}`,
-        `ip addr add 192.0.2.1/30 dev ${HOST_VETH}`,
+        `ip addr add ${link.host}/${link.prefix} dev ${HOST_VETH}`,
         `ip link set ${HOST_VETH} up`,
-        `ip -n ${NETNS} addr add 192.0.2.2/30 dev ${NS_VETH}`,
+        `ip -n ${NETNS} addr add ${link.ns}/${link.prefix} dev ${NS_VETH}`,
         `ip -n ${NETNS} link set ${NS_VETH} up`,
         `ip -n ${NETNS} link set lo up`,
-        `ip -n ${NETNS} route add default via 192.0.2.1`,
+        `ip -n ${NETNS} route add default via ${link.host}`,
       ].join(' && '),
     )
     assert.equal(made.code, 0, explain('the client network namespace', made))
@@ -114,12 +133,13 @@ describe('[[port-mapping]]: a host port to a NodePort (2 nodes, isolated)', {ski
     )
   /** GETs the page from the namespace (or the host) until it answers; the body, or undefined. */
   const fetchThrough = async (from: 'netns' | 'host', timeoutMs: number): Promise<string | undefined> => {
-    const url = from === 'netns' ? `http://192.0.2.1:${hostPort}/` : `http://127.0.0.1:${hostPort}/`
+    const url = from === 'netns' ? `http://${link.host}:${hostPort}/` : `http://127.0.0.1:${hostPort}/`
     const prefix = from === 'netns' ? `ip netns exec ${NETNS} ` : ''
     let body: string | undefined
     await waitFor(
       async () => {
-        const got = await sh(`${prefix}busybox wget -q -O - -T 3 ${url}`)
+        // busybox's wget -T crashes; timeout bounds it instead.
+        const got = await sh(`${prefix}timeout 5 busybox wget -q -O - ${url}`)
         body = got.code === 0 ? got.stdout.trim() : undefined
         return body !== undefined
       },
