@@ -585,7 +585,7 @@ describe(`Kubernetes cluster lifecycle (3 nodes, ${RUNTIME}, isolated, offline b
 
   step('export kubeadm-config writes the configurations the nodes run, and kubeadm accepts them', MINUTE, async () => {
     const dir = join(root, 'kubeadm-export')
-    const exported = await cli(['export', 'kubeadm-config', '-c', CLUSTER, dir], MINUTE)
+    const exported = await cli(['export:kubeadm-config', '-c', CLUSTER, dir], MINUTE)
     assert.equal(exported.code, 0, `kube-spawn export kubeadm-config failed: ${tail(exported)}`)
     for (const [node, file] of [
       [CP, 'kubeadm-init.yaml'],
@@ -649,7 +649,7 @@ describe(`Kubernetes cluster lifecycle (3 nodes, ${RUNTIME}, isolated, offline b
       ])
       assert.equal(made.code, 0, `mkimage.py failed: ${tail(made)}`)
       const started = Date.now()
-      const loaded = await cli(['load', 'image-archive', '-c', CLUSTER, '--nodes', 'w1,w2', archive], 5 * MINUTE)
+      const loaded = await cli(['load:image-archive', '-c', CLUSTER, '--nodes', 'w1,w2', archive], 5 * MINUTE)
       assert.equal(loaded.code, 0, `kube-spawn load image-archive failed: ${tail(loaded)}`)
       assert.match(loaded.stdout, new RegExp(`Loaded 1 archive\\(s\\) into ${W1}, ${W2}`))
       t.diagnostic(`loaded into both workers in ${secs(Date.now() - started)}`)
