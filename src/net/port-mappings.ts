@@ -36,55 +36,19 @@ export function mappingTarget(
  */
 export function portMappingRules(mapping: PortMapping, target: {ip: string}, bridge: string, tag: string[]): Rule[] {
   const proto = ['-p', mapping.protocol]
-  const destination = `${target.ip}:${mapping.nodePort}`
-  const local = ['-m', 'addrtype', '--dst-type', 'LOCAL', '--dport', String(mapping.hostPort)]
+  const local = [...proto, '-m', 'addrtype', '--dst-type', 'LOCAL', '--dport', String(mapping.hostPort), ...tag]
+  const dnat = ['-j', 'DNAT', '--to-destination', `${target.ip}:${mapping.nodePort}`]
+  const toNode = ['-o', bridge, '-d', target.ip, ...proto, '--dport', String(mapping.nodePort)]
+  const mapped = ['-m', 'conntrack', '--ctstate', 'DNAT', ...tag]
   return [
-    {table: 'nat', chain: 'PREROUTING', spec: [...proto, ...local, ...tag, '-j', 'DNAT', '--to-destination', destination]},
-    {table: 'nat', chain: 'OUTPUT', spec: [...proto, ...local, ...tag, '-j', 'DNAT', '--to-destination', destination]},
-    {
-      table: 'nat',
-      chain: 'POSTROUTING',
-      spec: [
-        '-o',
-        bridge,
-        '-d',
-        target.ip,
-        ...proto,
-        '--dport',
-        String(mapping.nodePort),
-        '-m',
-        'conntrack',
-        '--ctstate',
-        'DNAT',
-        ...tag,
-        '-j',
-        'MASQUERADE',
-      ],
-    },
+    {table: 'nat', chain: 'PREROUTING', spec: [...local, ...dnat]},
+    {table: 'nat', chain: 'OUTPUT', spec: [...local, ...dnat]},
+    {table: 'nat', chain: 'POSTROUTING', spec: [...toNode, ...mapped, '-j', 'MASQUERADE']},
+    {table: 'filter', chain: 'FORWARD', spec: [...toNode, ...tag, '-j', 'ACCEPT']},
     {
       table: 'filter',
       chain: 'FORWARD',
-      spec: ['-o', bridge, '-d', target.ip, ...proto, '--dport', String(mapping.nodePort), ...tag, '-j', 'ACCEPT'],
-    },
-    {
-      table: 'filter',
-      chain: 'FORWARD',
-      spec: [
-        '-i',
-        bridge,
-        '-s',
-        target.ip,
-        ...proto,
-        '--sport',
-        String(mapping.nodePort),
-        '-m',
-        'conntrack',
-        '--ctstate',
-        'DNAT',
-        ...tag,
-        '-j',
-        'ACCEPT',
-      ],
+      spec: ['-i', bridge, '-s', target.ip, ...proto, '--sport', String(mapping.nodePort), ...mapped, '-j', 'ACCEPT'],
     },
   ]
 }

@@ -5,16 +5,9 @@ import {describe, it} from 'node:test'
 import {checkSupport, describeHost} from '../../../dist/host/support.js'
 import type {HostInfo} from '@kube-spawn/sdk'
 
-const v2Systemd: HostInfo = {
-  machined: true,
-  capSysResource: true,
-  cgroupVersion: 2,
-  hasLibModules: true,
-  systemdPid1: true,
-  systemdVersion: 252,
-  kernel: '6.1.0-50-amd64',
-  timeoutScale: 1,
-}
+import {testHost} from '../helpers/golden.ts'
+
+const v2Systemd: HostInfo = testHost({kernel: '6.1.0-50-amd64'})
 const v1NoSystemd: HostInfo = {...v2Systemd, machined: false, cgroupVersion: 1, systemdPid1: false}
 
 describe('describeHost', () => {
