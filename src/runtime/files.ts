@@ -1,6 +1,6 @@
 /** The runtime's files in the nodes: downloaded and verified once into the cache, written into every node. */
 import {mkdir, mkdtemp, rename, rm, stat} from 'node:fs/promises'
-import {join} from 'node:path'
+import {dirname, join} from 'node:path'
 
 import type {Cluster, FileContext, RuntimeFile} from '@kube-spawn/sdk'
 
@@ -63,8 +63,10 @@ async function extractMember(ctx: ClusterContext, file: DownloadedFile, archive:
         `the archive ${file.url} of container runtime ${ctx.runtime.name} has no member ${member}: ${result.stderr.trim().split('\n')[0]}`,
         {hint: `report it to the runtime plugin (${ctx.providerPlugins.runtime})`},
       )
-    await rm(`${archive}.d`, {recursive: true, force: true})
-    await rename(temp, `${archive}.d`)
+    // Only this member moves into <archive>.d: other members of the same archive may be there already.
+    const dest = join(`${archive}.d`, member)
+    await mkdir(dirname(dest), {recursive: true, mode: 0o700})
+    await rename(join(temp, member), dest)
   } finally {
     await rm(temp, {recursive: true, force: true})
   }
