@@ -32,8 +32,10 @@ fi
 # gnupg, gpgv: apt keys checked by fingerprint, and image-flatcar's signed DIGESTS (and the tests' own signing keys).
 # bzip2, e2fsprogs (debugfs, mke2fs), fdisk (sfdisk): image-flatcar unpacks a disk image, and its test builds one.
 # dpkg-dev, apt-utils: the tests' local apt repository (dpkg-scanpackages, apt-ftparchive) for runtime-crio.
+# skopeo: the registry test pushes an image archive to a cluster's registry, as its docs tell users to.
+# podman: the end-to-end test takes an image from the host's podman (load image); it needs no daemon.
 PACKAGES=(systemd-container debootstrap iptables iproute2 util-linux mount btrfs-progs kmod socat ca-certificates
-  xz-utils etcd-server busybox-static conntrack gnupg gpgv bzip2 e2fsprogs fdisk dpkg-dev apt-utils)
+  xz-utils etcd-server busybox-static conntrack gnupg gpgv bzip2 e2fsprogs fdisk dpkg-dev apt-utils skopeo podman)
 command -v python3 >/dev/null || PACKAGES+=(python3)
 missing=()
 for p in "${PACKAGES[@]}"; do

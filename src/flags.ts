@@ -6,7 +6,10 @@ import type {DefinitionOverrides} from './config/definition.js'
 /** Flags that describe a new cluster (create, up). */
 export const definitionFlags = {
   config: Flags.file({summary: 'Cluster definition (kspawn.toml) to read.', exists: false}),
-  nodes: Flags.integer({summary: 'Number of nodes (1 control plane + workers); overrides the file.'}),
+  nodes: Flags.integer({summary: 'Number of Kubernetes nodes (control planes + workers); overrides the file.'}),
+  'control-planes': Flags.integer({
+    summary: 'Control planes among the nodes: 1, or 3, 5, 7 behind a haproxy load balancer; overrides the file.',
+  }),
   'kubernetes-version': Flags.string({summary: 'Kubernetes release, e.g. v1.20.2; overrides the file.'}),
   'container-runtime': Flags.string({summary: 'Container runtime plugin, e.g. containerd; overrides the file.'}),
   image: Flags.string({summary: 'Base image plugin, e.g. debian; overrides the file.'}),
@@ -27,6 +30,7 @@ export const dryRunFlag = {
 type OverrideFlags = {
   'cluster-name'?: string
   nodes?: number
+  'control-planes'?: number
   'kubernetes-version'?: string
   'container-runtime'?: string
   image?: string
@@ -41,6 +45,7 @@ function overridesFrom(flags: OverrideFlags): DefinitionOverrides {
   return {
     clusterName: flags['cluster-name'],
     nodes: flags.nodes,
+    controlPlanes: flags['control-planes'],
     kubernetesVersion: flags['kubernetes-version'],
     containerRuntime: flags['container-runtime'],
     image: flags.image,

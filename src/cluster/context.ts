@@ -4,6 +4,7 @@ import type {Cluster} from '../config/definition.js'
 import {detectHost} from '../host/detect.js'
 import {sandboxImage, versionTraits} from '../kubernetes/versions.js'
 import {LocalNodeHandle} from '../node/handle.js'
+import {isKubernetesNode} from '../node/names.js'
 import type {ClusterContext, Env, StageDeclaration} from '../context/index.js'
 import {readBaseImage, readProviders} from '../state/cluster-files.js'
 import type {PlanLine} from '../pipeline/runner.js'
@@ -12,6 +13,7 @@ import {type Offer, loadCatalog, selectProvider} from '../plugins/providers.js'
 import type {HostInfo, ImageProvider, RuntimeProvider} from '@kube-spawn/sdk'
 import {resolveRuntime, runtimeQuery} from '../runtime/compat.js'
 import {run} from '../util/run.js'
+import {withInfraPackages} from './infra.js'
 import {waitFor} from '../util/wait.js'
 
 export interface ContextOptions {
@@ -52,10 +54,12 @@ export async function buildContext(
   let runtimeProvider = runtime.provider
   try {
     runtimeProvider = resolveRuntime(runtime.provider, runtimeQuery(cluster, image.provider, hostInfo), runtime.plugin)
+    runtimeProvider = withInfraPackages(runtimeProvider, cluster, image.provider.family)
   } catch (error) {
     if (!withoutPlugins) throw error
     warnings.push(`${errorMessage(error)}; ${TEARDOWN_WITHOUT}`)
   }
+  const machines = cluster.machines.map((m) => new LocalNodeHandle(m, clusterDir, () => ctx.baseImage?.rootfs, env.signal))
   // Nodes read through to the base image, which the image plugin may set only later (prepare-image).
   const ctx: ClusterContext = {
     baseImage,
@@ -71,7 +75,8 @@ export async function buildContext(
       sandboxImage: sandboxImage(versionTraits(cluster.kubernetesVersion)),
       cgroupDriver: cluster.runtimeConfig.useLegacyCgroupDriver ? 'cgroupfs' : 'systemd',
     },
-    nodes: cluster.machines.map((m) => new LocalNodeHandle(m, clusterDir, () => ctx.baseImage?.rootfs, env.signal)),
+    machines,
+    nodes: machines.filter(isKubernetesNode),
     dryRun,
     pluginConfig: (name) => (cluster.pluginConfig[name] ?? {}) as Record<string, unknown>,
     run: (argv, options) => run(argv, {signal: env.signal, ...options}),

@@ -3,11 +3,11 @@ import {isAbsolute} from 'node:path'
 
 import {type Cluster, type DefinitionOverrides, parseToml, resolveDefinition} from '../config/definition.js'
 import {UserError, interruptOf, withNote} from '../errors.js'
-import {assertHostPortsFree} from '../node/network.js'
+import {assertHostPortsFree, hostMappings} from '../node/network.js'
 import {checkBundle} from '../kubernetes/artifacts.js'
 import {allocateClusterSubnet, allocatePodCidr, hostNetworks} from '../net/allocate.js'
 import {checkPodCidrCapacity} from '../net/pod-cidr.js'
-import {planMachines} from '../node/names.js'
+import {planMachines, registryAddress} from '../node/names.js'
 import type {PlanLine} from '../pipeline/runner.js'
 import {loadCatalog, selectProvider} from '../plugins/providers.js'
 import {withLock} from '../state/store.js'
@@ -111,18 +111,20 @@ async function allocate(env: Env, definition: Cluster): Promise<Cluster> {
   const clusterSubnet = allocateClusterSubnet(definition, others, await hostNetworks())
   const podCidr = allocatePodCidr(definition, others)
   const cluster = {...definition, network: {...definition.network, clusterSubnet, podCidr}}
-  return {...cluster, machines: planMachines(cluster)}
+  const planned = {...cluster, machines: planMachines(cluster)}
+  const address = registryAddress(planned)
+  return address ? {...planned, registry: {...planned.registry!, address}} : planned
 }
 
 /** Two clusters' mappings of one host port would shadow each other when both run. */
 function assertPortsUnclaimed(definition: Cluster, others: Cluster[]): void {
-  for (const mapping of definition.portMappings ?? []) {
-    const other = others.find((c) => (c.portMappings ?? []).some((m) => m.hostPort === mapping.hostPort && m.protocol === mapping.protocol))
+  for (const mapping of hostMappings(definition)) {
+    const other = others.find((c) => hostMappings(c).some((m) => m.hostPort === mapping.hostPort && m.protocol === mapping.protocol))
     if (other)
       throw new UserError(
-        `host port ${mapping.hostPort}/${mapping.protocol} of [[port-mapping]] is already mapped by cluster "${other.clusterName}"`,
+        `host port ${mapping.hostPort}/${mapping.protocol} of ${mapping.source} is already mapped by cluster "${other.clusterName}"`,
         {
-          hint: 'choose another host-port, or remove that cluster first',
+          hint: `choose another ${mapping.source === 'registry.port' ? 'registry.port' : 'host-port'}, or remove that cluster first`,
         },
       )
   }

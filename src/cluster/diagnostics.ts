@@ -27,7 +27,7 @@ export function timestampName(date = new Date()): string {
 /** Saves every node's evidence below dest (one directory per node, plus host.txt); returns dest. */
 export async function collectLogs(ctx: ClusterContext, dest: string): Promise<string> {
   await mkdir(dest, {recursive: true, mode: 0o700})
-  await Promise.all([hostFacts(dest), ...ctx.nodes.map((node) => nodeLogs(ctx, node, join(dest, node.name)))])
+  await Promise.all([hostFacts(dest), ...ctx.machines.map((node) => nodeLogs(ctx, node, join(dest, node.name)))])
   return dest
 }
 

@@ -53,9 +53,10 @@ export async function clusterKubeconfig(
   const {context, server} = describeKubeconfig(admin, adminPath)
   if (!internal) return {cluster: cluster.clusterName, path: adminPath, context, server, internal, ...(raw ? {kubeconfig: admin} : {})}
 
-  const controlPlane = cluster.machines.find((m) => m.role === 'control-plane')
-  if (!controlPlane) throw new UserError(`cluster "${cluster.clusterName}" has no control plane node in ${root.definitionPath(name)}`)
-  const internalServer = withHost(server, controlPlane.name, adminPath)
+  // The load balancer's name with several control planes: the API server certificate names both.
+  const endpoint = cluster.machines.find((m) => m.role === 'load-balancer') ?? cluster.machines.find((m) => m.role === 'control-plane')
+  if (!endpoint) throw new UserError(`cluster "${cluster.clusterName}" has no control plane node in ${root.definitionPath(name)}`)
+  const internalServer = withHost(server, endpoint.name, adminPath)
   const text = withServer(admin, internalServer, adminPath)
   const result = {cluster: cluster.clusterName, context, server: internalServer, internal}
   if (raw) return {...result, kubeconfig: text}

@@ -4,6 +4,7 @@ import {PipelineCommand} from '../base-command.js'
 import {type LifecycleResult, startCluster} from '../cluster/lifecycle.js'
 import {dryRunFlag} from '../flags.js'
 import {formatPlan} from '../pipeline/runner.js'
+import {describeMachines} from '../node/names.js'
 
 export default class Start extends PipelineCommand<typeof Start> {
   static summary = 'Boot the nodes of a created cluster and bring Kubernetes up (or back, after a stop).'
@@ -26,7 +27,7 @@ export default class Start extends PipelineCommand<typeof Start> {
     })
     this.warnAll(result.warnings)
     if (this.flags['dry-run']) this.log(formatPlan(`Plan: start cluster "${this.clusterName}":`, result.plan))
-    else this.log(`Cluster "${this.clusterName}" is running (${result.cluster.machines.length} nodes).`)
+    else this.log(`Cluster "${this.clusterName}" is running (${describeMachines(result.cluster.machines)}).`)
     return result
   }
 }

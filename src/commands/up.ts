@@ -4,6 +4,7 @@ import {PipelineCommand} from '../base-command.js'
 import {type UpResult, upCluster} from '../cluster/up.js'
 import {definitionFlags, dryRunFlag, createRequestFrom} from '../flags.js'
 import {formatPlan} from '../pipeline/runner.js'
+import {describeMachines} from '../node/names.js'
 
 export default class Up extends PipelineCommand<typeof Up> {
   static summary = 'Create and start a cluster in one step.'
@@ -21,7 +22,7 @@ export default class Up extends PipelineCommand<typeof Up> {
     const name = result.cluster.clusterName
     this.warnAll(result.warnings)
     if (this.flags['dry-run']) this.log(formatPlan(`Plan: up cluster "${name}":`, result.plan))
-    else this.log(`Cluster "${name}" is up with ${result.cluster.machines.length} nodes.`)
+    else this.log(`Cluster "${name}" is up with ${describeMachines(result.cluster.machines)}.`)
     return result
   }
 }

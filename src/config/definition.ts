@@ -8,7 +8,7 @@ import {parseConfigPatch, patchMatches} from '../kubernetes/config-patches.js'
 import {RESERVED_EXTRA_ARGS, kubeadmDocumentTypes, kubernetesSettings} from '../kubernetes/kubeadm-config.js'
 import {versionTraits} from '../kubernetes/versions.js'
 import {cidrsOverlap, parseCidr} from '../net/cidr.js'
-import {machineName} from '../node/names.js'
+import {infraMachineName, infraRoles, machineName, registryAddress} from '../node/names.js'
 import {checkAgainstSpec, definitionSpec, withDefaults} from './spec.js'
 import {parseKubernetesVersion} from './version.js'
 
@@ -19,6 +19,7 @@ export type {BindMount, BindMounts, Cluster, KubernetesSettings, Machine, Role} 
 export interface DefinitionOverrides {
   clusterName?: string
   nodes?: number
+  controlPlanes?: number
   kubernetesVersion?: string
   containerRuntime?: string
   image?: string
@@ -62,6 +63,7 @@ export async function resolveDefinition(
       image: overrides.image,
       'kubernetes-version': overrides.kubernetesVersion,
       nodes: overrides.nodes,
+      'control-planes': overrides.controlPlanes,
     }).filter(([, value]) => value !== undefined),
   )
   const merged = {...raw, ...given}
@@ -79,6 +81,10 @@ export async function resolveDefinition(
     image: r.image,
     kubernetesVersion: r['kubernetes-version'],
     nodes: r.nodes,
+    controlPlanes: r['control-planes'],
+    ...(r.registry?.enabled
+      ? {registry: {enabled: true, port: r.registry.port, ...(r.registry.dir === undefined ? {} : {dir: r.registry.dir})}}
+      : {}),
     token: r.token ?? generateToken(),
     cni: r.cni,
     kubernetes: {
@@ -123,6 +129,8 @@ export async function resolveDefinition(
     state: {initialized: r.state.initialized},
   }
   await validateCluster(cluster, source, {checkPaths})
+  const address = registryAddress(cluster)
+  if (address) cluster.registry!.address = address
   // "1.20.2" is accepted; release URLs and kubeadm want the canonical "v1.20.2".
   cluster.kubernetesVersion = parseKubernetesVersion(cluster.kubernetesVersion)!.text
   return cluster
@@ -161,6 +169,8 @@ export async function validateCluster(cluster: Cluster, source: string, {checkPa
   }
   await validateKubernetesSettings(cluster, fail, checkPaths)
   validatePortMappings(cluster, fail)
+  validateControlPlanes(cluster, fail)
+  await validateRegistry(cluster, fail, checkPaths)
 
   const cidrs = {
     'network.subnet': cluster.network.subnet,
@@ -217,18 +227,67 @@ function validatePortMappings(cluster: Cluster, fail: (message: string, hint: st
     const key = `${mapping.hostPort}/${mapping.protocol}`
     if (seen.has(key)) fail(`port-mapping host-port ${key} is given twice`, 'forward each host port to one node port')
     seen.add(key)
-    if (mapping.node !== undefined && mappedMachine(cluster.clusterName, cluster.nodes, mapping.node) === undefined)
+    if (mapping.node !== undefined && mappedMachine(cluster, mapping.node) === undefined)
       fail(
-        `port-mapping host-port ${key} names node "${mapping.node}", which a cluster of ${cluster.nodes} node(s) does not have`,
-        `name cp${cluster.nodes > 1 ? ` or w1 to w${cluster.nodes - 1}` : ''}, or a machine name such as ${machineName(cluster.clusterName, 0)}`,
+        `port-mapping host-port ${key} names node "${mapping.node}", which this cluster does not have`,
+        `name one of ${machineNames(cluster)
+          .map((n) => n.replace(`ks-${cluster.clusterName}-`, ''))
+          .join(', ')}, or a machine name such as ${machineName(cluster.clusterName, 0)}`,
       )
   }
 }
 
-/** The machine name a port-mapping's node means (cp, w1, or a machine name), or undefined. */
-export function mappedMachine(cluster: string, nodes: number, node: string): string | undefined {
-  const names = Array.from({length: nodes}, (_, i) => machineName(cluster, i))
-  return names.find((name) => name === node || name === `ks-${cluster}-${node}`)
+/** control-planes: odd, at most nodes, and what the cluster was created with. */
+function validateControlPlanes(cluster: Cluster, fail: (message: string, hint: string) => never): void {
+  const count = cluster.controlPlanes ?? 1
+  if (count % 2 === 0)
+    fail(
+      `control-planes = ${count} is even: etcd needs a majority, so ${count} control planes survive no more failures than ${count - 1}`,
+      'use 1, 3, 5 or 7',
+    )
+  if (count > cluster.nodes)
+    fail(
+      `control-planes = ${count} is more than nodes = ${cluster.nodes}`,
+      `raise nodes to at least ${count} (nodes counts control planes and workers), or lower control-planes`,
+    )
+  const created = cluster.machines.filter((m) => m.role === 'control-plane').length
+  if (created > 0 && created !== count)
+    fail(
+      `control-planes = ${count}, but the cluster was created with ${created}: kubeadm cannot add or remove control planes of a running cluster here`,
+      `set control-planes back to ${created}, or destroy the cluster and create it again`,
+    )
+}
+
+/** [registry]: its port free of the port mappings, its dir the user's, and whether it exists fixed at create. */
+async function validateRegistry(cluster: Cluster, fail: (message: string, hint: string) => never, checkPaths: boolean) {
+  const registry = cluster.registry
+  // kube-spawn gives the machines their roles at create; a [[machines]] entry of the user's has none.
+  const created = cluster.machines.some((m) => m.role === 'control-plane')
+  const hasMachine = cluster.machines.some((m) => m.role === 'registry')
+  if (created && hasMachine !== Boolean(registry?.enabled))
+    fail(
+      `registry.enabled = ${Boolean(registry?.enabled)}, but the cluster was created ${hasMachine ? 'with' : 'without'} a registry`,
+      `set it back to ${hasMachine}, or destroy the cluster and create it again`,
+    )
+  if (!registry?.enabled) return
+  const clash = (cluster.portMappings ?? []).find((m) => m.hostPort === registry.port && m.protocol === 'tcp')
+  if (clash) fail(`registry.port ${registry.port} is also the host-port of a [[port-mapping]]`, 'choose another registry.port or host-port')
+  if (registry.dir === undefined) return
+  if (!isAbsolute(registry.dir))
+    fail(`registry.dir "${registry.dir}" is not an absolute path`, 'give the absolute path of a host directory')
+  if (checkPaths && !(await stat(registry.dir).catch(() => undefined))?.isDirectory())
+    fail(`registry.dir ${registry.dir} does not exist or is not a directory`, 'create it (mkdir -p), or fix the path')
+}
+
+/** Every machine the definition gives the cluster, by name. */
+function machineNames(cluster: Cluster): string[] {
+  const nodes = Array.from({length: cluster.nodes}, (_, i) => machineName(cluster.clusterName, i, cluster.controlPlanes))
+  return [...nodes, ...infraRoles(cluster).map((role) => infraMachineName(cluster.clusterName, role))]
+}
+
+/** The machine name a port-mapping's node means (cp, w1, lb, or a machine name), or undefined. */
+export function mappedMachine(cluster: Cluster, node: string): string | undefined {
+  return machineNames(cluster).find((name) => name === node || name === `ks-${cluster.clusterName}-${node}`)
 }
 
 /** [kubernetes]'s kubeadm settings: reserved flags, the version's kube-proxy modes, the patches. */
@@ -323,6 +382,10 @@ export function serializeCluster(cluster: Cluster): string {
     image: cluster.image,
     'kubernetes-version': cluster.kubernetesVersion,
     nodes: cluster.nodes,
+    'control-planes': cluster.controlPlanes ?? 1,
+    ...(cluster.registry?.enabled
+      ? {registry: {enabled: true, port: cluster.registry.port, ...(cluster.registry.dir === undefined ? {} : {dir: cluster.registry.dir})}}
+      : {}),
     token: cluster.token,
     cni: cluster.cni,
     kubernetes: {

@@ -67,10 +67,18 @@ export const definitionSpec: Spec & {kind: 'table'} = {
     },
     nodes: {
       kind: 'integer',
-      description: 'Number of nodes: 1 control plane plus nodes-1 workers.',
+      description: 'Number of Kubernetes nodes: control-planes control planes, the rest workers.',
       default: 3,
       min: 1,
       max: MAX_NODES,
+    },
+    'control-planes': {
+      kind: 'integer',
+      description:
+        'How many of the nodes are control planes: 1, or 3, 5 or 7 behind a load-balancer machine running haproxy (fixed at create).',
+      default: 1,
+      min: 1,
+      max: 7,
     },
     token: {
       kind: 'string',
@@ -158,6 +166,25 @@ export const definitionSpec: Spec & {kind: 'table'} = {
         required: ['host-port', 'node-port'],
       },
     },
+    registry: {
+      kind: 'table',
+      description:
+        "The cluster's own image registry (Debian's docker-registry) on a machine of its own; every node's runtime pulls from it.",
+      fields: {
+        enabled: {kind: 'boolean', description: 'Run the registry (fixed at create).', default: false},
+        port: {
+          kind: 'integer',
+          description: "The registry's port, on its machine and on the host's 127.0.0.1 (push to localhost:PORT).",
+          default: 5000,
+          min: 1,
+          max: 65535,
+        },
+        dir: {
+          kind: 'string',
+          description: "Absolute host directory for the registry's storage, kept by destroy; default: inside the cluster directory.",
+        },
+      },
+    },
     'runtime-config': {
       kind: 'table',
       description: 'Kubelet and timing settings.',
@@ -184,13 +211,17 @@ export const definitionSpec: Spec & {kind: 'table'} = {
     },
     machines: {
       kind: 'array',
-      description: 'State written by kube-spawn: one entry per node.',
+      description: 'State written by kube-spawn: one entry per machine (the nodes, then the load balancer and the registry).',
       items: {
         kind: 'table',
         description: 'A node.',
         fields: {
           name: {kind: 'string', description: 'Machine name.'},
-          role: {kind: 'string', description: 'control-plane or worker.', enum: ['control-plane', 'worker']},
+          role: {
+            kind: 'string',
+            description: 'control-plane, worker, load-balancer or registry.',
+            enum: ['control-plane', 'worker', 'load-balancer', 'registry'],
+          },
           ip: {kind: 'string', description: 'Static address on the cluster bridge.'},
           running: {kind: 'boolean', description: 'Whether the node was running when last seen.', default: false},
           bindmount: bindMounts,

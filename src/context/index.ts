@@ -43,7 +43,10 @@ export interface RecordedProviders {
 
 /** The host's own context: a StageContext with the host's node handles and bookkeeping. */
 export interface ClusterContext extends StageContext {
+  /** The Kubernetes nodes (control planes, then workers), as plugins see them too. */
   readonly nodes: HostNode[]
+  /** Every machine: the nodes, then the load balancer and the registry. Booting, layout and power-off use these. */
+  readonly machines: HostNode[]
   readonly warnings: string[]
   readonly catalog: Catalog
   /** Built for teardown (stop, destroy, export logs): plugin failures are warnings. */

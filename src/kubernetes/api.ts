@@ -14,7 +14,8 @@ export interface NodeObject {
   status: {conditions?: Array<{type: string; status: string; lastHeartbeatTime?: string; reason?: string; message?: string}>}
 }
 
-export async function kubectl(ctx: StageContext, args: string[], timeoutMs = 20_000) {
+/** kubectl with the cluster's admin.conf; `input` goes to its stdin (for apply -f -). */
+export async function kubectl(ctx: StageContext, args: string[], timeoutMs = 20_000, input?: string) {
   return run(
     [
       artifacts(ctx).kubectl,
@@ -25,6 +26,7 @@ export async function kubectl(ctx: StageContext, args: string[], timeoutMs = 20_
     {
       timeoutMs: timeoutMs + 5000,
       allowFailure: true,
+      ...(input === undefined ? {} : {input}),
     },
   )
 }

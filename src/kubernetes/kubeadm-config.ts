@@ -29,8 +29,12 @@ export interface InitConfigInput {
   cluster: Cluster
   /** The node kubeadm init runs on (the control plane). */
   node: RenderNode
-  /** The API server's address; defaults to the node's. */
+  /** The API server's address (the load balancer's with several control planes); defaults to the node's. */
   controlPlaneIp?: string
+  /** That address's machine name, for the API server certificate (kubeconfig --internal uses it). */
+  controlPlaneName?: string
+  /** With several control planes: the key kubeadm init --upload-certs encrypts the shared certificates with (64 hex digits). */
+  certificateKey?: string
   /** The runtime's CRI socket, as the runtime plugin names it, e.g. unix:///run/containerd/containerd.sock. */
   criSocket: string
   /** Set when the runtime is docker through the kubelet's dockershim (criSocket is then dockershim's). */
@@ -43,9 +47,12 @@ export interface InitConfigInput {
 
 export interface JoinConfigInput {
   cluster: Cluster
-  /** The worker that joins. */
+  /** The node that joins: a worker, or a further control plane when certificateKey is given. */
   node: RenderNode
+  /** The API server's address (the load balancer's with several control planes). */
   controlPlaneIp: string
+  /** A control plane's join: the key of the certificates kubeadm init uploaded. */
+  certificateKey?: string
   criSocket: string
   dockershim?: Dockershim
   /** The hash of the cluster CA's public key, sha256:<hex> (the bare hex is accepted). */
@@ -145,6 +152,11 @@ function requireIPv4(ip: string, what: string): string {
   return ip
 }
 
+function requireCertificateKey(key: string): string {
+  if (!/^[0-9a-f]{64}$/.test(key)) throw new TypeError('the certificate key is not 64 lower-case hex digits')
+  return key
+}
+
 /** The pod CIDR must leave a /24 for every node and be one the controller manager accepts. */
 
 function nodeRegistration(
@@ -164,9 +176,9 @@ function nodeRegistration(
   return {
     name: node.name,
     criSocket: criSocketFor(traits, criSocket),
-    // A one-node cluster must run workloads on its control plane: an empty list means no taint
+    // A cluster without workers must run workloads on its control planes: an empty list means no taint
     // (leaving the field out gets kubeadm's NoSchedule control-plane taint).
-    taints: node.role === 'control-plane' && cluster.nodes === 1 ? [] : undefined,
+    taints: node.role === 'control-plane' && cluster.nodes === (cluster.controlPlanes ?? 1) ? [] : undefined,
     kubeletExtraArgs: extraArgs(traits, args),
   }
 }
@@ -227,6 +239,7 @@ export function renderInitConfig(input: InitConfigInput): string {
     ],
     localAPIEndpoint: {advertiseAddress: requireIPv4(node.ip, `node ${node.name} IP`), bindPort: API_SERVER_PORT},
     nodeRegistration: nodeRegistration(cluster, traits, node, criSocket, input.dockershim),
+    certificateKey: input.certificateKey === undefined ? undefined : requireCertificateKey(input.certificateKey),
   }
   const clusterConfiguration: YamlMap = {
     apiVersion: traits.kubeadmApi,
@@ -236,7 +249,9 @@ export function renderInitConfig(input: InitConfigInput): string {
     controlPlaneEndpoint: `${cpIp}:${API_SERVER_PORT}`,
     imageRepository: input.imageRepository ?? traits.imageRepository,
     apiServer: component(traits, componentArgs([], settings.featureGates, settings.apiServerExtraArgs), {
-      certSANs: [...new Set([cpIp, node.ip, node.name, '127.0.0.1', 'localhost'])],
+      certSANs: [
+        ...new Set([cpIp, ...(input.controlPlaneName ? [input.controlPlaneName] : []), node.ip, node.name, '127.0.0.1', 'localhost']),
+      ],
     }),
     // kubeadm derives --cluster-cidr from podSubnet. Node ranges are allocated whatever the CNI:
     // the built-in bridge needs them, and most CNIs read them too.
@@ -269,10 +284,13 @@ export function normalizeCaCertHash(hash: string): string {
   return `sha256:${match[1].toLowerCase()}`
 }
 
-/** kubeadm join --config for a worker. Discovery always pins the cluster CA by its hash. */
+/** kubeadm join --config for a worker or a further control plane. Discovery always pins the cluster CA by its hash. */
 export function renderJoinConfig(input: JoinConfigInput): string {
   const {cluster, node, criSocket} = input
-  if (node.role !== 'worker') throw new TypeError(`node ${node.name} is a ${node.role}; only workers join`)
+  const controlPlane = node.role === 'control-plane'
+  if (node.role !== 'worker' && !controlPlane) throw new TypeError(`node ${node.name} is a ${node.role}; it runs no kubelet`)
+  if (controlPlane && input.certificateKey === undefined)
+    throw new TypeError(`control plane ${node.name} joins only with the certificate key of kubeadm init --upload-certs`)
   const traits = versionTraits(cluster.kubernetesVersion)
   const cpIp = requireIPv4(input.controlPlaneIp, 'control-plane IP')
   const join: YamlMap = {
@@ -286,6 +304,12 @@ export function renderJoinConfig(input: JoinConfigInput): string {
       },
     },
     nodeRegistration: nodeRegistration(cluster, traits, node, criSocket, input.dockershim),
+    controlPlane: controlPlane
+      ? {
+          localAPIEndpoint: {advertiseAddress: requireIPv4(node.ip, `node ${node.name} IP`), bindPort: API_SERVER_PORT},
+          certificateKey: requireCertificateKey(input.certificateKey!),
+        }
+      : undefined,
   }
   return renderYaml(applyConfigPatches([join], kubernetesSettings(cluster).configPatches))
 }

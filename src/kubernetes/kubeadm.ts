@@ -1,5 +1,5 @@
 /** kubeadm init on the control plane and join on the workers, and the clean-up of an unfinished run. */
-import {X509Certificate, createHash} from 'node:crypto'
+import {X509Certificate, createHash, randomBytes} from 'node:crypto'
 import {readdir, stat} from 'node:fs/promises'
 import {join} from 'node:path'
 
@@ -12,6 +12,7 @@ import {artifacts} from './binaries.js'
 import {CNI_CONF_DIR} from '../runtime/files.js'
 import {kubernetesSettings, renderInitConfig, renderJoinConfig} from './kubeadm-config.js'
 import {type Dockershim, versionTraits} from './versions.js'
+import {apiServerHost} from '../node/names.js'
 
 /** kubeadm init or join, whole; kubeadm's own control-plane wait (4 min in 1.20) is inside it. */
 const KUBEADM_TIMEOUT_MS = 600_000
@@ -63,20 +64,53 @@ export const kubeadmInitStep: HostStep = {
   task: async (ctx, task) => kubeadmInit(ctx, task),
 }
 
+/** Stacked etcd grows one member at a time: the further control planes join one after the other (as kind's do). */
+export const kubeadmJoinControlPlanesStep: HostStep = {
+  title: 'kubeadm join the further control planes, one at a time, through the load balancer',
+  skip: (ctx) =>
+    ctx.cluster.state.initialized
+      ? 'joined at the first start'
+      : controlPlanes(ctx).length < 2
+        ? 'the cluster has one control plane'
+        : false,
+  task: async (ctx, task) => {
+    const certificateKey = ctx.shared.get(CERTIFICATE_KEY) as string | undefined
+    if (!certificateKey) throw new HostError('kubeadm init ran without --upload-certs, so no control plane can join', {hint: 'start again'})
+    const prepared = await joinPreparation(ctx)
+    const others = controlPlanes(ctx).slice(1)
+    for (const [index, node] of others.entries()) {
+      task.output = `${node.name} joins (${index + 1}/${others.length})`
+      await joinNode(ctx, node, prepared, certificateKey)
+    }
+  },
+}
+
 export const kubeadmJoinStep: HostStep = {
   title: 'kubeadm join the workers, in parallel, pinning the CA',
   skip: (ctx) =>
-    ctx.cluster.state.initialized ? 'joined at the first start' : ctx.nodes.length < 2 ? 'a single-node cluster has no workers' : false,
+    ctx.cluster.state.initialized ? 'joined at the first start' : workers(ctx).length === 0 ? 'the cluster has no workers' : false,
   task: async (ctx, task) => kubeadmJoin(ctx, task),
 }
 
+/** Where kubeadm init leaves the key of the certificates it uploaded, for the control planes' joins of the same run. */
+const CERTIFICATE_KEY = 'kube-spawn:certificate-key'
+const controlPlanes = (ctx: ClusterContext) => ctx.nodes.filter((n) => n.role === 'control-plane')
+const workers = (ctx: ClusterContext) => ctx.nodes.filter((n) => n.role === 'worker')
+
 async function kubeadmInit(ctx: ClusterContext, task: StageTaskWrapper): Promise<void> {
   const cp = controlPlane(ctx)
+  const endpoint = apiServerHost(ctx.cluster)
+  // The shared CAs go to the other control planes through kubeadm's encrypted Secret, which lives 2 h; they join in this run.
+  const certificateKey = controlPlanes(ctx).length > 1 ? randomBytes(32).toString('hex') : undefined
+  if (certificateKey) ctx.shared.set(CERTIFICATE_KEY, certificateKey)
   await cp.writeFile(
     INIT_CONFIG,
     renderInitConfig({
       cluster: ctx.cluster,
       node: {name: cp.name, ip: cp.ip, role: cp.role},
+      controlPlaneIp: endpoint.ip,
+      ...(endpoint.name === cp.name ? {} : {controlPlaneName: endpoint.name}),
+      ...(certificateKey ? {certificateKey} : {}),
       criSocket: ctx.runtime.criSocket,
       dockershim: dockershimOf(ctx),
     }),
@@ -85,11 +119,15 @@ async function kubeadmInit(ctx: ClusterContext, task: StageTaskWrapper): Promise
   const skip = await skippedPhases(ctx, cp)
   const patches = await copyPatches(ctx, cp)
   task.output = `kubeadm init --skip-phases=${skip.join(',')}`
-  await cp.exec(['kubeadm', 'init', `--config=${INIT_CONFIG}`, `--skip-phases=${skip.join(',')}`, ...patches, '--skip-token-print'], {
-    timeoutMs: KUBEADM_TIMEOUT_MS * ctx.host.timeoutScale,
-    task,
-    logFile: join(cp.dir, 'kubeadm-init.log'),
-  })
+  const upload = certificateKey ? ['--upload-certs'] : []
+  await cp.exec(
+    ['kubeadm', 'init', `--config=${INIT_CONFIG}`, `--skip-phases=${skip.join(',')}`, ...patches, ...upload, '--skip-token-print'],
+    {
+      timeoutMs: KUBEADM_TIMEOUT_MS * ctx.host.timeoutScale,
+      task,
+      logFile: join(cp.dir, 'kubeadm-init.log'),
+    },
+  )
   const adminConf = await cp.readFile('/etc/kubernetes/admin.conf')
   if (!adminConf)
     throw new HostError(`kubeadm init on ${cp.name} wrote no admin.conf`, {hint: `see kube-spawn exec ${cp.name} -- journalctl -u kubelet`})
@@ -142,39 +180,61 @@ export function caCertHash(caPem: string): string {
   return `sha256:${createHash('sha256').update(spki).digest('hex')}`
 }
 
-async function kubeadmJoin(ctx: ClusterContext, task: StageTaskWrapper): Promise<void> {
+interface JoinPreparation {
+  caCertHash: string
+  skip: string[]
+}
+
+/** What every join needs: the CA's hash read from the first control plane, and the phases to skip. */
+async function joinPreparation(ctx: ClusterContext): Promise<JoinPreparation> {
   const cp = controlPlane(ctx)
   const ca = await cp.readFile('/etc/kubernetes/pki/ca.crt')
   if (!ca) throw new UserError(`the control plane ${cp.name} has no CA certificate`, {hint: 'destroy and create the cluster again'})
-  const hash = caCertHash(ca)
-  const workers = ctx.nodes.filter((n) => n.role === 'worker')
-  const skip = (await skippedPhases(ctx, workers[0])).filter((p) => p === 'preflight')
+  const joining = ctx.nodes.find((n) => n !== cp) ?? cp
+  return {caCertHash: caCertHash(ca), skip: (await skippedPhases(ctx, joining)).filter((p) => p === 'preflight')}
+}
+
+/** kubeadm join of one node, through the API server's endpoint (the load balancer with several control planes). */
+async function joinNode(ctx: ClusterContext, node: HostNode, prepared: JoinPreparation, certificateKey?: string): Promise<void> {
+  // Without a static-pod dir the worker's kubelet logs an error every second.
+  await node.exec(['mkdir', '-p', '/etc/kubernetes/manifests'])
+  await node.writeFile(
+    JOIN_CONFIG,
+    renderJoinConfig({
+      cluster: ctx.cluster,
+      node: {name: node.name, ip: node.ip, role: node.role},
+      controlPlaneIp: apiServerHost(ctx.cluster).ip,
+      criSocket: ctx.runtime.criSocket,
+      dockershim: dockershimOf(ctx),
+      caCertHash: prepared.caCertHash,
+      ...(certificateKey ? {certificateKey} : {}),
+    }),
+    0o600,
+  )
+  const patches = await copyPatches(ctx, node)
+  await node.exec(
+    [
+      'kubeadm',
+      'join',
+      `--config=${JOIN_CONFIG}`,
+      ...(prepared.skip.length ? [`--skip-phases=${prepared.skip.join(',')}`] : []),
+      ...patches,
+    ],
+    {
+      timeoutMs: KUBEADM_TIMEOUT_MS * ctx.host.timeoutScale,
+      logFile: join(node.dir, 'kubeadm-join.log'),
+    },
+  )
+}
+
+async function kubeadmJoin(ctx: ClusterContext, task: StageTaskWrapper): Promise<void> {
+  const prepared = await joinPreparation(ctx)
+  const joining = workers(ctx)
   let joined = 0
   await Promise.all(
-    workers.map(async (node) => {
-      // Without a static-pod dir the worker's kubelet logs an error every second.
-      await node.exec(['mkdir', '-p', '/etc/kubernetes/manifests'])
-      await node.writeFile(
-        JOIN_CONFIG,
-        renderJoinConfig({
-          cluster: ctx.cluster,
-          node: {name: node.name, ip: node.ip, role: node.role},
-          controlPlaneIp: cp.ip,
-          criSocket: ctx.runtime.criSocket,
-          dockershim: dockershimOf(ctx),
-          caCertHash: hash,
-        }),
-        0o600,
-      )
-      const patches = await copyPatches(ctx, node)
-      await node.exec(
-        ['kubeadm', 'join', `--config=${JOIN_CONFIG}`, ...(skip.length ? [`--skip-phases=${skip.join(',')}`] : []), ...patches],
-        {
-          timeoutMs: KUBEADM_TIMEOUT_MS * ctx.host.timeoutScale,
-          logFile: join(node.dir, 'kubeadm-join.log'),
-        },
-      )
-      task.output = `${++joined}/${workers.length} joined`
+    joining.map(async (node) => {
+      await joinNode(ctx, node, prepared)
+      task.output = `${++joined}/${joining.length} joined`
     }),
   )
 }

@@ -4,6 +4,7 @@ import type {ClusterContext, HostStep} from '../context/index.js'
 import {HostError} from '../errors.js'
 import type {StageTaskWrapper} from '@kube-spawn/sdk'
 import {WaitTimeout} from '../util/wait.js'
+import {BOOTED_MACHINES} from '../node/boot.js'
 import {type NodeObject, getNodes} from './api.js'
 
 export const waitUntilReady: HostStep = {
@@ -14,8 +15,12 @@ export const waitUntilReady: HostStep = {
 /** Ready by a heartbeat newer than this start: right after a restart the API still shows the old status. */
 async function waitForReady(ctx: ClusterContext, startedAt: number, task: StageTaskWrapper): Promise<void> {
   const timeoutMs = parseDuration(ctx.cluster.runtimeConfig.timeout)! * ctx.host.timeoutScale
+  // A node that kept running (one control plane was powered off alone, say) reports its status only every
+  // few minutes when nothing changes: only the nodes this command booted need a heartbeat of this start.
+  const booted = ctx.shared.get(BOOTED_MACHINES) as Set<string> | undefined
   const fresh = (n: NodeObject) => {
     const ready = n.status.conditions?.find((c) => c.type === 'Ready')
+    if (booted && !booted.has(n.metadata.name)) return ready?.status === 'True'
     // Heartbeats have second resolution; allow for the truncation.
     return ready?.status === 'True' && Date.parse(ready.lastHeartbeatTime ?? '') >= startedAt - 1000
   }

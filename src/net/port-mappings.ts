@@ -9,6 +9,13 @@ import type {PortMapping} from '@kube-spawn/sdk'
 
 export type PortProtocol = PortMapping['protocol']
 
+/** A mapping as the host installs it: the definition's, or the registry's, which only the host itself reaches through 127.0.0.1. */
+export interface HostMapping extends PortMapping {
+  loopbackOnly?: boolean
+  /** How an error names it: "[[port-mapping]]" or "registry.port". */
+  source: string
+}
+
 export interface Rule {
   table: 'filter' | 'nat'
   chain: string
@@ -34,14 +41,20 @@ export function mappingTarget(
  * the bridge address, so that the node's answer comes back through the host whatever the client's address
  * (127.0.0.1 included); the answer is let through FORWARD even in an isolated cluster.
  */
-export function portMappingRules(mapping: PortMapping, target: {ip: string}, bridge: string, tag: string[]): Rule[] {
+export function portMappingRules(
+  mapping: PortMapping & {loopbackOnly?: boolean},
+  target: {ip: string},
+  bridge: string,
+  tag: string[],
+): Rule[] {
   const proto = ['-p', mapping.protocol]
-  const local = [...proto, '-m', 'addrtype', '--dst-type', 'LOCAL', '--dport', String(mapping.hostPort), ...tag]
+  const loopback = mapping.loopbackOnly ? ['-d', '127.0.0.1'] : []
+  const local = [...loopback, ...proto, '-m', 'addrtype', '--dst-type', 'LOCAL', '--dport', String(mapping.hostPort), ...tag]
   const dnat = ['-j', 'DNAT', '--to-destination', `${target.ip}:${mapping.nodePort}`]
   const toNode = ['-o', bridge, '-d', target.ip, ...proto, '--dport', String(mapping.nodePort)]
   const mapped = ['-m', 'conntrack', '--ctstate', 'DNAT', ...tag]
   return [
-    {table: 'nat', chain: 'PREROUTING', spec: [...local, ...dnat]},
+    ...(mapping.loopbackOnly ? [] : [{table: 'nat', chain: 'PREROUTING', spec: [...local, ...dnat]} as Rule]),
     {table: 'nat', chain: 'OUTPUT', spec: [...local, ...dnat]},
     {table: 'nat', chain: 'POSTROUTING', spec: [...toNode, ...mapped, '-j', 'MASQUERADE']},
     {table: 'filter', chain: 'FORWARD', spec: [...toNode, ...tag, '-j', 'ACCEPT']},

@@ -15,6 +15,8 @@ import {nodeResolvConf} from './network.js'
 import {recordVeth, removeStaleVeth} from './veth.js'
 
 export const BOOT_TIMEOUT_MS = 90_000
+/** ctx.shared key: the names of the machines this command booted (the others were running already). */
+export const BOOTED_MACHINES = 'kube-spawn:booted'
 export const POWER_OFF_TIMEOUT_MS = 30_000
 
 /** Boots every node that is not running, in parallel, and waits until systemd in each reports running. */
@@ -29,9 +31,11 @@ export async function bootNodes(ctx: ClusterContext, task: StageTaskWrapper): Pr
   const backend = backendFor(ctx.host.machined)
   const resolvConf = await nodeResolvConf(ctx.cluster)
   let booted = 0
+  const bootedNames = new Set<string>()
+  ctx.shared.set(BOOTED_MACHINES, bootedNames)
   // allSettled: after a failure or an interrupt, no node may still be starting when the teardown looks.
   const outcomes = await Promise.allSettled(
-    ctx.nodes.map(async (node) => {
+    ctx.machines.map(async (node) => {
       if ((await leaderPid(ctx.clusterDir, node.name)) !== undefined) return
       // Nothing new may start once the command is interrupted: the teardown would miss it.
       ctx.signal?.throwIfAborted()
@@ -49,8 +53,9 @@ export async function bootNodes(ctx: ClusterContext, task: StageTaskWrapper): Pr
       })
       await waitForSystemd(ctx, node.name)
       await recordVeth(ctx, node.name)
+      bootedNames.add(node.name)
       booted++
-      task.output = `${node.name} running after ${((Date.now() - started) / 1000).toFixed(1)} s (${booted}/${ctx.nodes.length})`
+      task.output = `${node.name} running after ${((Date.now() - started) / 1000).toFixed(1)} s (${booted}/${ctx.machines.length})`
     }),
   )
   const failed = outcomes.find((o) => o.status === 'rejected')
@@ -60,7 +65,7 @@ export async function bootNodes(ctx: ClusterContext, task: StageTaskWrapper): Pr
 
 /** systemd in the node reports running, or degraded (then the failed units become a warning). */
 async function waitForSystemd(ctx: ClusterContext, machine: string): Promise<void> {
-  const node = ctx.nodes.find((n) => n.name === machine)!
+  const node = ctx.machines.find((n) => n.name === machine)!
   let state = ''
   const outcome = await ctx
     .waitFor(
@@ -102,7 +107,7 @@ async function waitForSystemd(ctx: ClusterContext, machine: string): Promise<voi
 export async function endNodes(ctx: ClusterContext, graceMs: number, task?: StageTaskWrapper): Promise<void> {
   const backend = backendFor(ctx.host.machined)
   await Promise.all(
-    ctx.nodes.map(async (node) => {
+    ctx.machines.map(async (node) => {
       const leader = await leaderPid(ctx.clusterDir, node.name)
       if (leader !== undefined) {
         if (graceMs > 0) await backend.requestPowerOff(node.name, leader)
@@ -120,7 +125,7 @@ export async function endNodes(ctx: ClusterContext, graceMs: number, task?: Stag
 
 /** Removes what a node leaves on the host besides its directory: cgroup subtrees and unit state. */
 export async function forgetNodes(ctx: ClusterContext): Promise<void> {
-  for (const node of ctx.nodes) {
+  for (const node of ctx.machines) {
     await removeNodeCgroups(node.name)
     if (ctx.host.machined) await forgetUnit(ctx, node.name)
   }

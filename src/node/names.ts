@@ -1,11 +1,31 @@
 import {createHash} from 'node:crypto'
 
 import type {Cluster, Machine} from '../config/definition.js'
-import {addressInCidr, parseCidr} from '../net/cidr.js'
+import {addressInCidr, cidrSize, parseCidr} from '../net/cidr.js'
 
-/** Stable machine names: the cluster name keeps them unique on the host. */
-export function machineName(cluster: string, index: number): string {
-  return index === 0 ? `ks-${cluster}-cp` : `ks-${cluster}-w${index}`
+/**
+ * Stable machine names: the cluster name keeps them unique on the host. The first control plane is
+ * "cp", further ones cp2, cp3…; workers are w1, w2… after them.
+ */
+export function machineName(cluster: string, index: number, controlPlanes = 1): string {
+  if (index === 0) return `ks-${cluster}-cp`
+  return index < controlPlanes ? `ks-${cluster}-cp${index + 1}` : `ks-${cluster}-w${index - controlPlanes + 1}`
+}
+
+/** The machines that run no kubelet, each at a fixed address at the top of the cluster's block. */
+const INFRA = {'load-balancer': {suffix: 'lb', fromTop: 1}, registry: {suffix: 'reg', fromTop: 2}} as const
+export type InfraRole = keyof typeof INFRA
+
+export function infraMachineName(cluster: string, role: InfraRole): string {
+  return `ks-${cluster}-${INFRA[role].suffix}`
+}
+
+/** The infrastructure machines the definition asks for: a load balancer for more than one control plane, a registry. */
+export function infraRoles(cluster: Pick<Cluster, 'controlPlanes' | 'registry'>): InfraRole[] {
+  return [
+    ...((cluster.controlPlanes ?? 1) > 1 ? (['load-balancer'] as const) : []),
+    ...(cluster.registry?.enabled ? (['registry'] as const) : []),
+  ]
 }
 
 /** Linux interface names are at most 15 characters; long cluster names get a hash suffix. */
@@ -21,20 +41,53 @@ export function bridgeAddress(cluster: Cluster): string {
   return addressInCidr(parseCidr(cluster.network.clusterSubnet!)!, 1)
 }
 
-/** Machine entries for `nodes` nodes: the control plane first, each with the next address after the host. */
+/**
+ * Machine entries: the Kubernetes nodes (control planes first), each with the next address after the
+ * host, then the load balancer and the registry at the last addresses of the block.
+ */
 export function planMachines(cluster: Cluster): Machine[] {
   const block = parseCidr(cluster.network.clusterSubnet!)!
   const existing = new Map(cluster.machines.map((m) => [m.name, m]))
-  return Array.from({length: cluster.nodes}, (_, index) => {
-    const name = machineName(cluster.clusterName, index)
+  const controlPlanes = cluster.controlPlanes ?? 1
+  // A [[machines]] entry may carry only a name and bind mounts; role and address are kube-spawn's.
+  const entry = (name: string, role: Machine['role'], ip: string): Machine => {
     const given = existing.get(name)
-    // A [[machines]] entry may carry only a name and bind mounts; role and address are kube-spawn's.
-    return {
-      name,
-      role: index === 0 ? 'control-plane' : 'worker',
-      ip: given?.ip ?? addressInCidr(block, index + 2),
-      running: given?.running ?? false,
-      bindmount: given?.bindmount ?? {readOnly: [], readWrite: []},
-    }
-  })
+    return {name, role, ip: given?.ip ?? ip, running: given?.running ?? false, bindmount: given?.bindmount ?? {readOnly: [], readWrite: []}}
+  }
+  const nodes = Array.from({length: cluster.nodes}, (_, index) =>
+    entry(
+      machineName(cluster.clusterName, index, controlPlanes),
+      index < controlPlanes ? 'control-plane' : 'worker',
+      addressInCidr(block, index + 2),
+    ),
+  )
+  // The broadcast address is the block's last; the infra machines take the ones below it.
+  const top = cidrSize(block) - 1
+  const infra = infraRoles(cluster).map((role) =>
+    entry(infraMachineName(cluster.clusterName, role), role, addressInCidr(block, top - INFRA[role].fromTop)),
+  )
+  return [...nodes, ...infra]
+}
+
+/** Where nodes and pods reach the cluster's registry, "<ip>:<port>"; undefined without one (or before create). */
+export function registryAddress(cluster: Cluster): string | undefined {
+  const machine = cluster.registry?.enabled ? cluster.machines.find((m) => m.role === 'registry') : undefined
+  return machine && `${machine.ip}:${cluster.registry!.port}`
+}
+
+/** The address clients of the API server use: the load balancer's when there is one, else the control plane's. */
+export function apiServerHost(cluster: Cluster): {name: string; ip: string} {
+  const machine = cluster.machines.find((m) => m.role === 'load-balancer') ?? cluster.machines.find((m) => m.role === 'control-plane')
+  if (!machine) throw new Error(`cluster ${cluster.clusterName} has no control plane machine`)
+  return machine
+}
+
+/** Kubernetes nodes only: the machines that run a kubelet. */
+export const isKubernetesNode = (m: {role: string}) => m.role === 'control-plane' || m.role === 'worker'
+
+/** "3 nodes", or "4 nodes, a load balancer and a registry": what a cluster's machines are, for messages. */
+export function describeMachines(machines: Array<{role: string}>): string {
+  const infra = machines.filter((m) => !isKubernetesNode(m)).map((m) => (m.role === 'load-balancer' ? 'a load balancer' : `a ${m.role}`))
+  const parts = [`${machines.filter(isKubernetesNode).length} nodes`, ...infra]
+  return parts.length === 1 ? parts[0] : `${parts.slice(0, -1).join(', ')} and ${parts.at(-1)}`
 }

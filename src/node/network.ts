@@ -2,9 +2,9 @@ import {readFile, writeFile} from 'node:fs/promises'
 
 import type {Cluster} from '../config/definition.js'
 import {UserError} from '../errors.js'
-import {type Rule, hostPortTaken, mappingTarget, portMappingRules} from '../net/port-mappings.js'
+import {type HostMapping, type Rule, hostPortTaken, mappingTarget, portMappingRules} from '../net/port-mappings.js'
 import {run} from '../util/run.js'
-import {bridgeAddress, bridgeName} from './names.js'
+import {bridgeAddress, bridgeName, infraMachineName} from './names.js'
 
 /** Every host iptables rule kube-spawn adds carries this comment, so removal is exact. */
 export function ruleComment(cluster: string): string {
@@ -33,11 +33,31 @@ export function clusterRules(cluster: Cluster): Rule[] {
   return rules
 }
 
-/** The rules of the cluster's [[port-mapping]] entries. */
+/** The host ports the cluster forwards: its [[port-mapping]] entries, and 127.0.0.1:PORT to its registry. */
+export function hostMappings(cluster: Cluster): HostMapping[] {
+  const registry = cluster.registry?.enabled ? cluster.registry : undefined
+  return [
+    ...(cluster.portMappings ?? []).map((m) => ({...m, source: '[[port-mapping]]'})),
+    ...(registry
+      ? [
+          {
+            hostPort: registry.port,
+            nodePort: registry.port,
+            protocol: 'tcp' as const,
+            node: infraMachineName(cluster.clusterName, 'registry'),
+            loopbackOnly: true,
+            source: 'registry.port',
+          },
+        ]
+      : []),
+  ]
+}
+
+/** The rules of the cluster's host port mappings. */
 export function portRules(cluster: Cluster): Rule[] {
   const br = bridgeName(cluster.clusterName)
   const tag = ['-m', 'comment', '--comment', ruleComment(cluster.clusterName)]
-  return (cluster.portMappings ?? []).flatMap((m) => portMappingRules(m, mappingTarget(m, cluster.clusterName, cluster.machines), br, tag))
+  return hostMappings(cluster).flatMap((m) => portMappingRules(m, mappingTarget(m, cluster.clusterName, cluster.machines), br, tag))
 }
 
 /** Deletes the port mappings' rules, so that nothing forwards to a stopped node; the other rules stay for the next start. */
@@ -48,10 +68,10 @@ export async function removePortRules(cluster: Cluster): Promise<void> {
 
 /** Fails in one line when a mapped host port is in use on this host. */
 export async function assertHostPortsFree(cluster: Cluster): Promise<void> {
-  for (const m of cluster.portMappings ?? []) {
+  for (const m of hostMappings(cluster)) {
     if (await hostPortTaken(m.hostPort, m.protocol))
-      throw new UserError(`host port ${m.hostPort}/${m.protocol} of [[port-mapping]] is already taken on this host`, {
-        hint: 'stop what listens there, or choose another host-port',
+      throw new UserError(`host port ${m.hostPort}/${m.protocol} of ${m.source} is already taken on this host`, {
+        hint: `stop what listens there, or choose another ${m.source === 'registry.port' ? 'registry.port' : 'host-port'}`,
       })
   }
 }
@@ -74,7 +94,7 @@ export async function ensureNetwork(cluster: Cluster): Promise<void> {
   await writeSysctl('net/bridge/bridge-nf-call-iptables', '1')
   await writeSysctl('net/ipv4/ip_forward', '1')
   // A host port mapped for 127.0.0.1 sends loopback-sourced packets to the bridge (masqueraded there).
-  if ((cluster.portMappings ?? []).length > 0) await writeSysctl(`net/ipv4/conf/${br}/route_localnet`, '1')
+  if (hostMappings(cluster).length > 0) await writeSysctl(`net/ipv4/conf/${br}/route_localnet`, '1')
 }
 
 export async function removeNetwork(cluster: string): Promise<void> {

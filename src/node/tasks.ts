@@ -7,8 +7,9 @@ import {UserError} from '../errors.js'
 import {writeClusterRecords} from '../state/cluster-files.js'
 import {POWER_OFF_TIMEOUT_MS, bootNodes, endNodes, forgetNodes} from './boot.js'
 import {nodePaths} from './layout.js'
-import {assertHostPortsFree, ensureNetwork, removeNetwork, removePortRules} from './network.js'
+import {assertHostPortsFree, ensureNetwork, hostMappings, removeNetwork, removePortRules} from './network.js'
 import {nodeFiles} from './node-files.js'
+import {roleFiles} from '../cluster/infra.js'
 
 /** prepare-node: the node layers on the base image of prepare-image, and each node's identity. */
 export const layOutNodes: HostStep = {
@@ -22,8 +23,10 @@ export const layOutNodes: HostStep = {
 
 /** Each node gets its own copy-on-write layer and identity. The machine-id is random: derived ones repeat in VMs. */
 export async function writeNodeIdentities(ctx: ClusterContext): Promise<void> {
-  const hosts = ['127.0.0.1 localhost', '::1 localhost ip6-localhost ip6-loopback', ...ctx.nodes.map((n) => `${n.ip} ${n.name}`)].join('\n')
-  for (const node of ctx.nodes) {
+  const hosts = ['127.0.0.1 localhost', '::1 localhost ip6-localhost ip6-loopback', ...ctx.machines.map((n) => `${n.ip} ${n.name}`)].join(
+    '\n',
+  )
+  for (const node of ctx.machines) {
     const paths = nodePaths(ctx.clusterDir, node.name)
     // The node dir keeps other users out; the upper dir becomes the node's "/" and must be 0755.
     await mkdir(paths.dir, {recursive: true, mode: 0o700})
@@ -33,7 +36,7 @@ export async function writeNodeIdentities(ctx: ClusterContext): Promise<void> {
     }
     await node.writeFile('/etc/hostname', `${node.name}\n`)
     await node.writeFile('/etc/hosts', `${hosts}\n`)
-    for (const file of nodeFiles(ctx, node.ip, node.name)) {
+    for (const file of [...nodeFiles(ctx, node.ip, node.name), ...roleFiles(ctx, node)]) {
       if (file.link) await node.symlink(file.path, file.link)
       else await node.writeFile(file.path, file.content, file.mode)
     }
@@ -55,7 +58,7 @@ export const addUserMounts: HostStep = {
   title: 'Add the bind mounts from the definition',
   skip: (ctx) => (allUserMounts(ctx.cluster) === 0 ? 'the definition has no [bindmount] entries' : false),
   task: async (ctx) => {
-    for (const node of ctx.nodes) {
+    for (const node of ctx.machines) {
       const own = ctx.cluster.machines.find((m) => m.name === node.name)?.bindmount
       for (const b of [ctx.cluster.bindmount, ...(own ? [own] : [])]) {
         for (const m of b.readOnly) node.addBindMount({...m, readOnly: true})
@@ -87,7 +90,7 @@ export const stopAnyNode: HostStep = {title: 'Stop any running node', task: asyn
 /** power-off: nothing forwards to a stopped node; the bridge and its other rules stay for the next start. */
 export const removePortMappings: HostStep = {
   title: 'Remove the port mappings',
-  skip: (ctx) => ((ctx.cluster.portMappings ?? []).length === 0 ? 'the definition has no [[port-mapping]]' : false),
+  skip: (ctx) => (hostMappings(ctx.cluster).length === 0 ? 'the definition has no [[port-mapping]] and no registry' : false),
   task: async (ctx) => removePortRules(ctx.cluster),
 }
 

@@ -21,7 +21,7 @@ export async function removeStaleVeth(clusterDir: string, machine: string): Prom
 
 /** The host end of the node's host0: the interface whose index host0's iflink names. */
 export async function recordVeth(ctx: ClusterContext, machine: string): Promise<void> {
-  const node = ctx.nodes.find((n) => n.name === machine)!
+  const node = ctx.machines.find((n) => n.name === machine)!
   const iflink = (await node.exec(['cat', '/sys/class/net/host0/iflink'], {allowFailure: true})).stdout.trim()
   for (const name of await readdir('/sys/class/net').catch(() => [] as string[])) {
     if ((await readFile(`/sys/class/net/${name}/ifindex`, 'utf8').catch(() => '')).trim() === iflink) {

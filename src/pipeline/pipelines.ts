@@ -7,7 +7,8 @@ import type {HostStep, StageDeclaration} from '../context/index.js'
 import {checkDiskSpace, checkHost} from '../host/tasks.js'
 import {checkImage, makeBaseImage, useBaseImage} from '../image/prepare.js'
 import {importBundleImages, mountKubernetesBinaries, fetchKubernetesStep} from '../kubernetes/binaries.js'
-import {clearUnfinishedKubeadm, kubeadmInitStep, kubeadmJoinStep} from '../kubernetes/kubeadm.js'
+import {clearUnfinishedKubeadm, kubeadmInitStep, kubeadmJoinControlPlanesStep, kubeadmJoinStep} from '../kubernetes/kubeadm.js'
+import {bindRegistryStorage, publishRegistryHosting, waitForInfraMachines} from '../cluster/infra.js'
 import {removeKubeconfigContextStep, writeKubeconfig} from '../kubernetes/kubeconfig-steps.js'
 import {enableKubelet, installKubelet, stopKubelet} from '../kubernetes/kubelet.js'
 import {configurePodNetworkStep} from '../kubernetes/pod-network.js'
@@ -43,15 +44,15 @@ const PHASES = {
   /** start: boot the nodes; the first time set Kubernetes up on them, later bring it back. */
   start: [
     // The binaries are mounted on every boot, so even a --skip-cluster-init boot of an initialized cluster has them.
-    at('pre-boot', createBridge, addUserMounts, mountKubernetesBinaries),
+    at('pre-boot', createBridge, addUserMounts, bindRegistryStorage, mountKubernetesBinaries),
     at('boot', bootTheNodes),
-    at('post-boot', waitForRuntime),
+    at('post-boot', waitForRuntime, waitForInfraMachines),
     init('pre-init', clearUnfinishedKubeadm, importBundleImages),
     init('init', kubeadmInitStep),
     init('post-init'),
-    init('join', kubeadmJoinStep),
+    init('join', kubeadmJoinControlPlanesStep, kubeadmJoinStep),
     init('post-join', configurePodNetworkStep, enableKubelet),
-    init('ready', waitUntilReady, writeKubeconfig),
+    init('ready', waitUntilReady, publishRegistryHosting, writeKubeconfig),
   ],
   /** stop: the kubelet first (so it restarts nothing), then the containers and the runtime, then power off. Data stays. */
   stop: [at('stop', stopKubelet, stopRuntime), at('power-off', powerOffNodes, removePortMappings)],

@@ -8,6 +8,7 @@ import type {Cluster} from '../config/definition.js'
 import {parseKubernetesVersion} from '../config/version.js'
 import type {ClusterContext, HostStep} from '../context/index.js'
 import {UserError, errorMessage} from '../errors.js'
+import {infraRefusal} from '../cluster/infra.js'
 
 /** The first Kubernetes without the kubelet's dockershim. */
 const DOCKERSHIM_REMOVED = '1.24'
@@ -21,6 +22,7 @@ export function runtimeQuery(cluster: Cluster, image: {name: string; family: str
     cgroupDriver: cluster.runtimeConfig.useLegacyCgroupDriver ? 'cgroupfs' : 'systemd',
     host,
     pluginConfig: (name) => (cluster.pluginConfig[name] ?? {}) as Record<string, unknown>,
+    ...(cluster.registry?.address ? {registry: {address: cluster.registry.address, port: cluster.registry.port}} : {}),
   }
 }
 
@@ -83,6 +85,7 @@ export function assertRuntimeFits(ctx: ClusterContext): void {
       },
     )
   }
+  refusal ??= infraRefusal(ctx.cluster, ctx.runtime, ctx.image)
   if (refusal)
     throw new UserError(refusal, {
       hint: `choose another container-runtime, image or kubernetes-version, or update the runtime plugin (${ctx.providerPlugins.runtime})`,

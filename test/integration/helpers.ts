@@ -106,6 +106,17 @@ export async function writeDefinition(stateRoot: string, text: string, file = 'k
   return path
 }
 
+const MKIMAGE = resolve(REPO, '..', 'shared', 'fixtures', 'kubernetes', 'mkimage.py')
+
+/** A docker-archive at `archive`, named `ref`, made with the fixtures' mkimage.py: busybox that prints `message`, then sleeps. */
+export async function messageImage(archive: string, ref: string, message: string): Promise<void> {
+  const entrypoint = JSON.stringify(['/bin/busybox', 'sh', '-c', `echo ${message}; exec /bin/busybox sleep 86400`])
+  const made = await runProgram('python3', [MKIMAGE, archive, ref, '--entrypoint', entrypoint, '/bin/busybox:/bin/busybox'], {
+    timeoutMs: 60_000,
+  })
+  if (made.code !== 0) throw new Error(explain('mkimage.py', made))
+}
+
 let bundlePath: string | undefined
 /** Prepares (once per process) the offline Kubernetes fixture bundle and returns its directory. */
 export async function fixtureBundle(): Promise<string> {
@@ -384,10 +395,18 @@ export interface TestCluster {
  */
 export function useTestCluster(
   kind: string,
-  options: {label: string; nodes: number; extra?: (bundle: string) => string; kubeconfig?: boolean; pluginHome?: boolean},
+  options: {
+    label: string
+    nodes: number
+    extra?: (bundle: string) => string
+    kubeconfig?: boolean
+    pluginHome?: boolean
+    /** The cluster's machines, when they are not a control plane and workers. */
+    machines?: (name: string) => string[]
+  },
 ): TestCluster {
   const name = uniqueClusterName(kind)
-  const machines = machineNames(name, options.nodes)
+  const machines = options.machines?.(name) ?? machineNames(name, options.nodes)
   const test = {name, machines, residue: () => residueOf(name, machines, test.stateRoot)} as TestCluster
   let prepared = false
   before(async () => {

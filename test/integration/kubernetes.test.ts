@@ -26,11 +26,10 @@ import {fileURLToPath} from 'node:url'
 
 import TOML from '@iarna/toml'
 
-import {nodeCgroupDirs} from './helpers.ts'
+import {messageImage, nodeCgroupDirs} from './helpers.ts'
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const PREPARE_BUNDLE = resolve(REPO, '..', 'shared', 'fixtures', 'kubernetes', 'prepare-bundle')
-const MKIMAGE = resolve(REPO, '..', 'shared', 'fixtures', 'kubernetes', 'mkimage.py')
 const CLEANUP = join(REPO, 'test', 'integration', 'cleanup.sh')
 const CACHE_DIR = process.env.KUBE_SPAWN_ARTIFACT_CACHE_DIR || '/var/cache/kube-spawn-test'
 
@@ -637,17 +636,7 @@ describe(`Kubernetes cluster lifecycle (3 nodes, ${RUNTIME}, isolated, offline b
     async (t) => {
       const archive = join(root, 'loaded.tar')
       const ref = 'kube-spawn.test/loaded:1'
-      const script = 'echo loaded; exec /bin/busybox sleep 86400'
-      const made = await run([
-        'python3',
-        MKIMAGE,
-        archive,
-        ref,
-        '--entrypoint',
-        JSON.stringify(['/bin/busybox', 'sh', '-c', script]),
-        '/bin/busybox:/bin/busybox',
-      ])
-      assert.equal(made.code, 0, `mkimage.py failed: ${tail(made)}`)
+      await messageImage(archive, ref, 'loaded')
       const started = Date.now()
       const loaded = await cli(['load:image-archive', '-c', CLUSTER, '--nodes', 'w1,w2', archive], 5 * MINUTE)
       assert.equal(loaded.code, 0, `kube-spawn load image-archive failed: ${tail(loaded)}`)
@@ -669,6 +658,34 @@ describe(`Kubernetes cluster lifecycle (3 nodes, ${RUNTIME}, isolated, offline b
       await kubectl(['delete', 'pod', 'loaded-w1', 'loaded-w2', '--wait=false'])
     },
   )
+
+  step("load image takes an image from the host's podman (installed by scripts/setup.sh) and says so", 5 * MINUTE, async (t) => {
+    const archive = join(root, 'from-podman.tar')
+    const ref = `kube-spawn.test/from-podman:${CLUSTER}`
+    await messageImage(archive, ref, 'from podman')
+    const podmanLoad = await run(['podman', 'load', '-i', archive])
+    assert.equal(podmanLoad.code, 0, `podman load failed (scripts/setup.sh installs podman): ${tail(podmanLoad)}`)
+    try {
+      const loaded = await cli(['load:image', '-c', CLUSTER, '--nodes', 'w1', ref], 5 * MINUTE)
+      assert.equal(loaded.code, 0, `kube-spawn load image failed: ${tail(loaded)}`)
+      assert.match(loaded.stdout, new RegExp(`Loaded ${ref.replaceAll('.', '\\.')} from the host's podman into ${W1}`))
+      t.diagnostic(loaded.stdout.trim())
+      const pod = {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: {name: 'from-podman'},
+        spec: {nodeName: W1, terminationGracePeriodSeconds: 1, containers: [{name: 'p', image: ref, imagePullPolicy: 'Never'}]},
+      }
+      const applied = await kubectl(['apply', '-f', '-'], {input: JSON.stringify(pod)})
+      assert.equal(applied.code, 0, `kubectl apply failed: ${tail(applied)}`)
+      await waitPodsRunning(['from-podman'], 3 * MINUTE)
+      const logs = await kubectl(['logs', 'from-podman'])
+      assert.equal(logs.stdout.trim(), 'from podman', tail(logs))
+      await kubectl(['delete', 'pod', 'from-podman', '--wait=false'])
+    } finally {
+      await run(['podman', 'rmi', '-f', ref])
+    }
+  })
 
   step('stop powers the nodes off and leaves no systemd-nspawn process of the cluster', 5 * MINUTE, async (t) => {
     // Read before the stop, to show later that the restart did not run kubeadm init again.

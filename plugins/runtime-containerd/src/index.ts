@@ -24,7 +24,26 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "${ctx.cni.binDir}"
     conf_dir = "${ctx.cni.confDir}"
+  # Registry hosts, one directory each (the cluster's registry, when it has one).
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "${CERTS_D}"
 `
+}
+
+export const CERTS_D = '/etc/containerd/certs.d'
+
+/**
+ * The cluster's registry over plain HTTP, by its address, and by localhost:PORT, the name the host pushes
+ * to (as kind's local registry does), so that an image pushed as localhost:5000/app runs as that name.
+ */
+export function registryHostsFiles(registry: {address: string; port: number}): Array<{path: string; content: string}> {
+  const hosts = `# Written by kube-spawn (runtime-containerd).
+server = "http://${registry.address}"
+
+[host."http://${registry.address}"]
+  capabilities = ["pull", "resolve"]
+`
+  return [registry.address, `localhost:${registry.port}`].map((name) => ({path: `${CERTS_D}/${name}/hosts.toml`, content: hosts}))
 }
 
 /**
@@ -49,6 +68,7 @@ export const containerd: RuntimeProvider = {
   // Flatcar has no package manager: containerd, runc and the CNI plugins must be in the image (/usr, /opt/cni/bin).
   packages: {debian: {names: ['containerd', 'runc', 'containernetworking-plugins']}, flatcar: {names: []}},
   files: [{path: '/etc/containerd/config.toml', content: containerdConfig}],
+  configuresRegistry: true,
   commands: ['containerd', 'ctr', 'runc'],
   dataDirs: ['/var/lib/containerd'],
   criSocket: 'unix:///run/containerd/containerd.sock',
@@ -61,16 +81,18 @@ export const containerd: RuntimeProvider = {
   // containerd's CRI port-forward needs no socat since 1.4.0 (containerd/cri#1470); workaround-socat reads this.
   needsSocat: {package: 'containerd', belowVersion: '1.4'},
   // On Flatcar the CNI plugins live in /opt/cni/bin (/usr is the image's, read-only), and the unit needs telling where the config is.
-  variant: (query) =>
-    query.family === 'flatcar'
-      ? {
-          cniBinDir: '/opt/cni/bin',
-          files: [
-            {path: '/etc/containerd/config.toml', content: containerdConfig},
-            {path: '/etc/systemd/system/containerd.service.d/20-kube-spawn-config.conf', content: FLATCAR_CONFIG_DROP_IN},
-          ],
-        }
-      : {},
+  // With a registry, its hosts.toml files join the config.
+  variant: (query) => {
+    const flatcar = query.family === 'flatcar'
+    return {
+      ...(flatcar ? {cniBinDir: '/opt/cni/bin'} : {}),
+      files: [
+        {path: '/etc/containerd/config.toml', content: containerdConfig},
+        ...(flatcar ? [{path: '/etc/systemd/system/containerd.service.d/20-kube-spawn-config.conf', content: FLATCAR_CONFIG_DROP_IN}] : []),
+        ...(query.registry ? registryHostsFiles(query.registry) : []),
+      ],
+    }
+  },
 }
 
 export const providers: KubeSpawnHook<'kube-spawn:providers'> = async () => ({runtimes: [containerd]})

@@ -172,6 +172,15 @@ function refusal(query: RuntimeQuery): string | undefined {
   return `CRI-O's packages exist for Kubernetes 1.${FIRST_MINOR} and newer (the v1.${FIRST_MINOR} and later streams of isv:cri-o:stable on download.opensuse.org), not ${query.kubernetesVersion}; use containerd or docker for older Kubernetes, or set [plugin-config.${PLUGIN}] repo-url to a repository of your own builds`
 }
 
+export const REGISTRY_CONF_PATH = '/etc/containers/registries.conf.d/50-kube-spawn-registry.conf'
+
+/** The cluster's registry, plain HTTP, in containers-registries.conf(5) v2 form; a comment alone without one. */
+export function registryConfig(ctx: Pick<FileContext, 'cluster'>): string {
+  const registry = ctx.cluster.registry?.address
+  const head = '# Written by kube-spawn (runtime-cri-o).\n'
+  return registry ? `${head}[[registry]]\nlocation = "${registry}"\ninsecure = true\n` : `${head}# The cluster has no registry.\n`
+}
+
 export const crio: RuntimeProvider = {
   name: 'cri-o',
   description:
@@ -182,7 +191,9 @@ export const crio: RuntimeProvider = {
     {path: '/etc/crio/crio.conf.d/20-kube-spawn.conf', content: crioConfig},
     {path: '/etc/containers/storage.conf', content: storageConfig},
     {path: CRIO_LOAD_PATH, content: CRIO_LOAD, mode: 0o755},
+    {path: REGISTRY_CONF_PATH, content: registryConfig},
   ],
+  configuresRegistry: true,
   commands: ['crio', 'skopeo'],
   dataDirs: ['/var/lib/containers', '/var/lib/crio'],
   criSocket: `unix://${CRIO_SOCKET}`,

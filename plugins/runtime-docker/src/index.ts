@@ -29,8 +29,11 @@ const FIRST_WITHOUT_DOCKERSHIM = 24
  * rules or masquerading of its own (the pod network is CNI's, and docker's FORWARD DROP policy would
  * cut pods off, kubernetes/kubernetes#40182).
  */
-export function daemonJson(ctx: Pick<FileContext, 'kubernetes' | 'host'>): string {
+export function daemonJson(ctx: Pick<FileContext, 'kubernetes' | 'host'> & {cluster?: Pick<FileContext['cluster'], 'registry'>}): string {
+  const registry = ctx.cluster?.registry?.address
   const config = {
+    // The cluster's registry speaks plain HTTP.
+    ...(registry ? {'insecure-registries': [registry]} : {}),
     ...(ctx.host.capSysResource ? {} : {runtimes: {'kube-spawn-runc': {path: RUNC_WRAPPER_PATH}}, 'default-runtime': 'kube-spawn-runc'}),
     'exec-opts': [`native.cgroupdriver=${ctx.kubernetes.cgroupDriver}`],
     'storage-driver': 'overlay2',
@@ -232,6 +235,7 @@ export const docker: RuntimeProvider = {
     {path: '/etc/docker/daemon.json', content: daemonJson},
     {path: RUNC_WRAPPER_PATH, content: RUNC_WRAPPER, mode: 0o755},
   ],
+  configuresRegistry: true,
   commands: ['dockerd', 'docker'],
   dataDirs: ['/var/lib/docker'],
   kubelet: 'dockershim',

@@ -39,7 +39,12 @@ export interface BindMounts {
   readWrite: BindMount[]
 }
 
-export type Role = 'control-plane' | 'worker'
+/**
+ * A machine's role. Kubernetes nodes are control planes and workers; (API 1.2) a cluster may also hold
+ * machines that run no kubelet: its API server load balancer and its image registry. ctx.nodes holds the
+ * Kubernetes nodes only; cluster.machines lists every machine.
+ */
+export type Role = 'control-plane' | 'worker' | 'load-balancer' | 'registry'
 
 export interface Machine {
   name: string
@@ -81,6 +86,10 @@ export interface Cluster {
   cni: 'bridge' | 'none'
   kubernetes: KubernetesSettings
   network: {subnet: string; clusterSubnet?: string; podCidr: string; serviceCidr: string; egress: boolean}
+  /** Control-plane nodes (API 1.2; absent means 1): more than one sit behind the load-balancer machine. */
+  controlPlanes?: number
+  /** [registry] (API 1.2; absent means none): the cluster's own image registry and where nodes reach it. */
+  registry?: RegistrySettings
   /** [[port-mapping]]: host ports forwarded to node ports (API 1.1; absent means none). */
   portMappings?: PortMapping[]
   bindmount: BindMounts
@@ -94,6 +103,20 @@ export interface Cluster {
    * starts it is true from the beginning, and the init and join stages are skipped.
    */
   state: {initialized: boolean}
+}
+
+/** [registry]: a registry machine of the cluster, which every node's runtime pulls from over plain HTTP. */
+export interface RegistrySettings {
+  enabled: boolean
+  /** The registry's port, on its machine and on the host's 127.0.0.1. */
+  port: number
+  /** A host directory that holds the registry's storage and outlives destroy; absent: the machine's own layer. */
+  dir?: string
+  /**
+   * Where nodes' runtimes and pods reach the registry, "<ip>:<port>": image names start with it. Filled in
+   * by the host for a cluster whose machines are planned (after create).
+   */
+  address?: string
 }
 
 /** A host port forwarded to a port of one node (kind's extraPortMappings). */
@@ -159,6 +182,11 @@ export interface RuntimeQuery {
   readonly cgroupDriver: CgroupDriver
   readonly host: HostInfo
   pluginConfig(name: string): Record<string, unknown>
+  /**
+   * (1.2) The cluster's registry: `address` ("<ip>:<port>") is where runtimes reach it; the host reaches it as
+   * localhost:`port` too. Absent without a registry, and in a definition not yet created.
+   */
+  readonly registry?: {address: string; port: number}
 }
 
 /** The fields a runtime's variant may replace for one cluster. */
@@ -175,6 +203,11 @@ export interface RuntimeProvider {
   packages: Record<string, RuntimePackages>
   /** Config files, unit files and binaries the host writes into every node at prepare-node. */
   files?: RuntimeFile[]
+  /**
+   * (1.2) Its files make the runtime pull from `cluster.registry.address` over plain HTTP when the cluster has a
+   * [registry]. The host refuses a registry for a runtime without it.
+   */
+  configuresRegistry?: boolean
   /** Commands that must be on the node's PATH once the image and files are in place (checked in the root). */
   commands: string[]
   /** Where the runtime keeps its data in a node; the varlib workaround binds them from the host. */

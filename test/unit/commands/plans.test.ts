@@ -33,6 +33,16 @@ cni = "none"
 kubernetes-version = "v1.31.0"
 `
 
+/** Three control planes, a worker and the registry (issue 13): the load balancer's and the registry's tasks run. */
+const HA_TOML = `cluster-name = "ha"
+nodes = 4
+control-planes = 3
+
+[registry]
+enabled = true
+port = 5917
+`
+
 /** Lines that depend on this machine, not on the plan: the state root's filesystem, and the image's content hash. */
 function normalize(text: string): string {
   return text
@@ -50,6 +60,7 @@ describe('the --dry-run plans (golden)', () => {
     ;({work, root, cleanup} = await makeWorkDir())
     await addInitializedCluster(root)
     await writeFile(join(work, 'plan.toml'), PLAN_TOML)
+    await writeFile(join(work, 'ha.toml'), HA_TOML)
     snapshot = await snapshotTree(root)
     // Plugins a developer installed or linked on this machine must not show up in the plans.
     pluginHome = await mkdtemp(join(tmpdir(), 'ks-plans-home-'))
@@ -66,6 +77,7 @@ describe('the --dry-run plans (golden)', () => {
     ['up', () => ['up', '-c', 'dry', '--nodes', '2']],
     ['up-skip-init', () => ['up', '--skip-cluster-init', '-c', 'dry', '--nodes', '1']],
     ['up-config', (w) => ['up', '--config', join(w, 'plan.toml')]],
+    ['up-ha-registry', (w) => ['up', '--config', join(w, 'ha.toml')]],
     ['start', () => ['start', '-c', 'keep']],
     ['start-skip-init', () => ['start', '--skip-cluster-init', '-c', 'keep']],
     ['start-initialized', () => ['start', '-c', 'keepi']],

@@ -88,7 +88,7 @@ describe('checkAgainstSpec', () => {
       'runtime-config.timeout must be a string (got number 90)',
     ])
     assert.deepEqual(checkAgainstSpec({machines: [{name: 'a', role: 'boss'}]}, definitionSpec, ''), [
-      'machines[0].role = "boss" is not one of "control-plane", "worker"',
+      'machines[0].role = "boss" is not one of "control-plane", "worker", "load-balancer", "registry"',
     ])
   })
 })

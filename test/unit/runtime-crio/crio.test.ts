@@ -72,6 +72,7 @@ describe('runtime-crio config files (golden)', () => {
         ['/etc/crio/crio.conf.d/20-kube-spawn.conf', undefined],
         ['/etc/containers/storage.conf', undefined],
         ['/usr/local/libexec/kube-spawn/crio-load', 0o755],
+        ['/etc/containers/registries.conf.d/50-kube-spawn-registry.conf', undefined],
       ],
     )
     assert.deepEqual(crio.imageImportCommand, ['/usr/local/libexec/kube-spawn/crio-load'])
