@@ -12,6 +12,7 @@ import {UserError} from '../errors.js'
 import {describeKubeconfig, withServer} from '../kubernetes/kubeconfig.js'
 import type {StateRoot} from '../state/store.js'
 import {writeFileAtomic} from '../util/fs.js'
+import {apiServerHost} from '../node/names.js'
 
 export const ADMIN_CONF_FILE = 'admin.conf'
 export const INTERNAL_CONF_FILE = 'admin-internal.conf'
@@ -53,10 +54,10 @@ export async function clusterKubeconfig(
   const {context, server} = describeKubeconfig(admin, adminPath)
   if (!internal) return {cluster: cluster.clusterName, path: adminPath, context, server, internal, ...(raw ? {kubeconfig: admin} : {})}
 
-  // The load balancer's name with several control planes: the API server certificate names both.
-  const endpoint = cluster.machines.find((m) => m.role === 'load-balancer') ?? cluster.machines.find((m) => m.role === 'control-plane')
-  if (!endpoint) throw new UserError(`cluster "${cluster.clusterName}" has no control plane node in ${root.definitionPath(name)}`)
-  const internalServer = withHost(server, endpoint.name, adminPath)
+  if (!cluster.machines.some((m) => m.role === 'control-plane'))
+    throw new UserError(`cluster "${cluster.clusterName}" has no control plane node in ${root.definitionPath(name)}`)
+  // The load balancer's name with several control planes: the API server's certificate names it too.
+  const internalServer = withHost(server, apiServerHost(cluster).name, adminPath)
   const text = withServer(admin, internalServer, adminPath)
   const result = {cluster: cluster.clusterName, context, server: internalServer, internal}
   if (raw) return {...result, kubeconfig: text}
