@@ -7,7 +7,7 @@ import {assertHostPortsFree, hostMappings} from '../node/network.js'
 import {checkBundle} from '../kubernetes/artifacts.js'
 import {allocateClusterSubnet, allocatePodCidr, hostNetworks} from '../net/allocate.js'
 import {checkPodCidrCapacity} from '../net/pod-cidr.js'
-import {planMachines, registryAddress} from '../node/names.js'
+import {planMachines, withRegistryAddress} from '../node/names.js'
 import type {PlanLine} from '../pipeline/runner.js'
 import {loadCatalog, selectProvider} from '../plugins/providers.js'
 import {withLock} from '../state/store.js'
@@ -111,9 +111,7 @@ async function allocate(env: Env, definition: Cluster): Promise<Cluster> {
   const clusterSubnet = allocateClusterSubnet(definition, others, await hostNetworks())
   const podCidr = allocatePodCidr(definition, others)
   const cluster = {...definition, network: {...definition.network, clusterSubnet, podCidr}}
-  const planned = {...cluster, machines: planMachines(cluster)}
-  const address = registryAddress(planned)
-  return address ? {...planned, registry: {...planned.registry!, address}} : planned
+  return withRegistryAddress({...cluster, machines: planMachines(cluster)})
 }
 
 /** Two clusters' mappings of one host port would shadow each other when both run. */
@@ -124,7 +122,7 @@ function assertPortsUnclaimed(definition: Cluster, others: Cluster[]): void {
       throw new UserError(
         `host port ${mapping.hostPort}/${mapping.protocol} of ${mapping.source} is already mapped by cluster "${other.clusterName}"`,
         {
-          hint: `choose another ${mapping.source === 'registry.port' ? 'registry.port' : 'host-port'}, or remove that cluster first`,
+          hint: `choose another ${mapping.setting}, or remove that cluster first`,
         },
       )
   }

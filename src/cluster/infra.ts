@@ -104,7 +104,7 @@ export function registryHostingConfigMap(cluster: Cluster): string {
       host: `localhost:${cluster.registry!.port}`,
       hostFromContainerRuntime: address,
       hostFromClusterNetwork: address,
-      help: 'kube-spawn docs/registry.md: push to localhost:PORT from the host, name images <hostFromContainerRuntime>/… in pods',
+      help: 'kube-spawn docs/ha-and-registry.md: push to localhost:PORT from the host, name images <hostFromContainerRuntime>/… in pods',
     },
   ])
   return renderYaml([
@@ -119,26 +119,23 @@ export function registryHostingConfigMap(cluster: Cluster): string {
 
 const mask = (service: string): NodeFile => ({path: `/etc/systemd/system/${service}`, content: '', link: '/dev/null'})
 
-/** A machine's role-specific files: its own service's config, and masks for every service that is not its. */
+/** A machine's role-specific files: masks for every service that is not its own, and its own service's config. */
 export function roleFiles(ctx: ClusterContext, machine: {role: string}): NodeFile[] {
   const cluster = ctx.cluster
   const others = (Object.keys(ROLES) as InfraRole[]).filter((role) => role !== machine.role).map((role) => mask(ROLES[role].service))
-  switch (machine.role) {
-    case 'load-balancer':
-      return [...others, ...ctx.runtime.services.map((s) => mask(s)), {path: HAPROXY_CONFIG, content: renderHaproxyConfig(cluster)}]
-    case 'registry':
-      return [
-        ...others,
-        ...ctx.runtime.services.map((s) => mask(s)),
-        {path: REGISTRY_CONFIG, content: renderRegistryConfig(cluster.registry!.port)},
-        // The user's directory is bound in owned by them; the package's own user could not write it.
-        ...(cluster.registry!.dir
-          ? [{path: '/etc/systemd/system/docker-registry.service.d/10-kube-spawn.conf', content: '[Service]\nUser=root\nGroup=root\n'}]
-          : []),
-      ]
-    default:
-      return others
-  }
+  if (machine.role !== 'load-balancer' && machine.role !== 'registry') return others
+  const own: NodeFile[] =
+    machine.role === 'load-balancer'
+      ? [{path: HAPROXY_CONFIG, content: renderHaproxyConfig(cluster)}]
+      : [
+          {path: REGISTRY_CONFIG, content: renderRegistryConfig(cluster.registry!.port)},
+          // The user's directory is bound in owned by them; the package's own user could not write it.
+          ...(cluster.registry!.dir
+            ? [{path: '/etc/systemd/system/docker-registry.service.d/10-kube-spawn.conf', content: '[Service]\nUser=root\nGroup=root\n'}]
+            : []),
+        ]
+  // An infrastructure machine runs no container runtime.
+  return [...others, ...ctx.runtime.services.map((s) => mask(s)), ...own]
 }
 
 /** pre-boot: the registry's storage dir of the user's, bound into its machine. */

@@ -8,7 +8,7 @@ import {parseConfigPatch, patchMatches} from '../kubernetes/config-patches.js'
 import {RESERVED_EXTRA_ARGS, kubeadmDocumentTypes, kubernetesSettings} from '../kubernetes/kubeadm-config.js'
 import {versionTraits} from '../kubernetes/versions.js'
 import {cidrsOverlap, parseCidr} from '../net/cidr.js'
-import {infraMachineName, infraRoles, machineName, registryAddress} from '../node/names.js'
+import {infraMachineName, infraRoles, machineName, withRegistryAddress} from '../node/names.js'
 import {checkAgainstSpec, definitionSpec, withDefaults} from './spec.js'
 import {parseKubernetesVersion} from './version.js'
 
@@ -129,11 +129,9 @@ export async function resolveDefinition(
     state: {initialized: r.state.initialized},
   }
   await validateCluster(cluster, source, {checkPaths})
-  const address = registryAddress(cluster)
-  if (address) cluster.registry!.address = address
   // "1.20.2" is accepted; release URLs and kubeadm want the canonical "v1.20.2".
   cluster.kubernetesVersion = parseKubernetesVersion(cluster.kubernetesVersion)!.text
-  return cluster
+  return withRegistryAddress(cluster)
 }
 
 /** Rules that go beyond types: names, token, versions, addresses, mounts. */

@@ -14,6 +14,8 @@ export interface HostMapping extends PortMapping {
   loopbackOnly?: boolean
   /** How an error names it: "[[port-mapping]]" or "registry.port". */
   source: string
+  /** The key a user changes to move it: "host-port" or "registry.port". */
+  setting: string
 }
 
 export interface Rule {

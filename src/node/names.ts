@@ -75,6 +75,12 @@ export function registryAddress(cluster: Cluster): string | undefined {
   return machine && `${machine.ip}:${cluster.registry!.port}`
 }
 
+/** The cluster with registry.address filled in from its registry machine (once its machines are planned). */
+export function withRegistryAddress(cluster: Cluster): Cluster {
+  const address = registryAddress(cluster)
+  return address ? {...cluster, registry: {...cluster.registry!, address}} : cluster
+}
+
 /** The address clients of the API server use: the load balancer's when there is one, else the control plane's. */
 export function apiServerHost(cluster: Cluster): {name: string; ip: string} {
   const machine = cluster.machines.find((m) => m.role === 'load-balancer') ?? cluster.machines.find((m) => m.role === 'control-plane')

@@ -37,7 +37,7 @@ export function clusterRules(cluster: Cluster): Rule[] {
 export function hostMappings(cluster: Cluster): HostMapping[] {
   const registry = cluster.registry?.enabled ? cluster.registry : undefined
   return [
-    ...(cluster.portMappings ?? []).map((m) => ({...m, source: '[[port-mapping]]'})),
+    ...(cluster.portMappings ?? []).map((m) => ({...m, source: '[[port-mapping]]', setting: 'host-port'})),
     ...(registry
       ? [
           {
@@ -47,6 +47,7 @@ export function hostMappings(cluster: Cluster): HostMapping[] {
             node: infraMachineName(cluster.clusterName, 'registry'),
             loopbackOnly: true,
             source: 'registry.port',
+            setting: 'registry.port',
           },
         ]
       : []),
@@ -71,7 +72,7 @@ export async function assertHostPortsFree(cluster: Cluster): Promise<void> {
   for (const m of hostMappings(cluster)) {
     if (await hostPortTaken(m.hostPort, m.protocol))
       throw new UserError(`host port ${m.hostPort}/${m.protocol} of ${m.source} is already taken on this host`, {
-        hint: `stop what listens there, or choose another ${m.source === 'registry.port' ? 'registry.port' : 'host-port'}`,
+        hint: `stop what listens there, or choose another ${m.setting}`,
       })
   }
 }

@@ -17,7 +17,7 @@ import {
 } from '../../../dist/cluster/infra.js'
 import {resolveDefinition, serializeCluster, parseToml} from '../../../dist/config/definition.js'
 import {renderInitConfig, renderJoinConfig} from '../../../dist/kubernetes/kubeadm-config.js'
-import {apiServerHost, planMachines, registryAddress} from '../../../dist/node/names.js'
+import {apiServerHost, planMachines, registryAddress, withRegistryAddress} from '../../../dist/node/names.js'
 import {clusterRules} from '../../../dist/node/network.js'
 import {containerd, registryHostsFiles} from '../../../plugins/runtime-containerd/dist/index.js'
 import {daemonJson} from '../../../plugins/runtime-docker/dist/index.js'
@@ -44,9 +44,7 @@ async function created(extra: Record<string, unknown> = {}) {
     {},
     {checkPaths: false},
   )
-  const cluster = {...definition, machines: planMachines(definition)}
-  const address = registryAddress(cluster)
-  return address ? {...cluster, registry: {...cluster.registry!, address}} : cluster
+  return withRegistryAddress({...definition, machines: planMachines(definition)})
 }
 
 const refused = async (raw: Record<string, unknown>, message: RegExp) =>
