@@ -53,6 +53,8 @@ export interface JoinConfigInput {
   controlPlaneIp: string
   /** A control plane's join: the key of the certificates kubeadm init uploaded. */
   certificateKey?: string
+  /** The path in the node of a discovery kubeconfig (renderDiscoveryKubeconfig): file discovery instead of token discovery. */
+  discoveryFile?: string
   criSocket: string
   dockershim?: Dockershim
   /** The hash of the cluster CA's public key, sha256:<hex> (the bare hex is accepted). */
@@ -277,6 +279,23 @@ export function renderInitConfig(input: InitConfigInput): string {
   return renderYaml(applyConfigPatches(documents, settings.configPatches))
 }
 
+/** kubeadm's discovery file: the cluster's CA and API server, no credentials (the bootstrap token authenticates the join). */
+export function renderDiscoveryKubeconfig(cluster: Cluster, caPem: string, apiServerIp: string): string {
+  const server = `https://${requireIPv4(apiServerIp, 'API server IP')}:${API_SERVER_PORT}`
+  const ca = Buffer.from(caPem).toString('base64')
+  return renderYaml([
+    {
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{name: cluster.clusterName, cluster: {'certificate-authority-data': ca, server}}],
+      // kubeadm wants a user in the context; an empty one: it takes only the server and the CA from the file.
+      contexts: [{name: 'discovery', context: {cluster: cluster.clusterName, user: 'discovery'}}],
+      'current-context': 'discovery',
+      users: [{name: 'discovery', user: {}}],
+    },
+  ])
+}
+
 /** The CA hash in kubeadm's form, sha256:<64 hex digits>. */
 export function normalizeCaCertHash(hash: string): string {
   const match = /^(?:sha256:)?([0-9a-f]{64})$/i.exec(hash.trim())
@@ -284,7 +303,11 @@ export function normalizeCaCertHash(hash: string): string {
   return `sha256:${match[1].toLowerCase()}`
 }
 
-/** kubeadm join --config for a worker or a further control plane. Discovery always pins the cluster CA by its hash. */
+/**
+ * kubeadm join --config for a worker or a further control plane. Discovery pins the cluster CA: by its hash (token
+ * discovery), or by the CA itself in a discovery file, which does not wait for the controller manager to sign
+ * cluster-info (kubeadm retries token discovery every 5 s until then).
+ */
 export function renderJoinConfig(input: JoinConfigInput): string {
   const {cluster, node, criSocket} = input
   const controlPlane = node.role === 'control-plane'
@@ -296,13 +319,15 @@ export function renderJoinConfig(input: JoinConfigInput): string {
   const join: YamlMap = {
     apiVersion: traits.kubeadmApi,
     kind: 'JoinConfiguration',
-    discovery: {
-      bootstrapToken: {
-        apiServerEndpoint: `${cpIp}:${API_SERVER_PORT}`,
-        token: input.token ?? cluster.token,
-        caCertHashes: [normalizeCaCertHash(input.caCertHash)],
-      },
-    },
+    discovery: input.discoveryFile
+      ? {file: {kubeConfigPath: input.discoveryFile}, tlsBootstrapToken: input.token ?? cluster.token}
+      : {
+          bootstrapToken: {
+            apiServerEndpoint: `${cpIp}:${API_SERVER_PORT}`,
+            token: input.token ?? cluster.token,
+            caCertHashes: [normalizeCaCertHash(input.caCertHash)],
+          },
+        },
     nodeRegistration: nodeRegistration(cluster, traits, node, criSocket, input.dockershim),
     controlPlane: controlPlane
       ? {

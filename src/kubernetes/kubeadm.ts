@@ -10,7 +10,7 @@ import {writeFileAtomic} from '../util/fs.js'
 import {ADMIN_CONF} from './api.js'
 import {artifacts} from './binaries.js'
 import {CNI_CONF_DIR} from '../runtime/files.js'
-import {kubernetesSettings, renderInitConfig, renderJoinConfig} from './kubeadm-config.js'
+import {kubernetesSettings, renderDiscoveryKubeconfig, renderInitConfig, renderJoinConfig} from './kubeadm-config.js'
 import {type Dockershim, versionTraits} from './versions.js'
 import {apiServerHost} from '../node/names.js'
 
@@ -18,6 +18,8 @@ import {apiServerHost} from '../node/names.js'
 const KUBEADM_TIMEOUT_MS = 600_000
 export const INIT_CONFIG = '/etc/kube-spawn/kubeadm-init.yaml'
 export const JOIN_CONFIG = '/etc/kube-spawn/kubeadm-join.yaml'
+/** The cluster's CA and API server for kubeadm's file discovery. */
+const DISCOVERY_CONFIG = '/etc/kube-spawn/discovery.conf'
 /** Where kubernetes.patches is copied to in each node. */
 const PATCHES_DIR = '/etc/kube-spawn/patches'
 
@@ -182,6 +184,8 @@ export function caCertHash(caPem: string): string {
 
 interface JoinPreparation {
   caCertHash: string
+  /** The discovery kubeconfig every joining node gets at DISCOVERY_CONFIG. */
+  discovery: string
   skip: string[]
 }
 
@@ -191,13 +195,18 @@ async function joinPreparation(ctx: ClusterContext): Promise<JoinPreparation> {
   const ca = await cp.readFile('/etc/kubernetes/pki/ca.crt')
   if (!ca) throw new UserError(`the control plane ${cp.name} has no CA certificate`, {hint: 'destroy and create the cluster again'})
   const joining = ctx.nodes.find((n) => n !== cp) ?? cp
-  return {caCertHash: caCertHash(ca), skip: (await skippedPhases(ctx, joining)).filter((p) => p === 'preflight')}
+  return {
+    caCertHash: caCertHash(ca),
+    discovery: renderDiscoveryKubeconfig(ctx.cluster, ca, apiServerHost(ctx.cluster).ip),
+    skip: (await skippedPhases(ctx, joining)).filter((p) => p === 'preflight'),
+  }
 }
 
 /** kubeadm join of one node, through the API server's endpoint (the load balancer with several control planes). */
 async function joinNode(ctx: ClusterContext, node: HostNode, prepared: JoinPreparation, certificateKey?: string): Promise<void> {
   // Without a static-pod dir the worker's kubelet logs an error every second.
   await node.exec(['mkdir', '-p', '/etc/kubernetes/manifests'])
+  await node.writeFile(DISCOVERY_CONFIG, prepared.discovery, 0o600)
   await node.writeFile(
     JOIN_CONFIG,
     renderJoinConfig({
@@ -207,6 +216,7 @@ async function joinNode(ctx: ClusterContext, node: HostNode, prepared: JoinPrepa
       criSocket: ctx.runtime.criSocket,
       dockershim: dockershimOf(ctx),
       caCertHash: prepared.caCertHash,
+      discoveryFile: DISCOVERY_CONFIG,
       ...(certificateKey ? {certificateKey} : {}),
     }),
     0o600,

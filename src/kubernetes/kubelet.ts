@@ -26,6 +26,8 @@ export const installKubelet: HostStep = {
 
 export const enableKubelet: HostStep = {
   title: 'Enable the kubelet in every node for later boots',
+  // It stays enabled in each node's layer: a later start need not ask systemd in every node again (2 s for 3 nodes).
+  skip: (ctx) => (ctx.cluster.state.initialized ? 'enabled at the first start' : false),
   task: async (ctx) => {
     await Promise.all(ctx.nodes.map((n) => n.exec(['systemctl', 'enable', 'kubelet.service'])))
     ctx.cluster.state.initialized = true

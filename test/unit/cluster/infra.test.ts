@@ -16,7 +16,7 @@ import {
   withInfraPackages,
 } from '../../../dist/cluster/infra.js'
 import {resolveDefinition, serializeCluster, parseToml} from '../../../dist/config/definition.js'
-import {renderInitConfig, renderJoinConfig} from '../../../dist/kubernetes/kubeadm-config.js'
+import {renderDiscoveryKubeconfig, renderInitConfig, renderJoinConfig} from '../../../dist/kubernetes/kubeadm-config.js'
 import {apiServerHost, planMachines, registryAddress, withRegistryAddress} from '../../../dist/node/names.js'
 import {clusterRules} from '../../../dist/node/network.js'
 import {containerd, registryHostsFiles} from '../../../plugins/runtime-containerd/dist/index.js'
@@ -271,5 +271,29 @@ describe("the registry's host port", () => {
     } finally {
       server.close()
     }
+  })
+})
+
+describe('file discovery (issue 14: joins do not wait for the signed cluster-info)', () => {
+  it('the join names the discovery file and the bootstrap token; the file holds the CA and the API server', async () => {
+    const cluster = await created()
+    const [, cp2, , , lb] = cluster.machines
+    const text = renderJoinConfig({
+      cluster,
+      node: cp2,
+      controlPlaneIp: lb.ip,
+      certificateKey: KEY,
+      criSocket: SOCKET,
+      caCertHash: CA_HASH,
+      discoveryFile: '/etc/kube-spawn/discovery.conf',
+    })
+    assert.match(
+      text,
+      /discovery:\n {2}file:\n {4}kubeConfigPath: \/etc\/kube-spawn\/discovery\.conf\n {2}tlsBootstrapToken: abcdef\.0123456789abcdef\n/,
+    )
+    const kubeconfig = renderDiscoveryKubeconfig(cluster, '-----BEGIN CERTIFICATE-----\nX\n-----END CERTIFICATE-----\n', lb.ip)
+    assert.match(kubeconfig, /server: https:\/\/10\.22\.9\.254:6443/)
+    assert.match(kubeconfig, /certificate-authority-data: LS0tLS1CRUdJTi/)
+    assert.match(kubeconfig, /current-context: discovery/)
   })
 })
