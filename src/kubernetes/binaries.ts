@@ -1,5 +1,5 @@
 /** The Kubernetes binaries and the bundle's images: fetched into the cache, then mounted into the nodes and imported. */
-import {join} from 'node:path'
+import {basename, join} from 'node:path'
 
 import type {HostStep} from '../context/index.js'
 import type {StageContext, StageTaskWrapper} from '@kube-spawn/sdk'
@@ -49,6 +49,14 @@ export const mountKubernetesBinaries: HostStep = {
   },
 }
 
+/** The images of the control plane's static pods, by archive name: a worker never runs them. */
+const CONTROL_PLANE_IMAGE = /^(etcd|kube-apiserver|kube-controller-manager|kube-scheduler)\b.*\.tar$/
+
+/** The bundle's image archives a node needs: all on a control plane, the rest on a worker. */
+export function imagesForRole(images: readonly string[], role: string): string[] {
+  return role === 'control-plane' ? [...images] : images.filter((image) => !CONTROL_PLANE_IMAGE.test(basename(image)))
+}
+
 export const importBundleImages: HostStep = {
   title: 'Import the bundle images into every node',
   skip: (ctx) => (ctx.cluster.state.initialized ? 'the nodes have them from the first start' : false),
@@ -58,15 +66,16 @@ export const importBundleImages: HostStep = {
       task.title = 'Import images: none in a release download; the runtime pulls them'
       return
     }
+    const perNode = ctx.nodes.map((node) => ({node, images: imagesForRole(images, node.role)}))
+    const total = perNode.reduce((sum, {images}) => sum + images.length, 0)
     let done = 0
     await Promise.all(
-      ctx.nodes.map(async (node) => {
+      perNode.map(async ({node, images}) => {
         for (const image of images) {
-          const name = image.split('/').at(-1)!
-          await node.exec([...ctx.runtime.imageImportCommand, `${NODE_IMAGES_DIR}/${name}`], {
+          await node.exec([...ctx.runtime.imageImportCommand, `${NODE_IMAGES_DIR}/${basename(image)}`], {
             timeoutMs: 300_000 * ctx.host.timeoutScale,
           })
-          task.output = `${++done}/${images.length * ctx.nodes.length} imported`
+          task.output = `${++done}/${total} imported`
         }
       }),
     )

@@ -4,6 +4,8 @@
  * on the Kubernetes release is taken from the version table (versions.ts).
  */
 import type {Cluster, KubernetesSettings, Role} from '../config/definition.js'
+import {parse as parseYaml} from 'yaml'
+
 import {parseIPv4} from '../net/cidr.js'
 import {NODE_CIDR_MASK} from '../net/pod-cidr.js'
 import {type DocumentType, type YamlMap, applyConfigPatches} from './config-patches.js'
@@ -194,6 +196,9 @@ function kubeletConfiguration(cluster: Cluster, traits: VersionTraits): YamlMap 
     cgroupsPerQOS: rc.cgroupPerQos,
     failSwapOn: rc.failSwapOn,
     failCgroupV1: traits.failCgroupV1Field ? false : undefined,
+    // The kubelet computes its node's status every 2 s (default 10 s) but posts it only when it changes
+    // (or every nodeStatusReportFrequency, 5 min): a node is seen Ready within 2 s, for no more writes.
+    nodeStatusUpdateFrequency: '2s',
     // Nodes run no systemd-resolved; kube-spawn writes the node's own resolv.conf.
     resolvConf: '/etc/resolv.conf',
     // Nodes share the host's disk: never evict pods or collect images because the host is full
@@ -255,13 +260,14 @@ export function renderInitConfig(input: InitConfigInput): string {
         ...new Set([cpIp, ...(input.controlPlaneName ? [input.controlPlaneName] : []), node.ip, node.name, '127.0.0.1', 'localhost']),
       ],
     }),
-    // kubeadm derives --cluster-cidr from podSubnet. Node ranges are allocated whatever the CNI:
-    // the built-in bridge needs them, and most CNIs read them too.
+    // kubeadm derives --cluster-cidr from podSubnet. With the built-in bridge kube-spawn assigns each
+    // node's range itself (nodePodCidr), before the node boots; your own CNI reads the controller
+    // manager's allocation, as most do.
     controllerManager: component(
       traits,
       componentArgs(
         [
-          ['allocate-node-cidrs', 'true'],
+          ['allocate-node-cidrs', String(cluster.cni !== 'bridge')],
           ['node-cidr-mask-size', String(NODE_CIDR_MASK)],
         ],
         settings.featureGates,
@@ -337,4 +343,24 @@ export function renderJoinConfig(input: JoinConfigInput): string {
       : undefined,
   }
   return renderYaml(applyConfigPatches([join], kubernetesSettings(cluster).configPatches))
+}
+
+/** Where the kubelet keeps the client certificate it rotates. */
+export const KUBELET_ROTATED_CERTIFICATE = '/var/lib/kubelet/pki/kubelet-client-current.pem'
+
+/**
+ * What kubeadm's kubelet-finalize phase makes of the control plane's kubelet.conf: its users name the
+ * certificate file the kubelet rotates instead of embedding the first certificate. Unchanged text when
+ * nothing is embedded.
+ */
+export function kubeletConfWithRotatedCertificate(text: string): string {
+  const config = parseYaml(text) as {users?: Array<{user?: Record<string, unknown>}>}
+  const embedded = (config.users ?? []).filter((u) => u.user?.['client-certificate-data'] !== undefined)
+  for (const {user} of embedded) {
+    delete user!['client-certificate-data']
+    delete user!['client-key-data']
+    user!['client-certificate'] = KUBELET_ROTATED_CERTIFICATE
+    user!['client-key'] = KUBELET_ROTATED_CERTIFICATE
+  }
+  return embedded.length > 0 ? renderYaml([config as YamlValue]) : text
 }

@@ -10,7 +10,14 @@ import {writeFileAtomic} from '../util/fs.js'
 import {ADMIN_CONF} from './api.js'
 import {artifacts} from './binaries.js'
 import {CNI_CONF_DIR} from '../runtime/files.js'
-import {kubernetesSettings, renderDiscoveryKubeconfig, renderInitConfig, renderJoinConfig} from './kubeadm-config.js'
+import {
+  KUBELET_ROTATED_CERTIFICATE,
+  kubeletConfWithRotatedCertificate,
+  kubernetesSettings,
+  renderDiscoveryKubeconfig,
+  renderInitConfig,
+  renderJoinConfig,
+} from './kubeadm-config.js'
 import {type Dockershim, versionTraits} from './versions.js'
 import {apiServerHost} from '../node/names.js'
 
@@ -130,18 +137,35 @@ async function kubeadmInit(ctx: ClusterContext, task: StageTaskWrapper): Promise
       logFile: join(cp.dir, 'kubeadm-init.log'),
     },
   )
+  await finalizeKubeletConf(cp)
   const adminConf = await cp.readFile('/etc/kubernetes/admin.conf')
   if (!adminConf)
     throw new HostError(`kubeadm init on ${cp.name} wrote no admin.conf`, {hint: `see kube-spawn exec ${cp.name} -- journalctl -u kubelet`})
   await writeFileAtomic(join(ctx.clusterDir, ADMIN_CONF), adminConf, 0o600)
 }
 
+const KUBELET_CONF = '/etc/kubernetes/kubelet.conf'
+
 /**
- * Skips kubeadm's preflight only when crictl is missing, CoreDNS only when its image is not available
+ * kubeadm's kubelet-finalize phase without its restart of the kubelet, which would cost a second kubelet
+ * start before the node is Ready: kubelet.conf names the certificate the running kubelet already rotates,
+ * and the kubelet reads it so at its next start.
+ */
+async function finalizeKubeletConf(cp: HostNode): Promise<void> {
+  const text = await cp.readFile(KUBELET_CONF)
+  const rotated = await cp.exec(['test', '-s', KUBELET_ROTATED_CERTIFICATE], {allowFailure: true})
+  if (text === undefined || rotated.exitCode !== 0) return
+  const updated = kubeletConfWithRotatedCertificate(text)
+  if (updated !== text) await cp.writeFile(KUBELET_CONF, updated, 0o600)
+}
+
+/**
+ * Always skips kubelet-finalize (finalizeKubeletConf does its work without a kubelet restart). Skips
+ * kubeadm's preflight only when crictl is missing, CoreDNS only when its image is not available
  * offline, and kube-proxy when kubernetes.kube-proxy-mode is "none".
  */
 async function skippedPhases(ctx: ClusterContext, node: HostNode): Promise<string[]> {
-  const phases: string[] = []
+  const phases: string[] = ['kubelet-finalize']
   const crictl = await node.exec(['sh', '-c', 'command -v crictl'], {allowFailure: true})
   if (crictl.exitCode !== 0) {
     phases.push('preflight')

@@ -1,55 +1,60 @@
-/** The pod network: each node's pod CIDR on its bridge CNI, and routes between the nodes and from the host. */
+/**
+ * The pod network (cni = "bridge"): kube-spawn gives each node a pod range of its own, in node order,
+ * so the bridge CNI and the routes between nodes are in place before a kubelet starts, and no node
+ * waits for the controller manager to allocate one.
+ */
 import type {ClusterContext, HostStep} from '../context/index.js'
 import {HostError} from '../errors.js'
+import {nodePodCidr} from '../net/pod-cidr.js'
 import {run} from '../util/run.js'
-import {WaitTimeout} from '../util/wait.js'
-import {getNodes} from './api.js'
+import {getNodes, kubectl} from './api.js'
 import {CNI_CONFLIST_PATH, renderCniConflist} from './cni.js'
 
-/** The controller manager allocates each node's pod CIDR soon after it registers (after a start, once the API is back). */
-const POD_CIDR_TIMEOUT_MS = 120_000
+const skipWithoutBridge = (ctx: ClusterContext) => (ctx.cluster.cni === 'none' ? 'cni = "none": apply your own CNI' : false)
+
+/** Each node's pod range by node name. */
+export function podCidrs(ctx: Pick<ClusterContext, 'cluster' | 'nodes'>): Map<string, string> {
+  return new Map(ctx.nodes.map((node, index) => [node.name, nodePodCidr(ctx.cluster.network.podCidr, index)]))
+}
 
 export const configurePodNetworkStep: HostStep = {
   title: 'Configure the pod network (bridge CNI and routes between nodes)',
-  skip: (ctx) => (ctx.cluster.cni === 'none' ? 'cni = "none": apply your own CNI' : false),
-  task: async (ctx) => configurePodNetwork(ctx),
+  skip: skipWithoutBridge,
+  task: async (ctx) => {
+    const cidrs = podCidrs(ctx)
+    await Promise.all(
+      ctx.nodes.map(async (node) => {
+        const routes = ctx.nodes.filter((o) => o !== node).map((o) => `${cidrs.get(o.name)} ${o.ip}`)
+        await node.writeFile(CNI_CONFLIST_PATH, renderCniConflist(cidrs.get(node.name)!))
+        await node.writeFile('/etc/kube-spawn/pod-routes', `${routes.join('\n')}\n`)
+        await node.exec(['/usr/lib/kube-spawn/network-setup.sh'])
+      }),
+    )
+    // The host reaches pods through the node that runs them.
+    for (const node of ctx.nodes) await run(['ip', 'route', 'replace', cidrs.get(node.name)!, 'via', node.ip])
+  },
 }
 
-/** Each node bridges its pods on its own podCIDR; routes to the other nodes' podCIDRs go via their node IPs. */
-async function configurePodNetwork(ctx: ClusterContext): Promise<void> {
-  const timeoutMs = POD_CIDR_TIMEOUT_MS * ctx.host.timeoutScale
-  let cidrs = new Map<string, string>()
-  let apiAnswered = false
-  await ctx
-    .waitFor(
-      async () => {
-        const nodes = await getNodes(ctx)
-        apiAnswered ||= nodes !== undefined
-        cidrs = new Map((nodes ?? []).filter((n) => n.spec.podCIDR).map((n) => [n.metadata.name, n.spec.podCIDR!]))
-        return ctx.nodes.every((n) => cidrs.has(n.name)) || undefined
-      },
-      {timeout: timeoutMs, interval: 1000, describe: 'a pod CIDR for every node'},
+/** The ranges kube-spawn assigned, written once into the Node objects, where kubectl and CNIs look for them. */
+export const recordPodCidrsStep: HostStep = {
+  title: "Record each node's pod range in its Node object",
+  skip: skipWithoutBridge,
+  task: async (ctx) => {
+    const cidrs = podCidrs(ctx)
+    const unrecorded = ((await getNodes(ctx)) ?? []).filter((n) => !n.spec.podCIDR && cidrs.has(n.metadata.name))
+    await Promise.all(
+      unrecorded.map(async (n) => {
+        const cidr = cidrs.get(n.metadata.name)!
+        const result = await kubectl(ctx, [
+          'patch',
+          'node',
+          n.metadata.name,
+          '-p',
+          JSON.stringify({spec: {podCIDR: cidr, podCIDRs: [cidr]}}),
+        ])
+        if (result.exitCode !== 0)
+          throw new HostError(`could not record pod range ${cidr} in node ${n.metadata.name}: ${result.stderr.trim()}`)
+      }),
     )
-    .catch((error: unknown) => (error instanceof WaitTimeout ? undefined : Promise.reject(error)))
-  if (!apiAnswered) {
-    throw new HostError(`the API server did not answer within ${Math.round(timeoutMs / 1000)} s`, {
-      hint: 'see its logs: kube-spawn exec <control-plane> -- journalctl -u kubelet',
-    })
-  }
-  const missing = ctx.nodes.filter((n) => !cidrs.has(n.name)).map((n) => n.name)
-  if (missing.length > 0) {
-    throw new HostError(`no pod CIDR was allocated to ${missing.join(', ')}`, {
-      hint: 'check the controller manager: kube-spawn exec <control-plane> -- journalctl -u kubelet',
-    })
-  }
-  await Promise.all(
-    ctx.nodes.map(async (node) => {
-      const routes = ctx.nodes.filter((o) => o !== node).map((o) => `${cidrs.get(o.name)} ${o.ip}`)
-      await node.writeFile(CNI_CONFLIST_PATH, renderCniConflist(cidrs.get(node.name)!))
-      await node.writeFile('/etc/kube-spawn/pod-routes', `${routes.join('\n')}\n`)
-      await node.exec(['/usr/lib/kube-spawn/network-setup.sh'])
-    }),
-  )
-  // The host reaches pods through the node that runs them.
-  for (const node of ctx.nodes) await run(['ip', 'route', 'replace', cidrs.get(node.name)!, 'via', node.ip])
+  },
 }

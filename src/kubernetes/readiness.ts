@@ -5,7 +5,7 @@ import {HostError} from '../errors.js'
 import type {StageTaskWrapper} from '@kube-spawn/sdk'
 import {WaitTimeout} from '../util/wait.js'
 import {BOOTED_MACHINES} from '../node/boot.js'
-import {type NodeObject, getNodes} from './api.js'
+import {type NodeObject, watchNodesUntil} from './api.js'
 
 export const waitUntilReady: HostStep = {
   title: 'Wait until every node is Ready',
@@ -25,16 +25,16 @@ async function waitForReady(ctx: ClusterContext, startedAt: number, task: StageT
     return ready?.status === 'True' && Date.parse(ready.lastHeartbeatTime ?? '') >= startedAt - 1000
   }
   let nodes: NodeObject[] = []
-  const allReady = await ctx
-    .waitFor(
-      async () => {
-        nodes = (await getNodes(ctx)) ?? []
-        const ready = ctx.nodes.filter((n) => nodes.some((o) => o.metadata.name === n.name && fresh(o)))
-        task.output = `${ready.length}/${ctx.nodes.length} Ready`
-        return ready.length === ctx.nodes.length || undefined
-      },
-      {timeout: timeoutMs, interval: 1000, describe: 'every node to be Ready'},
-    )
+  const readyCount = () => ctx.nodes.filter((n) => nodes.some((o) => o.metadata.name === n.name && fresh(o))).length
+  const allReady = await watchNodesUntil(ctx, (current) => (nodes = current) && readyCount() === ctx.nodes.length, {
+    timeout: timeoutMs,
+    describe: 'every node to be Ready',
+    onChange: (current) => {
+      nodes = current
+      task.output = `${readyCount()}/${ctx.nodes.length} Ready`
+    },
+  })
+    .then(() => true)
     .catch((error: unknown) => (error instanceof WaitTimeout ? false : Promise.reject(error)))
   if (allReady) return
   const reasons = await Promise.all(

@@ -1,6 +1,6 @@
 import type {Cluster} from '../config/definition.js'
 import {UserError} from '../errors.js'
-import {cidrSize, parseCidr} from './cidr.js'
+import {cidrSize, formatCidr, parseCidr} from './cidr.js'
 
 /** Each node gets a /24 of the pod CIDR (the controller manager's node-cidr-mask-size). */
 export const NODE_CIDR_MASK = 24
@@ -20,4 +20,16 @@ export function checkPodCidrCapacity(cluster: Pick<Cluster, 'network' | 'nodes'>
       {hint},
     )
   }
+}
+
+/**
+ * The pod range of the index-th Kubernetes node (control planes first): kube-spawn assigns the ranges
+ * itself, in node order, so a node's bridge CNI is ready before its kubelet first starts.
+ */
+export function nodePodCidr(podCidr: string, index: number): string {
+  const cidr = parseCidr(podCidr)
+  if (!cidr) throw new TypeError(`pod CIDR "${podCidr}" is not an IPv4 CIDR block`)
+  const size = 2 ** (32 - NODE_CIDR_MASK)
+  if (index < 0 || (index + 1) * size > cidrSize(cidr)) throw new RangeError(`node ${index} has no /${NODE_CIDR_MASK} left in ${podCidr}`)
+  return formatCidr({base: cidr.base + index * size, prefix: NODE_CIDR_MASK})
 }

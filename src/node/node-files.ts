@@ -54,6 +54,10 @@ ip link set lo up
 ip addr replace "$NODE_IP/$NODE_PREFIX" dev host0
 ip link set host0 up
 ip route replace default via "$GATEWAY" dev host0
+# A node is no cloud instance: the link-local metadata service answers at once as unreachable, so the
+# kubelet's cloud probes fail in milliseconds (not after timeouts, 6 s of every kubelet start), and pods
+# cannot borrow the host's cloud credentials.
+ip route replace unreachable 169.254.169.254/32
 echo 1 > /proc/sys/net/ipv4/ip_forward
 for f in /proc/sys/net/bridge/bridge-nf-call-iptables /proc/sys/net/bridge/bridge-nf-call-ip6tables; do
   [ -e "$f" ] && echo 1 > "$f"

@@ -11,7 +11,7 @@ import {clearUnfinishedKubeadm, kubeadmInitStep, kubeadmJoinControlPlanesStep, k
 import {bindRegistryStorage, publishRegistryHosting, waitForInfraMachines} from '../cluster/infra.js'
 import {removeKubeconfigContextStep, writeKubeconfig} from '../kubernetes/kubeconfig-steps.js'
 import {enableKubelet, installKubelet, stopKubelet} from '../kubernetes/kubelet.js'
-import {configurePodNetworkStep} from '../kubernetes/pod-network.js'
+import {configurePodNetworkStep, recordPodCidrsStep} from '../kubernetes/pod-network.js'
 import {waitUntilReady} from '../kubernetes/readiness.js'
 import {
   addUserMounts,
@@ -47,12 +47,12 @@ const PHASES = {
     at('pre-boot', createBridge, addUserMounts, bindRegistryStorage, mountKubernetesBinaries),
     at('boot', bootTheNodes),
     at('post-boot', waitForRuntime, waitForInfraMachines),
-    init('pre-init', clearUnfinishedKubeadm, importBundleImages),
+    init('pre-init', clearUnfinishedKubeadm, configurePodNetworkStep, importBundleImages),
     init('init', kubeadmInitStep),
     init('post-init'),
     init('join', kubeadmJoinControlPlanesStep, kubeadmJoinStep),
-    init('post-join', configurePodNetworkStep, enableKubelet),
-    init('ready', waitUntilReady, publishRegistryHosting, writeKubeconfig),
+    init('post-join', enableKubelet),
+    init('ready', waitUntilReady, recordPodCidrsStep, publishRegistryHosting, writeKubeconfig),
   ],
   /** stop: the kubelet first (so it restarts nothing), then the containers and the runtime, then power off. Data stays. */
   stop: [at('stop', stopKubelet, stopRuntime), at('power-off', powerOffNodes, removePortMappings)],
