@@ -19,7 +19,7 @@ export const ADMIN_CONF = 'admin.conf'
 
 export interface NodeObject {
   metadata: {name: string}
-  spec: {podCIDR?: string}
+  spec: {podCIDR?: string; podCIDRs?: string[]}
   status: {conditions?: Array<{type: string; status: string; lastHeartbeatTime?: string; reason?: string; message?: string}>}
 }
 
@@ -130,6 +130,22 @@ class ApiConnection {
     }
   }
 
+  /** A strategic merge patch of one object; ApiUnavailable with the server's message when refused. */
+  async patch(path: string, patch: object, signal: AbortSignal): Promise<void> {
+    const response = await request(new URL(path, this.credentials.server), {
+      dispatcher: this.agent,
+      method: 'PATCH',
+      headers: {'content-type': 'application/strategic-merge-patch+json'},
+      body: JSON.stringify(patch),
+      signal,
+    }).catch((error: unknown) => {
+      if (signal.aborted) throw error
+      throw new ApiUnavailable(String(error))
+    })
+    const text = await response.body.text()
+    if (response.statusCode !== 200) throw new ApiUnavailable(`PATCH ${path}: HTTP ${response.statusCode} ${text.slice(0, 300)}`)
+  }
+
   close(): Promise<void> {
     return this.agent.close()
   }
@@ -143,6 +159,18 @@ export async function getNodes(ctx: StageContext): Promise<NodeObject[] | undefi
   } catch (error) {
     if (unavailable(error)) return undefined
     throw error
+  } finally {
+    await api.close()
+  }
+}
+
+/** Sets fields of nodes' specs that are still empty (the API refuses to change a pod CIDR once set). */
+export async function patchNodeSpecs(ctx: StageContext, specs: Map<string, NodeObject['spec']>): Promise<void> {
+  const api = await ApiConnection.open(ctx)
+  try {
+    await Promise.all(
+      [...specs].map(([name, spec]) => api.patch(`/api/v1/nodes/${encodeURIComponent(name)}`, {spec}, AbortSignal.timeout(20_000))),
+    )
   } finally {
     await api.close()
   }

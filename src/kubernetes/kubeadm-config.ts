@@ -57,6 +57,8 @@ export interface JoinConfigInput {
   certificateKey?: string
   /** The path in the node of a discovery kubeconfig (renderDiscoveryKubeconfig): file discovery instead of token discovery. */
   discoveryFile?: string
+  /** How long discovery may wait for the cluster-info ConfigMap (kubeadm's default is 5 min): a join may begin during init. */
+  discoveryTimeoutSeconds?: number
   criSocket: string
   dockershim?: Dockershim
   /** The hash of the cluster CA's public key, sha256:<hex> (the bare hex is accepted). */
@@ -285,8 +287,13 @@ export function renderInitConfig(input: InitConfigInput): string {
   return renderYaml(applyConfigPatches(documents, settings.configPatches))
 }
 
-/** kubeadm's discovery file: the cluster's CA and API server, no credentials (the bootstrap token authenticates the join). */
-export function renderDiscoveryKubeconfig(cluster: Cluster, caPem: string, apiServerIp: string): string {
+/**
+ * kubeadm's discovery file: the cluster's CA and API server, and the bootstrap token as its user. With the
+ * token, discovery's request for cluster-info is refused as unauthorized (and asked again 5 s later) until
+ * kubeadm init has created the token, by which time what a join reads next exists; anonymous, it would be
+ * forbidden as soon as the API server runs, and kubeadm would go on at once (and fail).
+ */
+export function renderDiscoveryKubeconfig(cluster: Cluster, caPem: string, apiServerIp: string, token = cluster.token): string {
   const server = `https://${requireIPv4(apiServerIp, 'API server IP')}:${API_SERVER_PORT}`
   const ca = Buffer.from(caPem).toString('base64')
   return renderYaml([
@@ -294,10 +301,9 @@ export function renderDiscoveryKubeconfig(cluster: Cluster, caPem: string, apiSe
       apiVersion: 'v1',
       kind: 'Config',
       clusters: [{name: cluster.clusterName, cluster: {'certificate-authority-data': ca, server}}],
-      // kubeadm wants a user in the context; an empty one: it takes only the server and the CA from the file.
       contexts: [{name: 'discovery', context: {cluster: cluster.clusterName, user: 'discovery'}}],
       'current-context': 'discovery',
-      users: [{name: 'discovery', user: {}}],
+      users: [{name: 'discovery', user: {token}}],
     },
   ])
 }
@@ -322,11 +328,18 @@ export function renderJoinConfig(input: JoinConfigInput): string {
     throw new TypeError(`control plane ${node.name} joins only with the certificate key of kubeadm init --upload-certs`)
   const traits = versionTraits(cluster.kubernetesVersion)
   const cpIp = requireIPv4(input.controlPlaneIp, 'control-plane IP')
+  const discoveryTimeout = input.discoveryTimeoutSeconds === undefined ? undefined : `${Math.ceil(input.discoveryTimeoutSeconds)}s`
   const join: YamlMap = {
     apiVersion: traits.kubeadmApi,
     kind: 'JoinConfiguration',
+    // v1beta4 moved the discovery timeout into timeouts.
+    timeouts: discoveryTimeout && traits.joinTimeouts ? {discovery: discoveryTimeout} : undefined,
     discovery: input.discoveryFile
-      ? {file: {kubeConfigPath: input.discoveryFile}, tlsBootstrapToken: input.token ?? cluster.token}
+      ? {
+          file: {kubeConfigPath: input.discoveryFile},
+          tlsBootstrapToken: input.token ?? cluster.token,
+          timeout: discoveryTimeout && !traits.joinTimeouts ? discoveryTimeout : undefined,
+        }
       : {
           bootstrapToken: {
             apiServerEndpoint: `${cpIp}:${API_SERVER_PORT}`,

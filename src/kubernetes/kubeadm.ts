@@ -2,6 +2,7 @@
 import {X509Certificate, createHash, randomBytes} from 'node:crypto'
 import {readdir, stat} from 'node:fs/promises'
 import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
 
 import type {ClusterContext, HostNode, HostStep} from '../context/index.js'
 import {HostError, UserError, errorMessage} from '../errors.js'
@@ -70,7 +71,55 @@ export const clearUnfinishedKubeadm: HostStep = {
 export const kubeadmInitStep: HostStep = {
   title: 'kubeadm init on the control plane',
   skip: (ctx) => (ctx.cluster.state.initialized ? 'initialized at the first start; the etcd data is kept' : false),
-  task: async (ctx, task) => kubeadmInit(ctx, task),
+  task: async (ctx, task) => {
+    const early = workers(ctx).length > 0 && controlPlanes(ctx).length === 1 ? beginWorkerJoins(ctx) : undefined
+    try {
+      await kubeadmInit(ctx, task)
+      early?.initDone()
+    } catch (error) {
+      await early?.cancel()
+      throw error
+    }
+  },
+}
+
+/** ctx.shared key: the workers' joins, begun while kubeadm init finishes (kubeadmJoinStep awaits them). */
+const WORKER_JOINS = 'kube-spawn:worker-joins'
+
+/**
+ * Begins the workers' joins while kubeadm init runs, once it has written the CA (a join's discovery file
+ * holds it). Their discovery waits 5 s, then asks for the cluster-info ConfigMap every 5 s until init has
+ * published it, and by then everything else a join reads (kubeadm-config, the token, its RBAC) is in
+ * place: so kubeadm's 5 s overlap init instead of following it.
+ */
+function beginWorkerJoins(ctx: ClusterContext): {initDone: () => void; cancel: () => Promise<void>} {
+  const cp = controlPlane(ctx)
+  const aborted = new AbortController()
+  const signal = ctx.signal ? AbortSignal.any([ctx.signal, aborted.signal]) : aborted.signal
+  const probing = new AbortController()
+  let initDone!: () => void
+  const done = new Promise<void>((resolve) => (initDone = resolve))
+  // apiserver.crt is written after the CA: the CA is whole then.
+  const caWritten = (async () => {
+    const probe = AbortSignal.any([signal, probing.signal])
+    while (!(await cp.readFile('/etc/kubernetes/pki/apiserver.crt'))) await sleep(250, undefined, {signal: probe})
+  })()
+  const joins = (async () => {
+    await Promise.race([caWritten.catch(() => done), done])
+    probing.abort()
+    signal.throwIfAborted()
+    const prepared = await joinPreparation(ctx)
+    await Promise.all(workers(ctx).map((node) => joinNode(ctx, node, prepared, undefined, signal)))
+  })()
+  joins.catch(() => {}) // kubeadmJoinStep awaits it and reports its failure
+  ctx.shared.set(WORKER_JOINS, joins)
+  return {
+    initDone,
+    cancel: async () => {
+      aborted.abort()
+      await joins.catch(() => {})
+    },
+  }
 }
 
 /** Stacked etcd grows one member at a time: the further control planes join one after the other (as kind's do). */
@@ -227,9 +276,15 @@ async function joinPreparation(ctx: ClusterContext): Promise<JoinPreparation> {
 }
 
 /** kubeadm join of one node, through the API server's endpoint (the load balancer with several control planes). */
-async function joinNode(ctx: ClusterContext, node: HostNode, prepared: JoinPreparation, certificateKey?: string): Promise<void> {
+async function joinNode(
+  ctx: ClusterContext,
+  node: HostNode,
+  prepared: JoinPreparation,
+  certificateKey?: string,
+  signal?: AbortSignal,
+): Promise<void> {
   // Without a static-pod dir the worker's kubelet logs an error every second.
-  await node.exec(['mkdir', '-p', '/etc/kubernetes/manifests'])
+  await node.exec(['mkdir', '-p', '/etc/kubernetes/manifests'], signal ? {signal} : {})
   await node.writeFile(DISCOVERY_CONFIG, prepared.discovery, 0o600)
   await node.writeFile(
     JOIN_CONFIG,
@@ -241,6 +296,7 @@ async function joinNode(ctx: ClusterContext, node: HostNode, prepared: JoinPrepa
       dockershim: dockershimOf(ctx),
       caCertHash: prepared.caCertHash,
       discoveryFile: DISCOVERY_CONFIG,
+      discoveryTimeoutSeconds: (KUBEADM_TIMEOUT_MS / 1000) * ctx.host.timeoutScale,
       ...(certificateKey ? {certificateKey} : {}),
     }),
     0o600,
@@ -257,11 +313,17 @@ async function joinNode(ctx: ClusterContext, node: HostNode, prepared: JoinPrepa
     {
       timeoutMs: KUBEADM_TIMEOUT_MS * ctx.host.timeoutScale,
       logFile: join(node.dir, 'kubeadm-join.log'),
+      ...(signal ? {signal} : {}),
     },
   )
 }
 
 async function kubeadmJoin(ctx: ClusterContext, task: StageTaskWrapper): Promise<void> {
+  const early = ctx.shared.get(WORKER_JOINS) as Promise<void> | undefined
+  if (early) {
+    task.output = 'begun while kubeadm init finished'
+    return early
+  }
   const prepared = await joinPreparation(ctx)
   const joining = workers(ctx)
   let joined = 0

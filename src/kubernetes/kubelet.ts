@@ -2,7 +2,9 @@
 import type {HostStep} from '../context/index.js'
 import {KUBERNETES_BINARIES} from './artifacts.js'
 import {NODE_BIN_DIR, artifacts} from './binaries.js'
-import {kubeletSystemdFiles} from './kubelet-unit.js'
+import {KUBELET_UNIT_PATH, kubeletSystemdFiles} from './kubelet-unit.js'
+
+const KUBELET_WANTS_LINK = '/etc/systemd/system/multi-user.target.wants/kubelet.service'
 import {versionTraits} from './versions.js'
 import {renderYaml} from './yaml.js'
 
@@ -28,8 +30,10 @@ export const enableKubelet: HostStep = {
   title: 'Enable the kubelet in every node for later boots',
   // It stays enabled in each node's layer: a later start need not ask systemd in every node again (2 s for 3 nodes).
   skip: (ctx) => (ctx.cluster.state.initialized ? 'enabled at the first start' : false),
+  // What systemctl enable does, without its daemon-reload in every node (0.5 s each): systemd reads the
+  // wants link at the next boot.
   task: async (ctx) => {
-    await Promise.all(ctx.nodes.map((n) => n.exec(['systemctl', 'enable', 'kubelet.service'])))
+    await Promise.all(ctx.nodes.map((n) => n.symlink(KUBELET_WANTS_LINK, KUBELET_UNIT_PATH)))
     ctx.cluster.state.initialized = true
   },
 }

@@ -4,10 +4,10 @@
  * waits for the controller manager to allocate one.
  */
 import type {ClusterContext, HostStep} from '../context/index.js'
-import {HostError} from '../errors.js'
+import {HostError, errorMessage} from '../errors.js'
 import {nodePodCidr} from '../net/pod-cidr.js'
 import {run} from '../util/run.js'
-import {getNodes, kubectl} from './api.js'
+import {getNodes, patchNodeSpecs} from './api.js'
 import {CNI_CONFLIST_PATH, renderCniConflist} from './cni.js'
 
 const skipWithoutBridge = (ctx: ClusterContext) => (ctx.cluster.cni === 'none' ? 'cni = "none": apply your own CNI' : false)
@@ -42,19 +42,11 @@ export const recordPodCidrsStep: HostStep = {
   task: async (ctx) => {
     const cidrs = podCidrs(ctx)
     const unrecorded = ((await getNodes(ctx)) ?? []).filter((n) => !n.spec.podCIDR && cidrs.has(n.metadata.name))
-    await Promise.all(
-      unrecorded.map(async (n) => {
-        const cidr = cidrs.get(n.metadata.name)!
-        const result = await kubectl(ctx, [
-          'patch',
-          'node',
-          n.metadata.name,
-          '-p',
-          JSON.stringify({spec: {podCIDR: cidr, podCIDRs: [cidr]}}),
-        ])
-        if (result.exitCode !== 0)
-          throw new HostError(`could not record pod range ${cidr} in node ${n.metadata.name}: ${result.stderr.trim()}`)
-      }),
-    )
+    await patchNodeSpecs(
+      ctx,
+      new Map(unrecorded.map((n) => [n.metadata.name, {podCIDR: cidrs.get(n.metadata.name)!, podCIDRs: [cidrs.get(n.metadata.name)!]}])),
+    ).catch((error: unknown) => {
+      throw new HostError(`could not record the nodes' pod ranges: ${errorMessage(error)}`)
+    })
   },
 }

@@ -27,6 +27,8 @@ export interface VersionTraits {
   patchesFlag: '--experimental-patches' | '--patches'
   /** kube-proxy's nftables mode: kube-spawn offers it from 1.31, where it is beta and on by default. */
   nftablesProxyMode: boolean
+  /** JoinConfiguration's timeouts (v1beta4, from 1.31) hold the discovery timeout, formerly discovery.timeout. */
+  joinTimeouts: boolean
 }
 
 const PAUSE: Array<[minMinor: number, pause: string]> = [
@@ -55,6 +57,7 @@ export function versionTraits(text: string): VersionTraits {
     failCgroupV1Field: minor >= 31,
     patchesFlag: minor >= 22 ? '--patches' : '--experimental-patches',
     nftablesProxyMode: minor >= 31,
+    joinTimeouts: minor >= 31,
   }
 }
 

@@ -70,7 +70,10 @@ async function waitForSystemd(ctx: ClusterContext, machine: string): Promise<voi
   const outcome = await ctx
     .waitFor(
       async () => {
-        const result = await node.exec(['systemctl', 'is-system-running'], {allowFailure: true, timeoutMs: 10_000}).catch(() => undefined)
+        // --wait answers when the boot is over; it fails at once while systemd does not listen yet.
+        const result = await node
+          .exec(['systemctl', 'is-system-running', '--wait'], {allowFailure: true, timeoutMs: 10_000})
+          .catch(() => undefined)
         state = result?.stdout.trim() ?? ''
         if (state === 'running' || state === 'degraded') return state
         return (await leaderPid(ctx.clusterDir, machine)) === undefined ? 'gone' : undefined

@@ -50,7 +50,8 @@ server = "http://${registry.address}"
  * Kills every container, so that stopping containerd does not wait for shims. containerd removes the
  * exited tasks itself (a `tasks delete` would race it), so this waits for the task list to empty.
  */
-const KILL_CONTAINERS = `for t in $(ctr -n k8s.io tasks ls -q 2>/dev/null); do ctr -n k8s.io tasks kill -s KILL "$t" 2>/dev/null; done
+// The kills run in parallel: one ctr after another took a second on a control plane.
+const KILL_CONTAINERS = `for t in $(ctr -n k8s.io tasks ls -q 2>/dev/null); do ctr -n k8s.io tasks kill -s KILL "$t" 2>/dev/null & done; wait
 for i in $(seq 1 50); do [ -z "$(ctr -n k8s.io tasks ls -q 2>/dev/null)" ] && break; sleep 0.1; done`
 
 /**

@@ -295,5 +295,26 @@ describe('file discovery (issue 14: joins do not wait for the signed cluster-inf
     assert.match(kubeconfig, /server: https:\/\/10\.22\.9\.254:6443/)
     assert.match(kubeconfig, /certificate-authority-data: LS0tLS1CRUdJTi/)
     assert.match(kubeconfig, /current-context: discovery/)
+    assert.match(kubeconfig, /user:\n {4}token: abcdef\.0123456789abcdef\n/)
+  })
+
+  it('gives discovery the time a join begun during kubeadm init may wait, where each kubeadm API keeps it', async () => {
+    const cluster = await created()
+    const [, cp2, , , lb] = cluster.machines
+    const render = (kubernetesVersion: string) =>
+      renderJoinConfig({
+        cluster: {...cluster, kubernetesVersion},
+        node: cp2,
+        controlPlaneIp: lb.ip,
+        certificateKey: KEY,
+        criSocket: SOCKET,
+        caCertHash: CA_HASH,
+        discoveryFile: '/etc/kube-spawn/discovery.conf',
+        discoveryTimeoutSeconds: 600,
+      })
+    assert.match(render('v1.20.2'), /\n {2}tlsBootstrapToken: abcdef\.0123456789abcdef\n {2}timeout: 600s\n/)
+    assert.doesNotMatch(render('v1.20.2'), /timeouts:/)
+    assert.match(render('v1.31.0'), /\ntimeouts:\n {2}discovery: 600s\n/)
+    assert.doesNotMatch(render('v1.31.0'), / {2}timeout: /)
   })
 })
