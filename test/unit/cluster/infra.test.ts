@@ -157,7 +157,7 @@ describe('kubeadm with several control planes (golden)', () => {
   for (const version of ['v1.20.2', 'v1.31.0']) {
     it(`${version}: init through the load balancer with the certificate key, and a control plane's join`, async () => {
       const cluster = {...(await created()), kubernetesVersion: version}
-      const [cp, cp2, , , lb] = cluster.machines
+      const [cp, , , , lb] = cluster.machines
       const init = renderInitConfig({
         cluster,
         node: cp,
@@ -168,14 +168,7 @@ describe('kubeadm with several control planes (golden)', () => {
       })
       assert.match(init, /controlPlaneEndpoint: 10\.22\.9\.254:6443/)
       await golden(join(GOLDEN, `${version}-ha`, 'init.yaml'), init)
-      const join_ = renderJoinConfig({
-        cluster,
-        node: cp2,
-        controlPlaneIp: lb.ip,
-        certificateKey: KEY,
-        criSocket: SOCKET,
-        caCertHash: CA_HASH,
-      })
+      const join_ = cp2Join(cluster)
       assert.match(join_, /controlPlane:\n {2}localAPIEndpoint:\n {4}advertiseAddress: 10\.22\.9\.3/)
       await golden(join(GOLDEN, `${version}-ha`, 'join-control-plane.yaml'), join_)
     })
@@ -274,19 +267,25 @@ describe("the registry's host port", () => {
   })
 })
 
+/** The second control plane's join of an HA cluster (machines cp, cp2, cp3, a worker, the load balancer). */
+function cp2Join(cluster: Awaited<ReturnType<typeof created>>, extra: Partial<Parameters<typeof renderJoinConfig>[0]> = {}): string {
+  const [, cp2, , , lb] = cluster.machines
+  return renderJoinConfig({
+    cluster,
+    node: cp2,
+    controlPlaneIp: lb.ip,
+    certificateKey: KEY,
+    criSocket: SOCKET,
+    caCertHash: CA_HASH,
+    ...extra,
+  })
+}
+
 describe('file discovery (issue 14: joins do not wait for the signed cluster-info)', () => {
   it('the join names the discovery file and the bootstrap token; the file holds the CA and the API server', async () => {
     const cluster = await created()
-    const [, cp2, , , lb] = cluster.machines
-    const text = renderJoinConfig({
-      cluster,
-      node: cp2,
-      controlPlaneIp: lb.ip,
-      certificateKey: KEY,
-      criSocket: SOCKET,
-      caCertHash: CA_HASH,
-      discoveryFile: '/etc/kube-spawn/discovery.conf',
-    })
+    const lb = cluster.machines[4]
+    const text = cp2Join(cluster, {discoveryFile: '/etc/kube-spawn/discovery.conf'})
     assert.match(
       text,
       /discovery:\n {2}file:\n {4}kubeConfigPath: \/etc\/kube-spawn\/discovery\.conf\n {2}tlsBootstrapToken: abcdef\.0123456789abcdef\n/,
@@ -300,18 +299,8 @@ describe('file discovery (issue 14: joins do not wait for the signed cluster-inf
 
   it('gives discovery the time a join begun during kubeadm init may wait, where each kubeadm API keeps it', async () => {
     const cluster = await created()
-    const [, cp2, , , lb] = cluster.machines
     const render = (kubernetesVersion: string) =>
-      renderJoinConfig({
-        cluster: {...cluster, kubernetesVersion},
-        node: cp2,
-        controlPlaneIp: lb.ip,
-        certificateKey: KEY,
-        criSocket: SOCKET,
-        caCertHash: CA_HASH,
-        discoveryFile: '/etc/kube-spawn/discovery.conf',
-        discoveryTimeoutSeconds: 600,
-      })
+      cp2Join({...cluster, kubernetesVersion}, {discoveryFile: '/etc/kube-spawn/discovery.conf', discoveryTimeoutSeconds: 600})
     assert.match(render('v1.20.2'), /\n {2}tlsBootstrapToken: abcdef\.0123456789abcdef\n {2}timeout: 600s\n/)
     assert.doesNotMatch(render('v1.20.2'), /timeouts:/)
     assert.match(render('v1.31.0'), /\ntimeouts:\n {2}discovery: 600s\n/)
