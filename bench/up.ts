@@ -97,8 +97,8 @@ function cli(root: string, kubeconfig: string, args: string[]): Promise<Run> {
 
 /** The stages, in pipeline order, from the built SDK (the parent task of each stage is titled by its name). */
 async function stageNames(): Promise<Set<string>> {
-  const sdk = (await import(join(REPO, 'dist', 'sdk', 'index.js'))) as {STAGES: readonly string[]}
-  return new Set(sdk.STAGES)
+  const {STAGES} = await import('@kube-spawn/sdk')
+  return new Set(STAGES)
 }
 
 // listr2's simple renderer: "❯ title" when a task starts, "✔ title" when it completes, "↓ title [SKIPPED: …]",

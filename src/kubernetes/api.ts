@@ -18,7 +18,7 @@ import {artifacts} from './binaries.js'
 export const ADMIN_CONF = 'admin.conf'
 
 export interface NodeObject {
-  metadata: {name: string}
+  metadata: {name: string; resourceVersion?: string}
   spec: {podCIDR?: string; podCIDRs?: string[]}
   status: {conditions?: Array<{type: string; status: string; lastHeartbeatTime?: string; reason?: string; message?: string}>}
 }
@@ -78,11 +78,16 @@ class ApiUnavailable extends Error {}
 const unavailable = (error: unknown) =>
   error instanceof ApiUnavailable || String((error as {code?: unknown}).code ?? '').startsWith('UND_ERR')
 
+/** An object of the API, as far as lists and watches need it. */
+interface ApiObject {
+  metadata: {name: string; resourceVersion?: string}
+}
+
 /** One connection to the API server of admin.conf. */
 class ApiConnection {
   private readonly agent: Agent
 
-  constructor(private readonly credentials: ReturnType<typeof kubeconfigCredentials>) {
+  private constructor(private readonly credentials: ReturnType<typeof kubeconfigCredentials>) {
     const {ca, cert, key} = credentials
     this.agent = new Agent({connect: {ca, cert, key, timeout: 5000}})
   }
@@ -91,36 +96,39 @@ class ApiConnection {
     return new ApiConnection(kubeconfigCredentials(await readFile(join(ctx.clusterDir, ADMIN_CONF), 'utf8')))
   }
 
-  /** The response body of a GET; ApiUnavailable while the server does not answer or answers with an error. */
-  private async get(path: string, signal: AbortSignal, bodyTimeout: number) {
+  /** The response of a request with status 200; ApiUnavailable while the server does not answer or answers otherwise. */
+  private async send(path: string, signal: AbortSignal, options: {bodyTimeout?: number; patch?: object} = {}) {
     const response = await request(new URL(path, this.credentials.server), {
       dispatcher: this.agent,
       signal,
       headersTimeout: 10_000,
-      bodyTimeout,
+      bodyTimeout: options.bodyTimeout ?? 20_000,
+      ...(options.patch && {
+        method: 'PATCH' as const,
+        headers: {'content-type': 'application/strategic-merge-patch+json'},
+        body: JSON.stringify(options.patch),
+      }),
     }).catch((error: unknown) => {
       if (signal.aborted) throw error
       throw new ApiUnavailable(String(error))
     })
     if (response.statusCode !== 200) {
-      await response.body.dump()
-      throw new ApiUnavailable(`GET ${path}: HTTP ${response.statusCode}`)
+      const text = await response.body.text().catch(() => '')
+      throw new ApiUnavailable(`${options.patch ? 'PATCH' : 'GET'} ${path}: HTTP ${response.statusCode} ${text.slice(0, 300)}`)
     }
     return response.body
   }
 
   async list<T>(path: string, signal: AbortSignal): Promise<{items: T[]; resourceVersion: string}> {
-    const body = (await (await this.get(path, signal, 20_000)).json()) as {items: T[]; metadata: {resourceVersion: string}}
+    const body = (await (await this.send(path, signal)).json()) as {items: T[]; metadata: {resourceVersion: string}}
     return {items: body.items, resourceVersion: body.metadata.resourceVersion}
   }
 
   /** The events of a watch from resourceVersion, until the server ends it (after about timeoutSeconds). */
   async *watch<T>(path: string, resourceVersion: string, signal: AbortSignal): AsyncGenerator<WatchEvent<T>> {
-    const body = await this.get(
-      `${path}?watch=1&allowWatchBookmarks=true&timeoutSeconds=60&resourceVersion=${resourceVersion}`,
-      signal,
-      90_000,
-    )
+    const body = await this.send(`${path}?watch=1&allowWatchBookmarks=true&timeoutSeconds=60&resourceVersion=${resourceVersion}`, signal, {
+      bodyTimeout: 90_000,
+    })
     let pending = ''
     for await (const chunk of body) {
       pending += (chunk as Buffer).toString('utf8')
@@ -132,18 +140,7 @@ class ApiConnection {
 
   /** A strategic merge patch of one object; ApiUnavailable with the server's message when refused. */
   async patch(path: string, patch: object, signal: AbortSignal): Promise<void> {
-    const response = await request(new URL(path, this.credentials.server), {
-      dispatcher: this.agent,
-      method: 'PATCH',
-      headers: {'content-type': 'application/strategic-merge-patch+json'},
-      body: JSON.stringify(patch),
-      signal,
-    }).catch((error: unknown) => {
-      if (signal.aborted) throw error
-      throw new ApiUnavailable(String(error))
-    })
-    const text = await response.body.text()
-    if (response.statusCode !== 200) throw new ApiUnavailable(`PATCH ${path}: HTTP ${response.statusCode} ${text.slice(0, 300)}`)
+    await (await this.send(path, signal, {patch})).dump()
   }
 
   close(): Promise<void> {
@@ -151,55 +148,56 @@ class ApiConnection {
   }
 }
 
-/** The nodes, or undefined while the API server does not answer. */
-export async function getNodes(ctx: StageContext): Promise<NodeObject[] | undefined> {
-  const api = await ApiConnection.open(ctx)
-  try {
-    return (await api.list<NodeObject>('/api/v1/nodes', AbortSignal.timeout(20_000))).items
-  } catch (error) {
-    if (unavailable(error)) return undefined
-    throw error
-  } finally {
-    await api.close()
-  }
-}
+export const NODES = '/api/v1/nodes'
+export const KUBE_SYSTEM_PODS = '/api/v1/namespaces/kube-system/pods'
 
-/** Sets fields of nodes' specs that are still empty (the API refuses to change a pod CIDR once set). */
-export async function patchNodeSpecs(ctx: StageContext, specs: Map<string, NodeObject['spec']>): Promise<void> {
+/**
+ * Records each node's pod range where its Node object has none yet (the API refuses to change a pod CIDR
+ * once set); nodes not in `cidrs` are left alone.
+ */
+export async function recordNodePodCidrs(ctx: StageContext, cidrs: Map<string, string>): Promise<void> {
   const api = await ApiConnection.open(ctx)
   try {
+    const signal = AbortSignal.timeout(20_000)
+    const {items} = await api.list<NodeObject>(NODES, signal)
+    const unrecorded = items.filter((n) => !n.spec.podCIDR && cidrs.has(n.metadata.name))
     await Promise.all(
-      [...specs].map(([name, spec]) => api.patch(`/api/v1/nodes/${encodeURIComponent(name)}`, {spec}, AbortSignal.timeout(20_000))),
+      unrecorded.map((n) => {
+        const cidr = cidrs.get(n.metadata.name)!
+        return api.patch(`${NODES}/${encodeURIComponent(n.metadata.name)}`, {spec: {podCIDR: cidr, podCIDRs: [cidr]}}, signal)
+      }),
     )
   } finally {
     await api.close()
   }
 }
 
-export interface WatchNodesOptions {
+export interface WatchOptions<T> {
   /** Give up after this many milliseconds (WaitTimeout). */
   timeout: number
   /** What is awaited, for the WaitTimeout. */
   describe: string
-  /** Told the nodes at every change. */
-  onChange?: (nodes: NodeObject[]) => void
+  /** Told the objects at every change. */
+  onChange?: (objects: T[]) => void
 }
 
 /**
- * Watches the nodes until `done` holds of them, and returns them: a list, then a watch from its version,
- * so a change is seen when it happens. While the API server does not answer (it restarts with its
- * node), it asks again every second. A timeout throws WaitTimeout; ctx.signal's abort, its reason.
+ * Watches the objects of a collection (NODES, KUBE_SYSTEM_PODS) until `done` holds of them, and returns
+ * them: a list, then a watch from its version, so a change is seen when it happens. While the API server
+ * does not answer (it restarts with its node), it asks again every second. A timeout throws WaitTimeout;
+ * ctx.signal's abort, its reason.
  */
-export async function watchNodesUntil(
+export async function watchUntil<T extends ApiObject>(
   ctx: StageContext,
-  done: (nodes: NodeObject[]) => boolean,
-  {timeout, describe, onChange}: WatchNodesOptions,
-): Promise<NodeObject[]> {
+  path: string,
+  done: (objects: T[]) => boolean,
+  {timeout, describe, onChange}: WatchOptions<T>,
+): Promise<T[]> {
   const timer = AbortSignal.timeout(timeout)
   const signal = ctx.signal ? AbortSignal.any([ctx.signal, timer]) : timer
-  const nodes = new Map<string, NodeObject>()
+  const objects = new Map<string, T>()
   const changed = () => {
-    const current = [...nodes.values()]
+    const current = [...objects.values()]
     onChange?.(current)
     return done(current)
   }
@@ -209,18 +207,18 @@ export async function watchNodesUntil(
       let api: ApiConnection | undefined
       try {
         api = await ApiConnection.open(ctx)
-        const listed = await api.list<NodeObject>('/api/v1/nodes', signal)
-        nodes.clear()
-        for (const node of listed.items) nodes.set(node.metadata.name, node)
-        if (changed()) return [...nodes.values()]
+        const listed = await api.list<T>(path, signal)
+        objects.clear()
+        for (const object of listed.items) objects.set(object.metadata.name, object)
+        if (changed()) return [...objects.values()]
         let version = listed.resourceVersion
-        for await (const event of api.watch<NodeObject>('/api/v1/nodes', version, signal)) {
+        for await (const event of api.watch<T>(path, version, signal)) {
           if (event.type === 'ERROR') break // the version expired: list again
           if (event.type === 'BOOKMARK') continue
-          version = (event.object as {metadata: {resourceVersion?: string}}).metadata.resourceVersion ?? version
-          if (event.type === 'DELETED') nodes.delete(event.object.metadata.name)
-          else nodes.set(event.object.metadata.name, event.object)
-          if (changed()) return [...nodes.values()]
+          version = event.object.metadata.resourceVersion ?? version
+          if (event.type === 'DELETED') objects.delete(event.object.metadata.name)
+          else objects.set(event.object.metadata.name, event.object)
+          if (changed()) return [...objects.values()]
         }
       } catch (error) {
         // The server does not answer, or went away mid-watch (it restarts with its node): ask again in a second.

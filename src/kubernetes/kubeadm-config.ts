@@ -4,7 +4,6 @@
  * on the Kubernetes release is taken from the version table (versions.ts).
  */
 import type {Cluster, KubernetesSettings, Role} from '../config/definition.js'
-import {parse as parseYaml} from 'yaml'
 
 import {parseIPv4} from '../net/cidr.js'
 import {NODE_CIDR_MASK} from '../net/pod-cidr.js'
@@ -356,24 +355,4 @@ export function renderJoinConfig(input: JoinConfigInput): string {
       : undefined,
   }
   return renderYaml(applyConfigPatches([join], kubernetesSettings(cluster).configPatches))
-}
-
-/** Where the kubelet keeps the client certificate it rotates. */
-export const KUBELET_ROTATED_CERTIFICATE = '/var/lib/kubelet/pki/kubelet-client-current.pem'
-
-/**
- * What kubeadm's kubelet-finalize phase makes of the control plane's kubelet.conf: its users name the
- * certificate file the kubelet rotates instead of embedding the first certificate. Unchanged text when
- * nothing is embedded.
- */
-export function kubeletConfWithRotatedCertificate(text: string): string {
-  const config = parseYaml(text) as {users?: Array<{user?: Record<string, unknown>}>}
-  const embedded = (config.users ?? []).filter((u) => u.user?.['client-certificate-data'] !== undefined)
-  for (const {user} of embedded) {
-    delete user!['client-certificate-data']
-    delete user!['client-key-data']
-    user!['client-certificate'] = KUBELET_ROTATED_CERTIFICATE
-    user!['client-key'] = KUBELET_ROTATED_CERTIFICATE
-  }
-  return embedded.length > 0 ? renderYaml([config as YamlValue]) : text
 }

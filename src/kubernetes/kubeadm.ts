@@ -11,14 +11,7 @@ import {writeFileAtomic} from '../util/fs.js'
 import {ADMIN_CONF} from './api.js'
 import {artifacts} from './binaries.js'
 import {CNI_CONF_DIR} from '../runtime/files.js'
-import {
-  KUBELET_ROTATED_CERTIFICATE,
-  kubeletConfWithRotatedCertificate,
-  kubernetesSettings,
-  renderDiscoveryKubeconfig,
-  renderInitConfig,
-  renderJoinConfig,
-} from './kubeadm-config.js'
+import {kubernetesSettings, renderDiscoveryKubeconfig, renderInitConfig, renderJoinConfig} from './kubeadm-config.js'
 import {type Dockershim, versionTraits} from './versions.js'
 import {apiServerHost} from '../node/names.js'
 
@@ -94,29 +87,23 @@ const WORKER_JOINS = 'kube-spawn:worker-joins'
  */
 function beginWorkerJoins(ctx: ClusterContext): {initDone: () => void; cancel: () => Promise<void>} {
   const cp = controlPlane(ctx)
-  const aborted = new AbortController()
-  const signal = ctx.signal ? AbortSignal.any([ctx.signal, aborted.signal]) : aborted.signal
-  const probing = new AbortController()
-  let initDone!: () => void
-  const done = new Promise<void>((resolve) => (initDone = resolve))
-  // apiserver.crt is written after the CA: the CA is whole then.
-  const caWritten = (async () => {
-    const probe = AbortSignal.any([signal, probing.signal])
-    while (!(await cp.readFile('/etc/kubernetes/pki/apiserver.crt'))) await sleep(250, undefined, {signal: probe})
-  })()
+  const cancelled = new AbortController()
+  const signal = ctx.signal ? AbortSignal.any([ctx.signal, cancelled.signal]) : cancelled.signal
+  let initEnded = false
   const joins = (async () => {
-    await Promise.race([caWritten.catch(() => done), done])
-    probing.abort()
-    signal.throwIfAborted()
+    // apiserver.crt is written after the CA: the CA is whole then (and surely once init has ended).
+    while (!initEnded && !(await cp.readFile('/etc/kubernetes/pki/apiserver.crt'))) await sleep(250, undefined, {signal})
     const prepared = await joinPreparation(ctx)
     await Promise.all(workers(ctx).map((node) => joinNode(ctx, node, prepared, undefined, signal)))
   })()
   joins.catch(() => {}) // kubeadmJoinStep awaits it and reports its failure
   ctx.shared.set(WORKER_JOINS, joins)
   return {
-    initDone,
+    initDone: () => {
+      initEnded = true
+    },
     cancel: async () => {
-      aborted.abort()
+      cancelled.abort()
       await joins.catch(() => {})
     },
   }
@@ -176,45 +163,26 @@ async function kubeadmInit(ctx: ClusterContext, task: StageTaskWrapper): Promise
   )
   const skip = await skippedPhases(ctx, cp)
   const patches = await copyPatches(ctx, cp)
-  task.output = `kubeadm init --skip-phases=${skip.join(',')}`
+  const skipFlag = skip.length > 0 ? [`--skip-phases=${skip.join(',')}`] : []
+  task.output = ['kubeadm init', ...skipFlag].join(' ')
   const upload = certificateKey ? ['--upload-certs'] : []
-  await cp.exec(
-    ['kubeadm', 'init', `--config=${INIT_CONFIG}`, `--skip-phases=${skip.join(',')}`, ...patches, ...upload, '--skip-token-print'],
-    {
-      timeoutMs: KUBEADM_TIMEOUT_MS * ctx.host.timeoutScale,
-      task,
-      logFile: join(cp.dir, 'kubeadm-init.log'),
-    },
-  )
-  await finalizeKubeletConf(cp)
+  await cp.exec(['kubeadm', 'init', `--config=${INIT_CONFIG}`, ...skipFlag, ...patches, ...upload, '--skip-token-print'], {
+    timeoutMs: KUBEADM_TIMEOUT_MS * ctx.host.timeoutScale,
+    task,
+    logFile: join(cp.dir, 'kubeadm-init.log'),
+  })
   const adminConf = await cp.readFile('/etc/kubernetes/admin.conf')
   if (!adminConf)
     throw new HostError(`kubeadm init on ${cp.name} wrote no admin.conf`, {hint: `see kube-spawn exec ${cp.name} -- journalctl -u kubelet`})
   await writeFileAtomic(join(ctx.clusterDir, ADMIN_CONF), adminConf, 0o600)
 }
 
-const KUBELET_CONF = '/etc/kubernetes/kubelet.conf'
-
 /**
- * kubeadm's kubelet-finalize phase without its restart of the kubelet, which would cost a second kubelet
- * start before the node is Ready: kubelet.conf names the certificate the running kubelet already rotates,
- * and the kubelet reads it so at its next start.
- */
-async function finalizeKubeletConf(cp: HostNode): Promise<void> {
-  const text = await cp.readFile(KUBELET_CONF)
-  const rotated = await cp.exec(['test', '-s', KUBELET_ROTATED_CERTIFICATE], {allowFailure: true})
-  if (text === undefined || rotated.exitCode !== 0) return
-  const updated = kubeletConfWithRotatedCertificate(text)
-  if (updated !== text) await cp.writeFile(KUBELET_CONF, updated, 0o600)
-}
-
-/**
- * Always skips kubelet-finalize (finalizeKubeletConf does its work without a kubelet restart). Skips
- * kubeadm's preflight only when crictl is missing, CoreDNS only when its image is not available
+ * Skips kubeadm's preflight only when crictl is missing, CoreDNS only when its image is not available
  * offline, and kube-proxy when kubernetes.kube-proxy-mode is "none".
  */
 async function skippedPhases(ctx: ClusterContext, node: HostNode): Promise<string[]> {
-  const phases: string[] = ['kubelet-finalize']
+  const phases: string[] = []
   const crictl = await node.exec(['sh', '-c', 'command -v crictl'], {allowFailure: true})
   if (crictl.exitCode !== 0) {
     phases.push('preflight')

@@ -7,7 +7,7 @@ import type {ClusterContext, HostStep} from '../context/index.js'
 import {HostError, errorMessage} from '../errors.js'
 import {nodePodCidr} from '../net/pod-cidr.js'
 import {run} from '../util/run.js'
-import {getNodes, patchNodeSpecs} from './api.js'
+import {recordNodePodCidrs} from './api.js'
 import {CNI_CONFLIST_PATH, renderCniConflist} from './cni.js'
 
 const skipWithoutBridge = (ctx: ClusterContext) => (ctx.cluster.cni === 'none' ? 'cni = "none": apply your own CNI' : false)
@@ -39,14 +39,8 @@ export const configurePodNetworkStep: HostStep = {
 export const recordPodCidrsStep: HostStep = {
   title: "Record each node's pod range in its Node object",
   skip: skipWithoutBridge,
-  task: async (ctx) => {
-    const cidrs = podCidrs(ctx)
-    const unrecorded = ((await getNodes(ctx)) ?? []).filter((n) => !n.spec.podCIDR && cidrs.has(n.metadata.name))
-    await patchNodeSpecs(
-      ctx,
-      new Map(unrecorded.map((n) => [n.metadata.name, {podCIDR: cidrs.get(n.metadata.name)!, podCIDRs: [cidrs.get(n.metadata.name)!]}])),
-    ).catch((error: unknown) => {
+  task: async (ctx) =>
+    recordNodePodCidrs(ctx, podCidrs(ctx)).catch((error: unknown) => {
       throw new HostError(`could not record the nodes' pod ranges: ${errorMessage(error)}`)
-    })
-  },
+    }),
 }

@@ -5,7 +5,7 @@ import {HostError} from '../errors.js'
 import type {StageTaskWrapper} from '@kube-spawn/sdk'
 import {WaitTimeout} from '../util/wait.js'
 import {BOOTED_MACHINES} from '../node/boot.js'
-import {type NodeObject, watchNodesUntil} from './api.js'
+import {KUBE_SYSTEM_PODS, NODES, type NodeObject, watchUntil} from './api.js'
 
 export const waitUntilReady: HostStep = {
   title: 'Wait until every node is Ready',
@@ -26,7 +26,7 @@ async function waitForReady(ctx: ClusterContext, startedAt: number, task: StageT
   }
   let nodes: NodeObject[] = []
   const readyCount = () => ctx.nodes.filter((n) => nodes.some((o) => o.metadata.name === n.name && fresh(o))).length
-  const allReady = await watchNodesUntil(ctx, (current) => (nodes = current) && readyCount() === ctx.nodes.length, {
+  const allReady = await watchUntil<NodeObject>(ctx, NODES, (current) => (nodes = current) && readyCount() === ctx.nodes.length, {
     timeout: timeoutMs,
     describe: 'every node to be Ready',
     onChange: (current) => {
@@ -51,4 +51,57 @@ async function waitForReady(ctx: ClusterContext, startedAt: number, task: StageT
   throw new HostError(`nodes not Ready after ${waited}: ${reasons.join('; ')}`, {
     hint: 'see kube-spawn exec NODE -- journalctl -u kubelet',
   })
+}
+
+const STATIC_POD_MANIFESTS = '/etc/kubernetes/manifests'
+/** How long a kubelet gets to post its mirror pods before it is restarted (once), which posts them at its first sync. */
+const MIRROR_POD_GRACE_MS = 10_000
+
+/**
+ * The kubelet posts a static pod's mirror pod at a sync after its Node object exists: at once when it
+ * starts with the node registered (kubeadm init restarts it at the end), otherwise at its periodic sync a
+ * minute later (a control plane that joined). Until then `kubectl get pods` lacks the control plane.
+ * kubeadm names a static pod after its manifest's file.
+ */
+export const waitForStaticPods: HostStep = {
+  title: "Wait until the control planes' static pods show in the API",
+  task: async (ctx, task) => {
+    const expected = new Map(
+      await Promise.all(
+        ctx.nodes.map(async (node) => {
+          const listing = await node.exec(['ls', STATIC_POD_MANIFESTS], {allowFailure: true})
+          const manifests = listing.exitCode === 0 ? listing.stdout.split('\n').filter((f) => f.endsWith('.yaml')) : []
+          return [node, manifests.map((file) => `${file.slice(0, -'.yaml'.length)}-${node.name}`)] as const
+        }),
+      ),
+    )
+    let missing = [...expected.values()].flat()
+    let restarts: Promise<unknown>[] = []
+    const restartLagging = setTimeout(() => {
+      const lagging = ctx.nodes.filter((node) => expected.get(node)!.some((name) => missing.includes(name)))
+      task.output = `restarting the kubelet of ${lagging.map((n) => n.name).join(', ')}`
+      restarts = lagging.map((node) => node.exec(['systemctl', 'restart', 'kubelet'], {allowFailure: true}).catch(() => {}))
+    }, MIRROR_POD_GRACE_MS * ctx.host.timeoutScale)
+    const timeout = parseDuration(ctx.cluster.runtimeConfig.timeout)! * ctx.host.timeoutScale
+    try {
+      await watchUntil<{metadata: {name: string}}>(
+        ctx,
+        KUBE_SYSTEM_PODS,
+        (pods) => {
+          missing = [...expected.values()].flat().filter((name) => !pods.some((p) => p.metadata.name === name))
+          task.output = missing.length > 0 ? `waiting for ${missing.join(', ')}` : 'all shown'
+          return missing.length === 0
+        },
+        {timeout, describe: 'the static pods to show in the API'},
+      )
+    } catch (error) {
+      if (!(error instanceof WaitTimeout)) throw error
+      throw new HostError(`the static pods ${missing.join(', ')} do not show in the API`, {
+        hint: 'see kube-spawn exec NODE -- journalctl -u kubelet',
+      })
+    } finally {
+      clearTimeout(restartLagging)
+      await Promise.all(restarts)
+    }
+  },
 }

@@ -567,10 +567,14 @@ describe(`Kubernetes cluster lifecycle (3 nodes, ${RUNTIME}, isolated, offline b
   )
 
   step('the API server runs with the feature gate and the extra argument of [kubernetes]', MINUTE, async () => {
-    // The kubelet posts the static pods' mirror pods a few seconds after its node is Ready.
-    const args = ['-n', 'kube-system', 'get', 'pod', `kube-apiserver-${CP}`]
-    for (let tries = 0; tries < 45 && (await kubectl(args)).code !== 0; tries++) await new Promise((r) => setTimeout(r, 1000))
-    const pod = await kubectlJson<{spec: {containers: Array<{command: string[]}>}}>(args)
+    // up returns once the static pods show in the API: no waiting here.
+    const pod = await kubectlJson<{spec: {containers: Array<{command: string[]}>}}>([
+      '-n',
+      'kube-system',
+      'get',
+      'pod',
+      `kube-apiserver-${CP}`,
+    ])
     const command = pod.spec.containers[0].command
     assert.ok(
       command.includes('--feature-gates=EphemeralContainers=true'),
