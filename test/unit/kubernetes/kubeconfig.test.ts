@@ -18,6 +18,7 @@ import {
   sudoUser,
   withServer,
 } from '../../../dist/kubernetes/kubeconfig.js'
+import {kubeconfigCredentials} from '../../../dist/kubernetes/api.js'
 
 const kubectl = fixtureBinary('kubectl')
 const skip = kubectl === undefined ? 'no fixture kubectl (shared/fixtures/kubernetes)' : false
@@ -84,6 +85,27 @@ function view(file: string): Config {
 }
 
 const names = (list?: Entry[]) => (list ?? []).map((e) => e.name).sort()
+
+describe('kubeconfigCredentials (the API client reads admin.conf)', () => {
+  const conf = adminConf('https://10.22.0.2:6443', 't')
+
+  it("reads the server, the CA and the client's certificate and key of the current context", () => {
+    assert.deepEqual(kubeconfigCredentials(conf), {
+      server: 'https://10.22.0.2:6443',
+      ca: pem('CERTIFICATE', 'ca t'),
+      cert: pem('CERTIFICATE', 'client t'),
+      key: pem('RSA PRIVATE KEY', 'key t'),
+    })
+  })
+
+  it('refuses a kubeconfig whose current context does not embed its credentials', () => {
+    const files = conf
+      .replace(/client-certificate-data: .*/, 'client-certificate: /var/lib/kubelet/pki/kubelet-client-current.pem')
+      .replace(/client-key-data: .*/, 'client-key: /var/lib/kubelet/pki/kubelet-client-current.pem')
+    assert.throws(() => kubeconfigCredentials(files), /no embedded client certificate/)
+    assert.throws(() => kubeconfigCredentials(conf.replace(/current-context: .*/, 'current-context: other')), /names no server/)
+  })
+})
 
 describe('kubeconfigPath', () => {
   it('is the first path of $KUBECONFIG, else ~/.kube/config', () => {
