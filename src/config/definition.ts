@@ -8,7 +8,7 @@ import {parseConfigPatch, patchMatches} from '../kubernetes/config-patches.js'
 import {RESERVED_EXTRA_ARGS, kubeadmDocumentTypes, kubernetesSettings} from '../kubernetes/kubeadm-config.js'
 import {versionTraits} from '../kubernetes/versions.js'
 import {cidrsOverlap, parseCidr} from '../net/cidr.js'
-import {infraMachineName, infraRoles, machineName, withRegistryAddress} from '../node/names.js'
+import {machineName, plannedMachines, withRegistryAddress} from '../node/names.js'
 import {checkAgainstSpec, definitionSpec, withDefaults} from './spec.js'
 import {parseKubernetesVersion} from './version.js'
 
@@ -228,7 +228,7 @@ function validatePortMappings(cluster: Cluster, fail: (message: string, hint: st
     if (mapping.node !== undefined && mappedMachine(cluster, mapping.node) === undefined)
       fail(
         `port-mapping host-port ${key} names node "${mapping.node}", which this cluster does not have`,
-        `name one of ${machineNames(cluster)
+        `name one of ${machineNamesOf(cluster)
           .map((n) => n.replace(`ks-${cluster.clusterName}-`, ''))
           .join(', ')}, or a machine name such as ${machineName(cluster.clusterName, 0)}`,
       )
@@ -277,15 +277,11 @@ async function validateRegistry(cluster: Cluster, fail: (message: string, hint: 
     fail(`registry.dir ${registry.dir} does not exist or is not a directory`, 'create it (mkdir -p), or fix the path')
 }
 
-/** Every machine the definition gives the cluster, by name. */
-function machineNames(cluster: Cluster): string[] {
-  const nodes = Array.from({length: cluster.nodes}, (_, i) => machineName(cluster.clusterName, i, cluster.controlPlanes))
-  return [...nodes, ...infraRoles(cluster).map((role) => infraMachineName(cluster.clusterName, role))]
-}
+const machineNamesOf = (cluster: Cluster) => plannedMachines(cluster).map((m) => m.name)
 
 /** The machine name a port-mapping's node means (cp, w1, lb, or a machine name), or undefined. */
 export function mappedMachine(cluster: Cluster, node: string): string | undefined {
-  return machineNames(cluster).find((name) => name === node || name === `ks-${cluster.clusterName}-${node}`)
+  return machineNamesOf(cluster).find((name) => name === node || name === `ks-${cluster.clusterName}-${node}`)
 }
 
 /** [kubernetes]'s kubeadm settings: reserved flags, the version's kube-proxy modes, the patches. */

@@ -41,32 +41,34 @@ export function bridgeAddress(cluster: Cluster): string {
   return addressInCidr(parseCidr(cluster.network.clusterSubnet!)!, 1)
 }
 
+/** The machines the definition asks for, in address order: the Kubernetes nodes (control planes first), then the infrastructure machines. */
+export function plannedMachines(
+  cluster: Pick<Cluster, 'clusterName' | 'nodes' | 'controlPlanes' | 'registry'>,
+): Array<Pick<Machine, 'name' | 'role'>> {
+  const controlPlanes = cluster.controlPlanes ?? 1
+  const nodes = Array.from({length: cluster.nodes}, (_, index) => ({
+    name: machineName(cluster.clusterName, index, controlPlanes),
+    role: index < controlPlanes ? ('control-plane' as const) : ('worker' as const),
+  }))
+  return [...nodes, ...infraRoles(cluster).map((role) => ({name: infraMachineName(cluster.clusterName, role), role}))]
+}
+
 /**
- * Machine entries: the Kubernetes nodes (control planes first), each with the next address after the
- * host, then the load balancer and the registry at the last addresses of the block.
+ * Machine entries: the Kubernetes nodes, each with the next address after the host, then the load
+ * balancer and the registry at the last addresses of the block.
  */
 export function planMachines(cluster: Cluster): Machine[] {
   const block = parseCidr(cluster.network.clusterSubnet!)!
   const existing = new Map(cluster.machines.map((m) => [m.name, m]))
-  const controlPlanes = cluster.controlPlanes ?? 1
-  // A [[machines]] entry may carry only a name and bind mounts; role and address are kube-spawn's.
-  const entry = (name: string, role: Machine['role'], ip: string): Machine => {
-    const given = existing.get(name)
-    return {name, role, ip: given?.ip ?? ip, running: given?.running ?? false, bindmount: given?.bindmount ?? {readOnly: [], readWrite: []}}
-  }
-  const nodes = Array.from({length: cluster.nodes}, (_, index) =>
-    entry(
-      machineName(cluster.clusterName, index, controlPlanes),
-      index < controlPlanes ? 'control-plane' : 'worker',
-      addressInCidr(block, index + 2),
-    ),
-  )
   // The broadcast address is the block's last; the infra machines take the ones below it.
   const top = cidrSize(block) - 1
-  const infra = infraRoles(cluster).map((role) =>
-    entry(infraMachineName(cluster.clusterName, role), role, addressInCidr(block, top - INFRA[role].fromTop)),
-  )
-  return [...nodes, ...infra]
+  // A [[machines]] entry may carry only a name and bind mounts; role and address are kube-spawn's.
+  return plannedMachines(cluster).map(({name, role}, index) => {
+    const given = existing.get(name)
+    const ip =
+      role === 'load-balancer' || role === 'registry' ? addressInCidr(block, top - INFRA[role].fromTop) : addressInCidr(block, index + 2)
+    return {name, role, ip: given?.ip ?? ip, running: given?.running ?? false, bindmount: given?.bindmount ?? {readOnly: [], readWrite: []}}
+  })
 }
 
 /** Where nodes and pods reach the cluster's registry, "<ip>:<port>"; undefined without one (or before create). */
