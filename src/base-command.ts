@@ -2,7 +2,7 @@ import {Command, Flags, type Interfaces} from '@oclif/core'
 
 import type {Env, RendererName} from './context/index.js'
 import {redactToken} from './config/definition.js'
-import {findUserError} from './errors.js'
+import {UserError, errorMessage, findUserError} from './errors.js'
 
 import {artifactCacheDir} from './state/cache-env.js'
 import {StateRoot} from './state/store.js'
@@ -13,6 +13,9 @@ export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(type
 export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
 
 export const DEFAULT_STATE_ROOT = '/var/lib/kube-spawn'
+
+/** oclif's FlagOutput and ArgOutput (not exported): parsed values by name. */
+type ParserRecord = Record<string, unknown>
 
 /**
  * Every kube-spawn command: the global flags, --json, the renderer policy and one-line errors.
@@ -114,6 +117,26 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return redactTokens(result)
   }
 
+  /**
+   * oclif's parser errors (a bad flag value, an unknown flag, a missing argument) span several lines and
+   * print the usage after them: one line instead, naming this command's --help, exit code 2.
+   */
+  protected async parse<F extends ParserRecord, B extends ParserRecord, A extends ParserRecord>(
+    options?: Interfaces.Input<F, B, A>,
+    argv?: string[],
+  ): Promise<Interfaces.ParserOutput<F, B, A>> {
+    try {
+      return await super.parse(options, argv)
+    } catch (error) {
+      const lines = errorMessage(error)
+        .split('\n')
+        .map((line) => line.trim().replaceAll(/\s+/g, ' ').replace(/\.$/, ''))
+        .filter((line) => line !== '' && line !== 'See more help with --help')
+      const detail = lines.reduce((joined, line) => (joined === '' ? line : `${joined}${joined.endsWith(':') ? ' ' : ': '}${line}`), '')
+      throw new UserError(`${detail}; see kube-spawn ${this.id?.replaceAll(':', ' ') ?? ''} --help`, {exitCode: 2, cause: error})
+    }
+  }
+
   protected async catch(error: Interfaces.CommandError): Promise<unknown> {
     const verbose = this.argv.includes('--verbose')
     const user = findUserError(error)
@@ -123,7 +146,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       else this.stderr(`kube-spawn: ${user.line}`)
       this.exit(user.exitCode)
     }
-    // oclif's own errors (bad flags, exit) keep their handling; anything else is still one line.
+    // oclif's own exit keeps its handling; anything else is still one line.
     if (error.oclif || (error as {code?: string}).code === 'EEXIT') return super.catch(error)
     if (verbose && error.stack) this.stderr(error.stack)
     const message = error.message.split('\n')[0]

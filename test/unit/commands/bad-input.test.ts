@@ -30,6 +30,17 @@ const cases: Case[] = [
   {name: 'a value of the wrong type', toml: 'nodes = "3"\n', expect: 'kspawn.toml: nodes must be a whole number (got string "3")'},
   {name: 'nodes = 0', toml: 'nodes = 0\n', expect: 'kspawn.toml: nodes = 0 is out of range; use a whole number from 1 to 50'},
   {name: '--nodes 0', args: ['create', '--nodes', '0'], expect: 'nodes = 0 is out of range; use a whole number from 1 to 50'},
+  {
+    name: '--nodes abc, in one line without the usage',
+    args: ['create', '--nodes', 'abc'],
+    expect: 'Parsing --nodes: Expected an integer but received: abc; see kube-spawn create --help',
+  },
+  {name: 'an unknown flag', args: ['stop', '--bogus'], expect: 'Nonexistent flag: --bogus; see kube-spawn stop --help'},
+  {
+    name: 'a flag without its value',
+    args: ['create', '--nodes'],
+    expect: /^kube-spawn: Flag --nodes expects a value; see kube-spawn create --help$/,
+  },
   {name: 'a cni outside the enum', toml: 'cni = "calico"\n', expect: 'cni = "calico" is not one of "bridge", "none"'},
   {
     name: 'an unknown runtime lists the installed ones',
