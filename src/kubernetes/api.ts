@@ -17,8 +17,7 @@ import {artifacts} from './binaries.js'
 /** kubeadm's admin.conf, copied into the cluster directory after init. */
 export const ADMIN_CONF = 'admin.conf'
 
-export interface NodeObject {
-  metadata: {name: string; resourceVersion?: string}
+export interface NodeObject extends ApiObject {
   spec: {podCIDR?: string; podCIDRs?: string[]}
   status: {conditions?: Array<{type: string; status: string; lastHeartbeatTime?: string; reason?: string; message?: string}>}
 }
@@ -79,7 +78,7 @@ const unavailable = (error: unknown) =>
   error instanceof ApiUnavailable || String((error as {code?: unknown}).code ?? '').startsWith('UND_ERR')
 
 /** An object of the API, as far as lists and watches need it. */
-interface ApiObject {
+export interface ApiObject {
   metadata: {name: string; resourceVersion?: string}
 }
 

@@ -5,7 +5,10 @@ import {HostError} from '../errors.js'
 import type {StageTaskWrapper} from '@kube-spawn/sdk'
 import {WaitTimeout} from '../util/wait.js'
 import {BOOTED_MACHINES} from '../node/boot.js'
-import {KUBE_SYSTEM_PODS, NODES, type NodeObject, watchUntil} from './api.js'
+import {type ApiObject, KUBE_SYSTEM_PODS, NODES, type NodeObject, watchUntil} from './api.js'
+
+/** runtime-config.timeout, scaled for a slow host: how long each wait of the ready stage may take. */
+const readyTimeoutMs = (ctx: ClusterContext) => parseDuration(ctx.cluster.runtimeConfig.timeout)! * ctx.host.timeoutScale
 
 export const waitUntilReady: HostStep = {
   title: 'Wait until every node is Ready',
@@ -14,7 +17,6 @@ export const waitUntilReady: HostStep = {
 
 /** Ready by a heartbeat newer than this start: right after a restart the API still shows the old status. */
 async function waitForReady(ctx: ClusterContext, startedAt: number, task: StageTaskWrapper): Promise<void> {
-  const timeoutMs = parseDuration(ctx.cluster.runtimeConfig.timeout)! * ctx.host.timeoutScale
   // A node that kept running (one control plane was powered off alone, say) reports its status only every
   // few minutes when nothing changes: only the nodes this command booted need a heartbeat of this start.
   const booted = ctx.shared.get(BOOTED_MACHINES) as Set<string> | undefined
@@ -27,7 +29,7 @@ async function waitForReady(ctx: ClusterContext, startedAt: number, task: StageT
   let nodes: NodeObject[] = []
   const readyCount = () => ctx.nodes.filter((n) => nodes.some((o) => o.metadata.name === n.name && fresh(o))).length
   const allReady = await watchUntil<NodeObject>(ctx, NODES, (current) => (nodes = current) && readyCount() === ctx.nodes.length, {
-    timeout: timeoutMs,
+    timeout: readyTimeoutMs(ctx),
     describe: 'every node to be Ready',
     onChange: (current) => {
       nodes = current
@@ -82,9 +84,8 @@ export const waitForStaticPods: HostStep = {
       task.output = `restarting the kubelet of ${lagging.map((n) => n.name).join(', ')}`
       restarts = lagging.map((node) => node.exec(['systemctl', 'restart', 'kubelet'], {allowFailure: true}).catch(() => {}))
     }, MIRROR_POD_GRACE_MS * ctx.host.timeoutScale)
-    const timeout = parseDuration(ctx.cluster.runtimeConfig.timeout)! * ctx.host.timeoutScale
     try {
-      await watchUntil<{metadata: {name: string}}>(
+      await watchUntil<ApiObject>(
         ctx,
         KUBE_SYSTEM_PODS,
         (pods) => {
@@ -92,7 +93,7 @@ export const waitForStaticPods: HostStep = {
           task.output = missing.length > 0 ? `waiting for ${missing.join(', ')}` : 'all shown'
           return missing.length === 0
         },
-        {timeout, describe: 'the static pods to show in the API'},
+        {timeout: readyTimeoutMs(ctx), describe: 'the static pods to show in the API'},
       )
     } catch (error) {
       if (!(error instanceof WaitTimeout)) throw error
