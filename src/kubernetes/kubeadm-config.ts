@@ -9,6 +9,8 @@ import {parseIPv4} from '../net/cidr.js'
 import {NODE_CIDR_MASK} from '../net/pod-cidr.js'
 import {type DocumentType, type YamlMap, applyConfigPatches} from './config-patches.js'
 import {type Dockershim, criSocketFor, runtimeKubeletArgs, type VersionTraits, versionTraits} from './versions.js'
+import {parseAllDocuments} from 'yaml'
+
 import {type YamlValue, renderYaml} from './yaml.js'
 
 export const API_SERVER_PORT = 6443
@@ -63,6 +65,8 @@ export interface JoinConfigInput {
   /** The hash of the cluster CA's public key, sha256:<hex> (the bare hex is accepted). */
   caCertHash: string
   token?: string
+  /** The worker's kubelet.conf was issued before the join (renderKubeletKubeconfig): preflight must accept it. */
+  kubeletConfIssued?: boolean
 }
 
 const KUBELET_API = 'kubelet.config.k8s.io/v1beta1'
@@ -170,6 +174,7 @@ function nodeRegistration(
   node: RenderNode,
   criSocket: string,
   dockershim: Dockershim | undefined,
+  ignorePreflightErrors?: string[],
 ): YamlValue {
   const args: Args = [['node-ip', requireIPv4(node.ip, `node ${node.name} IP`)], ...runtimeKubeletArgs(traits, criSocket, dockershim)]
   // Without QoS cgroups the kubelet refuses its default enforceNodeAllocatable ["pods"]. An empty list
@@ -185,6 +190,7 @@ function nodeRegistration(
     // (leaving the field out gets kubeadm's NoSchedule control-plane taint).
     taints: node.role === 'control-plane' && cluster.nodes === (cluster.controlPlanes ?? 1) ? [] : undefined,
     kubeletExtraArgs: extraArgs(traits, args),
+    ignorePreflightErrors,
   }
 }
 
@@ -307,6 +313,39 @@ export function renderDiscoveryKubeconfig(cluster: Cluster, caPem: string, apiSe
   ])
 }
 
+/** Where a kubelet keeps its client certificate and key, as TLS bootstrap leaves them and the kubelet rotates them. */
+export const KUBELET_CLIENT_PEM = '/var/lib/kubelet/pki/kubelet-client-current.pem'
+
+/** kubeadm join's preflight check that fails when the node already has a kubelet.conf. */
+const KUBELET_CONF_PREFLIGHT_CHECK = 'FileAvailable--etc-kubernetes-kubelet.conf'
+
+/** A kubelet's kubeconfig reading its client certificate and key from KUBELET_CLIENT_PEM: what TLS bootstrap writes. */
+export function renderKubeletKubeconfig(cluster: Cluster, caPem: string, apiServerIp: string): string {
+  const server = `https://${requireIPv4(apiServerIp, 'API server IP')}:${API_SERVER_PORT}`
+  return renderYaml([
+    {
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{name: cluster.clusterName, cluster: {'certificate-authority-data': Buffer.from(caPem).toString('base64'), server}}],
+      contexts: [{name: 'kubelet', context: {cluster: cluster.clusterName, user: 'kubelet'}}],
+      'current-context': 'kubelet',
+      users: [{name: 'kubelet', user: {'client-certificate': KUBELET_CLIENT_PEM, 'client-key': KUBELET_CLIENT_PEM}}],
+    },
+  ])
+}
+
+/**
+ * A rendered kubeadm init configuration with another node's name: for `kubeadm init phase kubeconfig kubelet`,
+ * which issues that node's kubelet credentials from the same cluster settings.
+ */
+export function initConfigForNode(initConfig: string, nodeName: string): string {
+  const documents = parseAllDocuments(initConfig).map((d) => d.toJS() as YamlMap)
+  const init = documents.find((d) => d.kind === 'InitConfiguration')
+  if (!init) throw new TypeError('the kubeadm configuration has no InitConfiguration')
+  init.nodeRegistration = {...(init.nodeRegistration as YamlMap), name: nodeName}
+  return renderYaml(documents)
+}
+
 /** The CA hash in kubeadm's form, sha256:<64 hex digits>. */
 export function normalizeCaCertHash(hash: string): string {
   const match = /^(?:sha256:)?([0-9a-f]{64})$/i.exec(hash.trim())
@@ -346,7 +385,14 @@ export function renderJoinConfig(input: JoinConfigInput): string {
             caCertHashes: [normalizeCaCertHash(input.caCertHash)],
           },
         },
-    nodeRegistration: nodeRegistration(cluster, traits, node, criSocket, input.dockershim),
+    nodeRegistration: nodeRegistration(
+      cluster,
+      traits,
+      node,
+      criSocket,
+      input.dockershim,
+      input.kubeletConfIssued ? [KUBELET_CONF_PREFLIGHT_CHECK] : undefined,
+    ),
     controlPlane: controlPlane
       ? {
           localAPIEndpoint: {advertiseAddress: requireIPv4(node.ip, `node ${node.name} IP`), bindPort: API_SERVER_PORT},

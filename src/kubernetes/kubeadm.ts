@@ -8,10 +8,18 @@ import type {ClusterContext, HostNode, HostStep} from '../context/index.js'
 import {HostError, UserError, errorMessage} from '../errors.js'
 import type {StageTaskWrapper} from '@kube-spawn/sdk'
 import {writeFileAtomic} from '../util/fs.js'
-import {ADMIN_CONF} from './api.js'
+import {ADMIN_CONF, kubeconfigCredentials} from './api.js'
 import {artifacts} from './binaries.js'
 import {CNI_CONF_DIR} from '../runtime/files.js'
-import {kubernetesSettings, renderDiscoveryKubeconfig, renderInitConfig, renderJoinConfig} from './kubeadm-config.js'
+import {
+  KUBELET_CLIENT_PEM,
+  initConfigForNode,
+  kubernetesSettings,
+  renderDiscoveryKubeconfig,
+  renderInitConfig,
+  renderJoinConfig,
+  renderKubeletKubeconfig,
+} from './kubeadm-config.js'
 import {type Dockershim, versionTraits} from './versions.js'
 import {apiServerHost} from '../node/names.js'
 
@@ -254,6 +262,8 @@ async function joinNode(
   // Without a static-pod dir the worker's kubelet logs an error every second.
   await node.exec(['mkdir', '-p', '/etc/kubernetes/manifests'], signal ? {signal} : {})
   await node.writeFile(DISCOVERY_CONFIG, prepared.discovery, 0o600)
+  const worker = certificateKey === undefined
+  if (worker) await issueKubeletCredentials(ctx, node, signal)
   await node.writeFile(
     JOIN_CONFIG,
     renderJoinConfig({
@@ -266,6 +276,7 @@ async function joinNode(
       discoveryFile: DISCOVERY_CONFIG,
       discoveryTimeoutSeconds: (KUBEADM_TIMEOUT_MS / 1000) * ctx.host.timeoutScale,
       ...(certificateKey ? {certificateKey} : {}),
+      kubeletConfIssued: worker,
     }),
     0o600,
   )
@@ -284,6 +295,38 @@ async function joinNode(
       ...(signal ? {signal} : {}),
     },
   )
+}
+
+/**
+ * A worker's kubelet client certificate, issued before its join by kubeadm on the control plane (as kubeadm
+ * init issues the control plane's own) and laid out as TLS bootstrap leaves it, so that the kubelet rotates it
+ * as usual. Why: a kubelet that bootstraps opens its API connections before its certificate is signed and
+ * keeps using them, anonymously, until its certificate check (every 10 s) replaces them; up to 10 s of a join.
+ */
+async function issueKubeletCredentials(ctx: ClusterContext, worker: HostNode, signal?: AbortSignal): Promise<void> {
+  const cp = controlPlane(ctx)
+  const initConfig = await cp.readFile(INIT_CONFIG)
+  if (!initConfig) throw new HostError(`the control plane ${cp.name} has no ${INIT_CONFIG}`, {hint: 'destroy and create the cluster again'})
+  const dir = `/etc/kube-spawn/kubelet-credentials-${worker.name}`
+  const options = {timeoutMs: 60_000 * ctx.host.timeoutScale, ...(signal ? {signal} : {})}
+  let issued: string | undefined
+  try {
+    await cp.writeFile(`${dir}/kubeadm.yaml`, initConfigForNode(initConfig, worker.name), 0o600)
+    await cp.exec(['kubeadm', 'init', 'phase', 'kubeconfig', 'kubelet', `--config=${dir}/kubeadm.yaml`, `--kubeconfig-dir=${dir}`], options)
+    issued = await cp.readFile(`${dir}/kubelet.conf`)
+  } finally {
+    await cp.exec(['rm', '-rf', dir], {allowFailure: true})
+  }
+  if (!issued) throw new HostError(`kubeadm on ${cp.name} issued no kubelet credentials for ${worker.name}`, {hint: 'start again'})
+  const {ca, cert, key} = kubeconfigCredentials(issued)
+  // The kubelet's certificate store names a pair by its time and points kubelet-client-current.pem at it.
+  const stamp = new Date().toISOString().slice(0, 19).replaceAll(/[T:]/g, '-')
+  const pem = `/var/lib/kubelet/pki/kubelet-client-${stamp}.pem`
+  await worker.exec(['sh', '-c', `umask 077 && mkdir -p "\${1%/*}" && cat > "$1" && ln -sfn "$1" "$2"`, 'sh', pem, KUBELET_CLIENT_PEM], {
+    ...options,
+    input: cert + key,
+  })
+  await worker.writeFile('/etc/kubernetes/kubelet.conf', renderKubeletKubeconfig(ctx.cluster, ca, apiServerHost(ctx.cluster).ip), 0o600)
 }
 
 async function kubeadmJoin(ctx: ClusterContext, task: StageTaskWrapper): Promise<void> {

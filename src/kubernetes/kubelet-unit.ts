@@ -59,11 +59,83 @@ TimeoutStopSec=10s
 `
 }
 
-/** The three kubelet unit files, with their paths in a node. */
-export function kubeletSystemdFiles(runtimeService?: string, traits?: VersionTraits): Array<{path: string; content: string}> {
+/**
+ * Where the kubelet's cAdvisor is pointed (its --docker flag) on a node without Docker, when its
+ * version probes Docker at start (VersionTraits.cadvisorDockerProbe).
+ */
+export const CADVISOR_DOCKER_ENDPOINT = 'unix:///run/kube-spawn/cadvisor-docker.sock'
+
+/**
+ * HTTP on stdin/stdout (socket activation, one process per connection, kept open: the kubelet asks
+ * again at every node status update). cAdvisor asks /info for Docker's root directory and /version for
+ * its version, and retries five times a second apart until both answer. The root directory given is
+ * cAdvisor's own fallback, and version 0.0.0 makes cAdvisor decline to register its Docker container
+ * factory, as it does when no Docker answers. Anything else (the client's /_ping) gets an empty success.
+ */
+const CADVISOR_DOCKER_ANSWER = `#!/bin/sh
+CR=$(printf '\\r')
+while read -r _ path _; do
+  while read -r line && [ -n "\${line%"$CR"}" ]; do :; done
+  case "$path" in
+    */info) body='{"DockerRootDir":"/var/lib/docker","ServerVersion":"0.0.0"}' ;;
+    */version) body='{"Version":"0.0.0","ApiVersion":"1.40"}' ;;
+    *) body='' ;;
+  esac
+  printf 'HTTP/1.1 200 OK\\r\\nApi-Version: 1.40\\r\\nContent-Type: application/json\\r\\nContent-Length: %s\\r\\n\\r\\n%s' "\${#body}" "$body"
+done
+`
+
+const CADVISOR_DOCKER_UNIT = '/etc/systemd/system/kube-spawn-cadvisor-docker'
+
+/** The answer to cAdvisor's Docker probe: a script, a listening socket, and its per-connection service. */
+function cadvisorDockerAnswerFiles(): KubeletFile[] {
+  const script = '/usr/lib/kube-spawn/cadvisor-docker-answer.sh'
+  return [
+    {path: script, content: CADVISOR_DOCKER_ANSWER, mode: 0o755},
+    {
+      path: `${CADVISOR_DOCKER_UNIT}.socket`,
+      content: `[Unit]
+Description=kube-spawn: answers the kubelet's cAdvisor Docker probe at once (no Docker on this node)
+
+[Socket]
+ListenStream=${CADVISOR_DOCKER_ENDPOINT.replace('unix://', '')}
+Accept=yes
+
+[Install]
+WantedBy=sockets.target
+`,
+    },
+    {
+      path: `${CADVISOR_DOCKER_UNIT}@.service`,
+      content: `[Unit]
+Description=kube-spawn: an answer to the kubelet's cAdvisor Docker probe
+
+[Service]
+ExecStart=${script}
+StandardInput=socket
+`,
+    },
+    {path: '/etc/systemd/system/sockets.target.wants/kube-spawn-cadvisor-docker.socket', link: '../kube-spawn-cadvisor-docker.socket'},
+  ]
+}
+
+export interface KubeletFile {
+  path: string
+  content?: string
+  mode?: number
+  /** A symlink to this target instead of a file. */
+  link?: string
+}
+
+/**
+ * The kubelet's unit files, with their paths in a node; with `answerDockerProbe`, also the answer to
+ * cAdvisor's Docker probe (the kubelet is pointed at it by kubeletProbeArgs).
+ */
+export function kubeletSystemdFiles(runtimeService?: string, traits?: VersionTraits, answerDockerProbe = false): KubeletFile[] {
   return [
     {path: KUBELET_UNIT_PATH, content: kubeletUnit()},
     {path: KUBEADM_DROP_IN_PATH, content: kubeadmDropIn(traits)},
     {path: KUBE_SPAWN_DROP_IN_PATH, content: kubeSpawnDropIn(runtimeService)},
+    ...(answerDockerProbe ? cadvisorDockerAnswerFiles() : []),
   ]
 }

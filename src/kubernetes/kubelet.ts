@@ -3,17 +3,19 @@ import type {HostStep} from '../context/index.js'
 import {KUBERNETES_BINARIES} from './artifacts.js'
 import {NODE_BIN_DIR, artifacts} from './binaries.js'
 import {KUBELET_UNIT_PATH, kubeletSystemdFiles} from './kubelet-unit.js'
+import {answersCadvisorDockerProbe, versionTraits} from './versions.js'
+import {renderYaml} from './yaml.js'
 
 const KUBELET_WANTS_LINK = '/etc/systemd/system/multi-user.target.wants/kubelet.service'
-import {versionTraits} from './versions.js'
-import {renderYaml} from './yaml.js'
 
 export const installKubelet: HostStep = {
   title: 'Install the kubelet unit and the Kubernetes binaries in each node',
   task: async (ctx) => {
     const traits = versionTraits(ctx.cluster.kubernetesVersion)
     for (const node of ctx.nodes) {
-      for (const file of kubeletSystemdFiles(ctx.runtime.services[0], traits)) await node.writeFile(file.path, file.content)
+      const answerProbe = answersCadvisorDockerProbe(traits, ctx.runtime.kubelet === 'dockershim')
+      for (const file of kubeletSystemdFiles(ctx.runtime.services[0], traits, answerProbe))
+        await (file.link ? node.symlink(file.path, file.link) : node.writeFile(file.path, file.content ?? '', file.mode))
       for (const binary of KUBERNETES_BINARIES) await node.symlink(`/usr/local/bin/${binary}`, `${NODE_BIN_DIR}/${binary}`)
       if (artifacts(ctx).crictl) {
         await node.symlink('/usr/local/bin/crictl', `${NODE_BIN_DIR}/crictl`)

@@ -1,4 +1,5 @@
 import {type KubernetesVersion, parseKubernetesVersion} from '../config/version.js'
+import {CADVISOR_DOCKER_ENDPOINT} from './kubelet-unit.js'
 
 /**
  * Everything that changes across Kubernetes releases, in one table. Rendering code asks this
@@ -29,6 +30,12 @@ export interface VersionTraits {
   nftablesProxyMode: boolean
   /** JoinConfiguration's timeouts (v1beta4, from 1.31) hold the discovery timeout, formerly discovery.timeout. */
   joinTimeouts: boolean
+  /**
+   * The kubelet's embedded cAdvisor (up to 1.23, while the kubelet carried dockershim) asks Docker for
+   * its root directory at every kubelet start, five times a second apart when Docker does not answer
+   * (google/cadvisor#3175): 5 s of every kubelet start on a node without Docker.
+   */
+  cadvisorDockerProbe: boolean
 }
 
 const PAUSE: Array<[minMinor: number, pause: string]> = [
@@ -58,6 +65,7 @@ export function versionTraits(text: string): VersionTraits {
     patchesFlag: minor >= 22 ? '--patches' : '--experimental-patches',
     nftablesProxyMode: minor >= 31,
     joinTimeouts: minor >= 31,
+    cadvisorDockerProbe: minor <= 23,
   }
 }
 
@@ -96,10 +104,22 @@ export function runtimeKubeletArgs(traits: VersionTraits, socket: string, docker
       ['cni-conf-dir', dockershim.cniConfDir],
       ['pod-infra-container-image', sandboxImage(traits)],
     ]
-  return traits.containerRuntimeFlag
-    ? [
-        ['container-runtime', 'remote'],
-        ['container-runtime-endpoint', criEndpoint(socket)],
-      ]
-    : []
+  return [
+    ...(traits.containerRuntimeFlag
+      ? ([
+          ['container-runtime', 'remote'],
+          ['container-runtime-endpoint', criEndpoint(socket)],
+        ] as Array<[string, string]>)
+      : []),
+    ...(answersCadvisorDockerProbe(traits, false) ? ([['docker', CADVISOR_DOCKER_ENDPOINT]] as Array<[string, string]>) : []),
+  ]
+}
+
+/**
+ * Whether the kubelet's cAdvisor is pointed at kube-spawn's answer to its Docker probe (kubelet-unit.ts):
+ * when its version probes and Docker does not run the node's containers (a user's kubelet-extra-args
+ * `docker` still overrides it).
+ */
+export function answersCadvisorDockerProbe(traits: VersionTraits, viaDockershim: boolean): boolean {
+  return traits.cadvisorDockerProbe && !viaDockershim
 }

@@ -12,8 +12,15 @@ import {fixtureBinary} from '../helpers/fixture-bundle.ts'
 import {parse} from 'yaml'
 
 import {renderCniConflist} from '../../../dist/kubernetes/cni.js'
-import {normalizeCaCertHash, renderInitConfig, renderJoinConfig} from '../../../dist/kubernetes/kubeadm-config.js'
-import {kubeSpawnDropIn, kubeadmDropIn, kubeletSystemdFiles, kubeletUnit} from '../../../dist/kubernetes/kubelet-unit.js'
+import {
+  KUBELET_CLIENT_PEM,
+  initConfigForNode,
+  normalizeCaCertHash,
+  renderInitConfig,
+  renderJoinConfig,
+  renderKubeletKubeconfig,
+} from '../../../dist/kubernetes/kubeadm-config.js'
+import {type KubeletFile, kubeSpawnDropIn, kubeadmDropIn, kubeletSystemdFiles, kubeletUnit} from '../../../dist/kubernetes/kubelet-unit.js'
 import {renderYaml} from '../../../dist/kubernetes/yaml.js'
 import {criSocketFor, versionTraits} from '../../../dist/kubernetes/versions.js'
 import {golden as goldenFile} from '../helpers/golden.ts'
@@ -80,7 +87,7 @@ const CASES = [
         apiServerExtraArgs: {v: '2', 'audit-log-maxage': '7'},
         controllerManagerExtraArgs: {'terminated-pod-gc-threshold': '100'},
         schedulerExtraArgs: {v: '3'},
-        kubeletExtraArgs: {'node-labels': 'tier=dev', 'max-pods': '50'},
+        kubeletExtraArgs: {'node-labels': 'tier=dev', 'max-pods': '50', docker: 'unix:///var/run/docker.sock'},
         patches: '/srv/kubeadm-patches',
         configPatches: [
           'kind: ClusterConfiguration\napiServer:\n  timeoutForControlPlane: 8m0s\nnetworking:\n  dnsDomain: dev.local\n',
@@ -266,6 +273,36 @@ describe('renderJoinConfig', () => {
       renderJoinConfig({cluster: cluster('v1.20.2'), node: CP, controlPlaneIp: CP.ip, criSocket: SOCKET, caCertHash: CA_HASH}),
     )
   })
+
+  it("lets preflight accept a worker's kubelet.conf issued before the join, and only then", () => {
+    const input = {cluster: cluster('v1.20.2'), node: W1, controlPlaneIp: CP.ip, criSocket: SOCKET, caCertHash: CA_HASH}
+    const issued = parse(renderJoinConfig({...input, kubeletConfIssued: true}).split('---\n')[0])
+    assert.deepEqual(issued.nodeRegistration.ignorePreflightErrors, ['FileAvailable--etc-kubernetes-kubelet.conf'])
+    assert.equal(parse(renderJoinConfig(input).split('---\n')[0]).nodeRegistration.ignorePreflightErrors, undefined)
+  })
+})
+
+describe("a worker's kubelet credentials issued before its join", () => {
+  it('renders a kubelet.conf that reads the rotatable certificate pair, as TLS bootstrap leaves it', () => {
+    const config = parse(renderKubeletKubeconfig(cluster('v1.20.2'), 'CA PEM\n', CP.ip))
+    assert.equal(config['current-context'], 'kubelet')
+    assert.equal(config.clusters[0].cluster.server, `https://${CP.ip}:6443`)
+    assert.equal(Buffer.from(config.clusters[0].cluster['certificate-authority-data'], 'base64').toString(), 'CA PEM\n')
+    assert.deepEqual(config.users[0].user, {'client-certificate': KUBELET_CLIENT_PEM, 'client-key': KUBELET_CLIENT_PEM})
+    assert.equal(KUBELET_CLIENT_PEM, '/var/lib/kubelet/pki/kubelet-client-current.pem')
+    assert.throws(() => renderKubeletKubeconfig(cluster('v1.20.2'), 'CA', 'cp'), /not an IPv4 address/)
+  })
+
+  it("reuses the control plane's init configuration under the worker's name, every other field unchanged", () => {
+    const init = renderInitConfig({cluster: cluster('v1.20.2'), node: CP, criSocket: SOCKET})
+    const forWorker = initConfigForNode(init, W1.name)
+    const documents = (text: string) => text.split('---\n').map((d) => parse(d))
+    const [before, after] = [documents(init), documents(forWorker)]
+    assert.equal(after[0].nodeRegistration.name, W1.name)
+    after[0].nodeRegistration.name = CP.name
+    assert.deepEqual(after, before)
+    assert.throws(() => initConfigForNode('kind: JoinConfiguration\n', W1.name), /no InitConfiguration/)
+  })
 })
 
 describe('kubelet units', () => {
@@ -300,6 +337,38 @@ describe('kubelet units', () => {
         '/etc/systemd/system/kubelet.service.d/10-kubeadm.conf',
         '/etc/systemd/system/kubelet.service.d/20-kube-spawn.conf',
       ],
+    )
+  })
+
+  it("answers cAdvisor's Docker probe at once: /info and /version on one kept-open connection", async () => {
+    const files = kubeletSystemdFiles('containerd.service', undefined, true)
+    const socket = files.find((f: KubeletFile) => f.path.endsWith('kube-spawn-cadvisor-docker.socket'))!
+    assert.match(socket.content!, /^ListenStream=\/run\/kube-spawn\/cadvisor-docker\.sock$/m)
+    assert.match(socket.content!, /^Accept=yes$/m)
+    assert.ok(files.some((f: KubeletFile) => f.link === '../kube-spawn-cadvisor-docker.socket'))
+    const script = files.find((f: KubeletFile) => f.path.endsWith('cadvisor-docker-answer.sh'))!
+    assert.equal(script.mode, 0o755)
+    const dir = await mkdtemp(join(tmpdir(), 'ks-answer-'))
+    await writeFile(join(dir, 'answer.sh'), script.content!)
+    const requests = ['GET /v1.40/info HTTP/1.1', 'GET /v1.40/version HTTP/1.1', 'HEAD /_ping HTTP/1.1']
+    const input = requests.map((line) => `${line}\r\nHost: docker\r\nUser-Agent: Go-http-client/1.1\r\n\r\n`).join('')
+    const out = execFileSync('sh', [join(dir, 'answer.sh')], {input, encoding: 'utf8'})
+    await rm(dir, {recursive: true})
+    const responses = out.split('HTTP/1.1 200 OK\r\n').slice(1)
+    assert.equal(responses.length, 3)
+    const bodyOf = (response: string) => {
+      const [head, body] = response.split('\r\n\r\n')
+      assert.equal(Number(/Content-Length: (\d+)/.exec(head)![1]), body.length)
+      return body
+    }
+    assert.equal(JSON.parse(bodyOf(responses[0])).DockerRootDir, '/var/lib/docker')
+    assert.equal(JSON.parse(bodyOf(responses[1])).Version, '0.0.0')
+    assert.equal(bodyOf(responses[2]), '')
+    assert.deepEqual(
+      kubeletSystemdFiles('containerd.service')
+        .map((f: KubeletFile) => f.path)
+        .filter((p: string) => p.includes('cadvisor')),
+      [],
     )
   })
 })

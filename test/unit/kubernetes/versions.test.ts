@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 
-import {criSocketFor, sandboxImage, versionTraits} from '../../../dist/kubernetes/versions.js'
+import {
+  answersCadvisorDockerProbe,
+  criSocketFor,
+  runtimeKubeletArgs,
+  sandboxImage,
+  versionTraits,
+} from '../../../dist/kubernetes/versions.js'
 
 describe('versionTraits', () => {
   it('1.20: kubeadm v1beta2, pause 3.2 from k8s.gcr.io', () => {
@@ -67,6 +73,22 @@ describe('versionTraits', () => {
     assert.equal(criSocketFor(versionTraits('v1.20.2'), socket), '/run/containerd/containerd.sock')
     assert.equal(criSocketFor(versionTraits('v1.24.0'), socket), socket)
     assert.equal(criSocketFor(versionTraits('v1.24.0'), '/run/containerd/containerd.sock'), socket)
+  })
+
+  it("points the cAdvisor of kubelets up to 1.23 at kube-spawn's answer to its Docker probe, unless Docker runs the pods", () => {
+    const socket = 'unix:///run/containerd/containerd.sock'
+    const docker = (version: string) => runtimeKubeletArgs(versionTraits(version), socket).find(([name]) => name === 'docker')
+    assert.deepEqual(docker('v1.20.2'), ['docker', 'unix:///run/kube-spawn/cadvisor-docker.sock'])
+    assert.deepEqual(docker('v1.23.17'), ['docker', 'unix:///run/kube-spawn/cadvisor-docker.sock'])
+    assert.equal(docker('v1.24.0'), undefined)
+    const dockershim = {cniBinDir: '/usr/lib/cni', cniConfDir: '/etc/cni/net.d'}
+    assert.equal(
+      runtimeKubeletArgs(versionTraits('v1.20.2'), socket, dockershim).find(([name]) => name === 'docker'),
+      undefined,
+    )
+    assert.equal(answersCadvisorDockerProbe(versionTraits('v1.20.2'), true), false)
+    assert.equal(answersCadvisorDockerProbe(versionTraits('v1.20.2'), false), true)
+    assert.equal(answersCadvisorDockerProbe(versionTraits('v1.24.0'), false), false)
   })
 
   it('rejects unsupported versions', () => {
