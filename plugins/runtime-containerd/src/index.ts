@@ -50,8 +50,10 @@ server = "http://${registry.address}"
  * Kills every container, so that stopping containerd does not wait for shims. containerd removes the
  * exited tasks itself (a `tasks delete` would race it), so this waits for the task list to empty.
  */
-// The kills run in parallel: one ctr after another took a second on a control plane.
-const KILL_CONTAINERS = `for t in $(ctr -n k8s.io tasks ls -q 2>/dev/null); do ctr -n k8s.io tasks kill -s KILL "$t" 2>/dev/null & done; wait
+// One kill of every task's main process (its container's PID 1, whose end ends the container): a ctr
+// per task, even in parallel, took 0.8 s on a control plane.
+const KILL_CONTAINERS = `pids=$(ctr -n k8s.io tasks ls 2>/dev/null | awk 'NR > 1 && $3 != "STOPPED" { print $2 }')
+[ -z "$pids" ] || kill -KILL $pids 2>/dev/null
 for i in $(seq 1 50); do [ -z "$(ctr -n k8s.io tasks ls -q 2>/dev/null)" ] && break; sleep 0.1; done`
 
 /**
