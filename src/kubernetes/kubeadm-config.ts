@@ -3,14 +3,14 @@
  * cluster definition. Pure: same input, same bytes (golden-file tested). Every decision that depends
  * on the Kubernetes release is taken from the version table (versions.ts).
  */
+import {parseAllDocuments} from 'yaml'
+
 import type {Cluster, KubernetesSettings, Role} from '../config/definition.js'
 
 import {parseIPv4} from '../net/cidr.js'
 import {NODE_CIDR_MASK} from '../net/pod-cidr.js'
 import {type DocumentType, type YamlMap, applyConfigPatches} from './config-patches.js'
 import {type Dockershim, criSocketFor, runtimeKubeletArgs, type VersionTraits, versionTraits} from './versions.js'
-import {parseAllDocuments} from 'yaml'
-
 import {type YamlValue, renderYaml} from './yaml.js'
 
 export const API_SERVER_PORT = 6443

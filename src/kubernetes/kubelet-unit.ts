@@ -129,7 +129,7 @@ export interface KubeletFile {
 
 /**
  * The kubelet's unit files, with their paths in a node; with `answerDockerProbe`, also the answer to
- * cAdvisor's Docker probe (the kubelet is pointed at it by kubeletProbeArgs).
+ * cAdvisor's Docker probe (runtimeKubeletArgs points the kubelet at it).
  */
 export function kubeletSystemdFiles(runtimeService?: string, traits?: VersionTraits, answerDockerProbe = false): KubeletFile[] {
   return [

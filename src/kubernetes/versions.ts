@@ -95,6 +95,7 @@ export interface Dockershim {
  * adds both flags itself, but only when it recognises the socket, so kube-spawn states them). With
  * dockershim the kubelet runs the CNI plugins and the sandbox itself, so it is told where they are
  * (kubeadm's own flags for docker lack the CNI directories; Debian's plugins are not in /opt/cni/bin).
+ * Without dockershim, kubelets that probe Docker at start are pointed at kube-spawn's answer (--docker).
  */
 export function runtimeKubeletArgs(traits: VersionTraits, socket: string, dockershim?: Dockershim): Array<[name: string, value: string]> {
   if (dockershim)
@@ -104,15 +105,10 @@ export function runtimeKubeletArgs(traits: VersionTraits, socket: string, docker
       ['cni-conf-dir', dockershim.cniConfDir],
       ['pod-infra-container-image', sandboxImage(traits)],
     ]
-  return [
-    ...(traits.containerRuntimeFlag
-      ? ([
-          ['container-runtime', 'remote'],
-          ['container-runtime-endpoint', criEndpoint(socket)],
-        ] as Array<[string, string]>)
-      : []),
-    ...(answersCadvisorDockerProbe(traits, false) ? ([['docker', CADVISOR_DOCKER_ENDPOINT]] as Array<[string, string]>) : []),
-  ]
+  const args: Array<[name: string, value: string]> = []
+  if (traits.containerRuntimeFlag) args.push(['container-runtime', 'remote'], ['container-runtime-endpoint', criEndpoint(socket)])
+  if (answersCadvisorDockerProbe(traits, false)) args.push(['docker', CADVISOR_DOCKER_ENDPOINT])
+  return args
 }
 
 /**
