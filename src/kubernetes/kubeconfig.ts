@@ -9,7 +9,9 @@
  * writer of that format, and we have the cluster's own kubectl in the cache anyway. So all editing
  * is done by `kubectl config ...` on a private temporary copy of the kubeconfig; the result replaces
  * the original atomically, under the same <kubeconfig>.lock file kubectl itself takes when writing.
- * kubectl rewrites the whole file, like any `kubectl config set-*` the user runs (comments go).
+ * kubectl rewrites the whole file, like any `kubectl config set-*` the user runs (comments go). The
+ * file is only read in-process, to leave it alone when it already holds what a merge would write (every
+ * `start` after the first: nine kubectl runs, a second, saved).
  *
  * Credentials never appear on a command line: they pass through files in a 0700 temporary directory.
  *
@@ -24,6 +26,7 @@ import {constants, readFileSync} from 'node:fs'
 import {access, chown, copyFile, mkdir, mkdtemp, open, readFile, realpath, rm, stat, writeFile} from 'node:fs/promises'
 import {homedir, tmpdir} from 'node:os'
 import {delimiter, dirname, join, resolve} from 'node:path'
+import {isDeepStrictEqual} from 'node:util'
 import {parseDocument} from 'yaml'
 
 import {validateClusterName} from '../config/definition.js'
@@ -162,13 +165,16 @@ export async function mergeKubeconfig(options: MergeKubeconfigOptions): Promise<
   const sudo = sudoUser(options.env)
   const kubectl = (...args: string[]) => run([options.kubectl, ...args], {timeoutMs: 30_000})
 
-  return withTempDir(async (tmp) => {
-    const admin = join(tmp, 'admin.conf')
-    await writeFile(admin, options.adminConf, {mode: 0o600})
-    const credentials = await readAdminCredentials(options.kubectl, admin, tmp, options.cluster)
+  const credentials = adminCredentials(options.adminConf, options.cluster)
+  const useContext = options.useContext ?? true
 
+  return withTempDir(async (tmp) => {
     await makeDirectory(dirname(path), sudo)
     await withFileLock(path, options.lockTimeoutMs, async () => {
+      // A start of a running or stopped cluster: admin.conf is the same, so is the file (no kubectl runs, 1 s).
+      const current = await readFile(path, 'utf8').catch(() => undefined)
+      if (current !== undefined && holdsEntries(current, name, credentials, useContext)) return
+      const files = await credentialFiles(credentials, tmp)
       const work = await copyForEditing(path, tmp)
       await deleteEntries(options.kubectl, work, name, {unsetCurrent: false})
       await kubectl(
@@ -177,7 +183,7 @@ export async function mergeKubeconfig(options: MergeKubeconfigOptions): Promise<
         'set-cluster',
         name,
         `--server=${credentials.server}`,
-        `--certificate-authority=${credentials.ca}`,
+        `--certificate-authority=${files.ca}`,
         '--embed-certs=true',
       )
       await kubectl(
@@ -185,12 +191,12 @@ export async function mergeKubeconfig(options: MergeKubeconfigOptions): Promise<
         `--kubeconfig=${work}`,
         'set-credentials',
         name,
-        `--client-certificate=${credentials.cert}`,
-        `--client-key=${credentials.key}`,
+        `--client-certificate=${files.cert}`,
+        `--client-key=${files.key}`,
         '--embed-certs=true',
       )
       await kubectl('config', `--kubeconfig=${work}`, 'set-context', name, `--cluster=${name}`, `--user=${name}`)
-      if (options.useContext ?? true) await kubectl('config', `--kubeconfig=${work}`, 'use-context', name)
+      if (useContext) await kubectl('config', `--kubeconfig=${work}`, 'use-context', name)
       await replaceFile(path, await readFile(work), sudo)
     })
     return {path, context: name}
@@ -240,30 +246,64 @@ async function view(kubectl: string, file: string): Promise<KubeconfigJson> {
   }
 }
 
-interface AdminCredentials {
+/** admin.conf's server and embedded certificates, base64 as kubeadm wrote them. */
+export interface AdminCredentials {
   server: string
-  /** Files in the temporary directory. */
   ca: string
   cert: string
   key: string
 }
 
-/** The server and certificate files of admin.conf's current context (kubeadm writes exactly one). */
-async function readAdminCredentials(kubectl: string, admin: string, tmp: string, cluster: string): Promise<AdminCredentials> {
-  const config = await view(kubectl, admin)
-  const context = config.contexts?.find((c) => c.name === config['current-context']) ?? config.contexts?.[0]
-  const entry = config.clusters?.find((c) => c.name === context?.context?.cluster)?.cluster
-  const user = config.users?.find((u) => u.name === context?.context?.user)?.user
-  const server = entry?.server
-  const fields = {ca: entry?.['certificate-authority-data'], cert: user?.['client-certificate-data'], key: user?.['client-key-data']}
-  if (!server || !fields.ca || !fields.cert || !fields.key) {
+/**
+ * The server and certificates of admin.conf's current context (kubeadm writes exactly one). kubeadm's own
+ * file is read in-process, as withServer does; only the user's kubeconfig is left to kubectl to edit.
+ */
+function adminCredentials(adminConf: string, cluster: string): AdminCredentials {
+  const document = parseDocument(adminConf)
+  const config = (document.errors.length === 0 ? (document.toJS() ?? {}) : {}) as KubeconfigJson
+  const contexts = Array.isArray(config.contexts) ? config.contexts : []
+  const context = contexts.find((c) => c.name === config['current-context']) ?? contexts[0]
+  const entry = (Array.isArray(config.clusters) ? config.clusters : []).find((c) => c.name === context?.context?.cluster)?.cluster
+  const user = (Array.isArray(config.users) ? config.users : []).find((u) => u.name === context?.context?.user)?.user
+  const fields = {
+    server: entry?.server,
+    ca: entry?.['certificate-authority-data'],
+    cert: user?.['client-certificate-data'],
+    key: user?.['client-key-data'],
+  }
+  if (!Object.values(fields).every((value) => typeof value === 'string' && value !== '')) {
     throw new UserError(`the admin.conf of cluster ${cluster} lacks the server address or embedded certificates`, {
       hint: 'it should be the file kubeadm init wrote; re-run "kube-spawn start"',
     })
   }
+  return fields as AdminCredentials
+}
+
+/** The certificates as files in the temporary directory, for kubectl's --embed-certs (never on a command line). */
+async function credentialFiles(credentials: AdminCredentials, tmp: string): Promise<{ca: string; cert: string; key: string}> {
   const files = {ca: join(tmp, 'ca.crt'), cert: join(tmp, 'client.crt'), key: join(tmp, 'client.key')}
-  for (const key of ['ca', 'cert', 'key'] as const) await writeFile(files[key], Buffer.from(fields[key]!, 'base64'), {mode: 0o600})
-  return {server, ...files}
+  for (const key of ['ca', 'cert', 'key'] as const) await writeFile(files[key], Buffer.from(credentials[key], 'base64'), {mode: 0o600})
+  return files
+}
+
+/**
+ * Whether the kubeconfig already holds exactly the entries a merge would write, once each (and, when asked,
+ * the context is the current one). Only read; a file this cannot parse is left to kubectl.
+ */
+export function holdsEntries(text: string, name: string, credentials: AdminCredentials, useContext: boolean): boolean {
+  const document = parseDocument(text)
+  if (document.errors.length > 0) return false
+  const config = (document.toJS() ?? {}) as KubeconfigJson
+  const only = <T extends {name: string}>(list: T[] | undefined) => {
+    const found = (Array.isArray(list) ? list : []).filter((entry) => entry?.name === name)
+    return found.length === 1 ? found[0] : undefined
+  }
+  return (
+    isDeepStrictEqual(only(config.clusters)?.cluster, {server: credentials.server, 'certificate-authority-data': credentials.ca}) &&
+    isDeepStrictEqual(only(config.users)?.user, {'client-certificate-data': credentials.cert, 'client-key-data': credentials.key}) &&
+    isDeepStrictEqual(only(config.contexts)?.context, {cluster: name, user: name}) &&
+    (!useContext || config['current-context'] === name)
+  )
 }
 
 /** Deletes the named context, cluster and user from `file` where present; returns whether any was. */

@@ -256,6 +256,26 @@ describe('kubeconfig merge and removal', {skip}, () => {
     assert.equal((await stat(path)).mode & 0o777, 0o600)
   })
 
+  it('leaves the file alone, running no kubectl, when it already holds the same entries', async () => {
+    const env = {HOME: await home()}
+    const path = join(env.HOME, '.kube', 'config')
+    await mkdir(dirname(path))
+    await writeFile(path, USER_CONFIG, {mode: 0o600})
+    const admin = adminConf('https://10.22.0.2:6443', 'one')
+    await mergeKubeconfig({cluster: 'dev', adminConf: admin, kubectl: kubectl!, env})
+    const merged = await readFile(path, 'utf8')
+    const noKubectl = join(work, 'no-such-kubectl')
+    await mergeKubeconfig({cluster: 'dev', adminConf: admin, kubectl: noKubectl, env})
+    assert.equal(await readFile(path, 'utf8'), merged)
+    // Anything different goes through kubectl again: another server, or the context no longer current.
+    await assert.rejects(mergeKubeconfig({cluster: 'dev', adminConf: adminConf('https://10.22.0.9:6443', 'one'), kubectl: noKubectl, env}))
+    execFileSync(kubectl!, ['config', `--kubeconfig=${path}`, 'use-context', 'other'])
+    await assert.rejects(mergeKubeconfig({cluster: 'dev', adminConf: admin, kubectl: noKubectl, env}))
+    await mergeKubeconfig({cluster: 'dev', adminConf: admin, kubectl: noKubectl, env, useContext: false})
+    await mergeKubeconfig({cluster: 'dev', adminConf: admin, kubectl: kubectl!, env})
+    assert.equal(view(path)['current-context'], 'kube-spawn-dev')
+  })
+
   it('writes the first file of $KUBECONFIG and follows a symlinked kubeconfig', async () => {
     const dir = await home()
     const real = join(dir, 'real-config')
