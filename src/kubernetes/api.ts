@@ -149,6 +149,7 @@ class ApiConnection {
 
 export const NODES = '/api/v1/nodes'
 export const KUBE_SYSTEM_PODS = '/api/v1/namespaces/kube-system/pods'
+export const DEFAULT_SERVICE_ACCOUNTS = '/api/v1/namespaces/default/serviceaccounts'
 
 /**
  * Records each node's pod range where its Node object has none yet (the API refuses to change a pod CIDR
@@ -181,7 +182,7 @@ export interface WatchOptions<T> {
 }
 
 /**
- * Watches the objects of a collection (NODES, KUBE_SYSTEM_PODS) until `done` holds of them, and returns
+ * Watches the objects of a collection (NODES, KUBE_SYSTEM_PODS, DEFAULT_SERVICE_ACCOUNTS) until `done` holds of them, and returns
  * them: a list, then a watch from its version, so a change is seen when it happens. While the API server
  * does not answer (it restarts with its node), it asks again every second. A timeout throws WaitTimeout;
  * ctx.signal's abort, its reason.

@@ -5,7 +5,8 @@ import {HostError} from '../errors.js'
 import type {StageTaskWrapper} from '@kube-spawn/sdk'
 import {WaitTimeout} from '../util/wait.js'
 import {BOOTED_MACHINES} from '../node/boot.js'
-import {type ApiObject, KUBE_SYSTEM_PODS, NODES, type NodeObject, watchUntil} from './api.js'
+import {type ApiObject, DEFAULT_SERVICE_ACCOUNTS, KUBE_SYSTEM_PODS, NODES, type NodeObject, watchUntil} from './api.js'
+import {versionTraits} from './versions.js'
 
 /** runtime-config.timeout, scaled for a slow host: how long each wait of the ready stage may take. */
 const readyTimeoutMs = (ctx: ClusterContext) => parseDuration(ctx.cluster.runtimeConfig.timeout)! * ctx.host.timeoutScale
@@ -103,6 +104,42 @@ export const waitForStaticPods: HostStep = {
     } finally {
       clearTimeout(restartLagging)
       await Promise.all(restarts)
+    }
+  },
+}
+
+interface ServiceAccountObject extends ApiObject {
+  secrets?: Array<{name: string}>
+}
+
+/**
+ * A pod can be created only once the controller manager has made its namespace's `default` service account
+ * (and, before Kubernetes 1.24, that account's token Secret, which 1.20's admission requires). The joins no
+ * longer wait for the controller manager (their kubelet certificates are issued beforehand), so `up` could
+ * return before it: `kubectl run` right after failed with "serviceaccount default not found".
+ */
+export const waitForDefaultServiceAccount: HostStep = {
+  title: "Wait until the controller manager has made the default namespace's service account",
+  task: async (ctx, task) => {
+    const needsToken = versionTraits(ctx.cluster.kubernetesVersion).serviceAccountTokenSecrets
+    try {
+      await watchUntil<ServiceAccountObject>(
+        ctx,
+        DEFAULT_SERVICE_ACCOUNTS,
+        (accounts) => {
+          const account = accounts.find((a) => a.metadata.name === 'default')
+          const made = account !== undefined && (!needsToken || (account.secrets?.length ?? 0) > 0)
+          task.output = made ? 'made' : account ? 'waiting for its token' : 'waiting for it'
+          return made
+        },
+        {timeout: readyTimeoutMs(ctx), describe: 'the default service account'},
+      )
+    } catch (error) {
+      if (!(error instanceof WaitTimeout)) throw error
+      const cp = ctx.nodes.find((n) => n.role === 'control-plane')!
+      throw new HostError('the controller manager has not made the default service account, so no pod can be created', {
+        hint: `see kube-spawn exec ${cp.name} -- kubectl --kubeconfig /etc/kubernetes/admin.conf -n kube-system logs kube-controller-manager-${cp.name}`,
+      })
     }
   },
 }

@@ -36,6 +36,8 @@ export interface VersionTraits {
    * (google/cadvisor#3175): 5 s of every kubelet start on a node without Docker.
    */
   cadvisorDockerProbe: boolean
+  /** The token controller gives every service account a token Secret (removed in 1.24); 1.20's admission needs it for a pod. */
+  serviceAccountTokenSecrets: boolean
 }
 
 const PAUSE: Array<[minMinor: number, pause: string]> = [
@@ -66,6 +68,7 @@ export function versionTraits(text: string): VersionTraits {
     nftablesProxyMode: minor >= 31,
     joinTimeouts: minor >= 31,
     cadvisorDockerProbe: minor <= 23,
+    serviceAccountTokenSecrets: minor <= 23,
   }
 }
 

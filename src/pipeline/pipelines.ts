@@ -12,7 +12,7 @@ import {bindRegistryStorage, publishRegistryHosting, waitForInfraMachines} from 
 import {removeKubeconfigContextStep, writeKubeconfig} from '../kubernetes/kubeconfig-steps.js'
 import {enableKubelet, installKubelet, stopKubelet} from '../kubernetes/kubelet.js'
 import {configurePodNetworkStep, recordPodCidrsStep} from '../kubernetes/pod-network.js'
-import {waitForStaticPods, waitUntilReady} from '../kubernetes/readiness.js'
+import {waitForDefaultServiceAccount, waitForStaticPods, waitUntilReady} from '../kubernetes/readiness.js'
 import {
   addUserMounts,
   bootTheNodes,
@@ -52,7 +52,15 @@ const PHASES = {
     init('post-init'),
     init('join', kubeadmJoinControlPlanesStep, kubeadmJoinStep),
     init('post-join', enableKubelet),
-    init('ready', waitUntilReady, waitForStaticPods, recordPodCidrsStep, publishRegistryHosting, writeKubeconfig),
+    init(
+      'ready',
+      waitUntilReady,
+      waitForStaticPods,
+      waitForDefaultServiceAccount,
+      recordPodCidrsStep,
+      publishRegistryHosting,
+      writeKubeconfig,
+    ),
   ],
   /** stop: the kubelet first (so it restarts nothing), then the containers and the runtime, then power off. Data stays. */
   stop: [at('stop', stopKubelet, stopRuntime), at('power-off', powerOffNodes, removePortMappings)],

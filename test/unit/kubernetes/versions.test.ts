@@ -91,6 +91,12 @@ describe('versionTraits', () => {
     assert.equal(answersCadvisorDockerProbe(versionTraits('v1.24.0'), false), false)
   })
 
+  it('expects service account token Secrets up to 1.23', () => {
+    assert.equal(versionTraits('v1.20.2').serviceAccountTokenSecrets, true)
+    assert.equal(versionTraits('v1.23.0').serviceAccountTokenSecrets, true)
+    assert.equal(versionTraits('v1.24.0').serviceAccountTokenSecrets, false)
+  })
+
   it('rejects unsupported versions', () => {
     assert.throws(() => versionTraits('v1.19.0'), /unsupported Kubernetes version v1\.19\.0/)
     assert.throws(() => versionTraits('latest'), /unsupported/)
