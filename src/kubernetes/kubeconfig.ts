@@ -34,6 +34,7 @@ import {UserError} from '../errors.js'
 import {WaitTimeout, waitFor} from '../util/wait.js'
 import {writeFileAtomic} from '../util/fs.js'
 import {run} from '../util/run.js'
+import {kubeconfigCredentials} from './api.js'
 
 export interface KubeconfigOptions {
   /** The kubeconfig to edit; defaults to kubeconfigPath(env). */
@@ -246,43 +247,24 @@ async function view(kubectl: string, file: string): Promise<KubeconfigJson> {
   }
 }
 
-/** admin.conf's server and embedded certificates, base64 as kubeadm wrote them. */
-export interface AdminCredentials {
-  server: string
-  ca: string
-  cert: string
-  key: string
-}
+/** admin.conf's server and certificates (PEM), as kubeconfigCredentials reads them. */
+export type AdminCredentials = ReturnType<typeof kubeconfigCredentials>
 
-/**
- * The server and certificates of admin.conf's current context (kubeadm writes exactly one). kubeadm's own
- * file is read in-process, as withServer does; only the user's kubeconfig is left to kubectl to edit.
- */
+/** The server and certificates of admin.conf's current context (kubeadm writes exactly one), read in-process. */
 function adminCredentials(adminConf: string, cluster: string): AdminCredentials {
-  const document = parseDocument(adminConf)
-  const config = (document.errors.length === 0 ? (document.toJS() ?? {}) : {}) as KubeconfigJson
-  const contexts = Array.isArray(config.contexts) ? config.contexts : []
-  const context = contexts.find((c) => c.name === config['current-context']) ?? contexts[0]
-  const entry = (Array.isArray(config.clusters) ? config.clusters : []).find((c) => c.name === context?.context?.cluster)?.cluster
-  const user = (Array.isArray(config.users) ? config.users : []).find((u) => u.name === context?.context?.user)?.user
-  const fields = {
-    server: entry?.server,
-    ca: entry?.['certificate-authority-data'],
-    cert: user?.['client-certificate-data'],
-    key: user?.['client-key-data'],
-  }
-  if (!Object.values(fields).every((value) => typeof value === 'string' && value !== '')) {
+  try {
+    return kubeconfigCredentials(adminConf)
+  } catch {
     throw new UserError(`the admin.conf of cluster ${cluster} lacks the server address or embedded certificates`, {
       hint: 'it should be the file kubeadm init wrote; re-run "kube-spawn start"',
     })
   }
-  return fields as AdminCredentials
 }
 
 /** The certificates as files in the temporary directory, for kubectl's --embed-certs (never on a command line). */
 async function credentialFiles(credentials: AdminCredentials, tmp: string): Promise<{ca: string; cert: string; key: string}> {
   const files = {ca: join(tmp, 'ca.crt'), cert: join(tmp, 'client.crt'), key: join(tmp, 'client.key')}
-  for (const key of ['ca', 'cert', 'key'] as const) await writeFile(files[key], Buffer.from(credentials[key], 'base64'), {mode: 0o600})
+  for (const key of ['ca', 'cert', 'key'] as const) await writeFile(files[key], credentials[key], {mode: 0o600})
   return files
 }
 
@@ -298,9 +280,14 @@ export function holdsEntries(text: string, name: string, credentials: AdminCrede
     const found = (Array.isArray(list) ? list : []).filter((entry) => entry?.name === name)
     return found.length === 1 ? found[0] : undefined
   }
+  // kubectl --embed-certs stores each file's bytes in base64.
+  const data = (pem: string) => Buffer.from(pem).toString('base64')
   return (
-    isDeepStrictEqual(only(config.clusters)?.cluster, {server: credentials.server, 'certificate-authority-data': credentials.ca}) &&
-    isDeepStrictEqual(only(config.users)?.user, {'client-certificate-data': credentials.cert, 'client-key-data': credentials.key}) &&
+    isDeepStrictEqual(only(config.clusters)?.cluster, {server: credentials.server, 'certificate-authority-data': data(credentials.ca)}) &&
+    isDeepStrictEqual(only(config.users)?.user, {
+      'client-certificate-data': data(credentials.cert),
+      'client-key-data': data(credentials.key),
+    }) &&
     isDeepStrictEqual(only(config.contexts)?.context, {cluster: name, user: name}) &&
     (!useContext || config['current-context'] === name)
   )

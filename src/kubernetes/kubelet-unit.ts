@@ -1,4 +1,5 @@
 /** The kubelet's systemd unit and drop-ins in a node: pure text, golden-file tested. */
+import type {NodeFile} from '../node/node-files.js'
 import type {VersionTraits} from './versions.js'
 
 export const KUBELET_BINARY = '/usr/local/bin/kubelet'
@@ -88,7 +89,7 @@ done
 const CADVISOR_DOCKER_UNIT = '/etc/systemd/system/kube-spawn-cadvisor-docker'
 
 /** The answer to cAdvisor's Docker probe: a script, a listening socket, and its per-connection service. */
-function cadvisorDockerAnswerFiles(): KubeletFile[] {
+function cadvisorDockerAnswerFiles(): NodeFile[] {
   const script = '/usr/lib/kube-spawn/cadvisor-docker-answer.sh'
   return [
     {path: script, content: CADVISOR_DOCKER_ANSWER, mode: 0o755},
@@ -115,23 +116,19 @@ ExecStart=${script}
 StandardInput=socket
 `,
     },
-    {path: '/etc/systemd/system/sockets.target.wants/kube-spawn-cadvisor-docker.socket', link: '../kube-spawn-cadvisor-docker.socket'},
+    {
+      path: '/etc/systemd/system/sockets.target.wants/kube-spawn-cadvisor-docker.socket',
+      content: '',
+      link: '../kube-spawn-cadvisor-docker.socket',
+    },
   ]
-}
-
-export interface KubeletFile {
-  path: string
-  content?: string
-  mode?: number
-  /** A symlink to this target instead of a file. */
-  link?: string
 }
 
 /**
  * The kubelet's unit files, with their paths in a node; with `answerDockerProbe`, also the answer to
  * cAdvisor's Docker probe (runtimeKubeletArgs points the kubelet at it).
  */
-export function kubeletSystemdFiles(runtimeService?: string, traits?: VersionTraits, answerDockerProbe = false): KubeletFile[] {
+export function kubeletSystemdFiles(runtimeService?: string, traits?: VersionTraits, answerDockerProbe = false): NodeFile[] {
   return [
     {path: KUBELET_UNIT_PATH, content: kubeletUnit()},
     {path: KUBEADM_DROP_IN_PATH, content: kubeadmDropIn(traits)},

@@ -1,5 +1,6 @@
 /** The kubelet in the nodes: its unit and binaries, enabled for later boots, stopped before the runtime. */
 import type {HostStep} from '../context/index.js'
+import {writeNodeFiles} from '../node/node-files.js'
 import {KUBERNETES_BINARIES} from './artifacts.js'
 import {NODE_BIN_DIR, artifacts} from './binaries.js'
 import {KUBELET_UNIT_PATH, kubeletSystemdFiles} from './kubelet-unit.js'
@@ -14,8 +15,7 @@ export const installKubelet: HostStep = {
     const traits = versionTraits(ctx.cluster.kubernetesVersion)
     for (const node of ctx.nodes) {
       const answerProbe = answersCadvisorDockerProbe(traits, ctx.runtime.kubelet === 'dockershim')
-      for (const file of kubeletSystemdFiles(ctx.runtime.services[0], traits, answerProbe))
-        await (file.link ? node.symlink(file.path, file.link) : node.writeFile(file.path, file.content ?? '', file.mode))
+      await writeNodeFiles(node, kubeletSystemdFiles(ctx.runtime.services[0], traits, answerProbe))
       for (const binary of KUBERNETES_BINARIES) await node.symlink(`/usr/local/bin/${binary}`, `${NODE_BIN_DIR}/${binary}`)
       if (artifacts(ctx).crictl) {
         await node.symlink('/usr/local/bin/crictl', `${NODE_BIN_DIR}/crictl`)

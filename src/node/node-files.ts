@@ -1,4 +1,4 @@
-import type {ClusterContext} from '../context/index.js'
+import type {ClusterContext, HostNode} from '../context/index.js'
 import {bridgeAddress} from './names.js'
 
 /**
@@ -114,6 +114,14 @@ export interface NodeFile {
   mode?: number
   /** A symlink instead of a file. */
   link?: string
+}
+
+/** Writes the files (or links) into the node, one after the other. */
+export async function writeNodeFiles(node: HostNode, files: NodeFile[]): Promise<void> {
+  for (const file of files) {
+    if (file.link) await node.symlink(file.path, file.link)
+    else await node.writeFile(file.path, file.content, file.mode)
+  }
 }
 
 export function nodeFiles(ctx: ClusterContext, nodeIp: string, nodeName: string): NodeFile[] {

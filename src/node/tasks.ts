@@ -8,7 +8,7 @@ import {writeClusterRecords} from '../state/cluster-files.js'
 import {POWER_OFF_TIMEOUT_MS, bootNodes, endNodes, forgetNodes} from './boot.js'
 import {nodePaths} from './layout.js'
 import {assertHostPortsFree, ensureNetwork, hostMappings, removeNetwork, removePortRules} from './network.js'
-import {nodeFiles} from './node-files.js'
+import {nodeFiles, writeNodeFiles} from './node-files.js'
 import {roleFiles} from '../cluster/infra.js'
 
 /** prepare-node: the node layers on the base image of prepare-image, and each node's identity. */
@@ -36,10 +36,7 @@ export async function writeNodeIdentities(ctx: ClusterContext): Promise<void> {
     }
     await node.writeFile('/etc/hostname', `${node.name}\n`)
     await node.writeFile('/etc/hosts', `${hosts}\n`)
-    for (const file of [...nodeFiles(ctx, node.ip, node.name), ...roleFiles(ctx, node)]) {
-      if (file.link) await node.symlink(file.path, file.link)
-      else await node.writeFile(file.path, file.content, file.mode)
-    }
+    await writeNodeFiles(node, [...nodeFiles(ctx, node.ip, node.name), ...roleFiles(ctx, node)])
   }
 }
 

@@ -20,8 +20,9 @@ import {
   renderJoinConfig,
   renderKubeletKubeconfig,
 } from '../../../dist/kubernetes/kubeadm-config.js'
-import {type KubeletFile, kubeSpawnDropIn, kubeadmDropIn, kubeletSystemdFiles, kubeletUnit} from '../../../dist/kubernetes/kubelet-unit.js'
+import {kubeSpawnDropIn, kubeadmDropIn, kubeletSystemdFiles, kubeletUnit} from '../../../dist/kubernetes/kubelet-unit.js'
 import {renderYaml} from '../../../dist/kubernetes/yaml.js'
+import type {NodeFile} from '../../../dist/node/node-files.js'
 import {criSocketFor, versionTraits} from '../../../dist/kubernetes/versions.js'
 import {golden as goldenFile} from '../helpers/golden.ts'
 import type {KubernetesSettings} from '@kube-spawn/sdk'
@@ -340,20 +341,20 @@ describe('kubelet units', () => {
     )
   })
 
-  it("answers cAdvisor's Docker probe at once: /info and /version on one kept-open connection", async () => {
+  it("answers cAdvisor's Docker probe at once: /info and /version on one kept-open connection", async (t) => {
     const files = kubeletSystemdFiles('containerd.service', undefined, true)
-    const socket = files.find((f: KubeletFile) => f.path.endsWith('kube-spawn-cadvisor-docker.socket'))!
-    assert.match(socket.content!, /^ListenStream=\/run\/kube-spawn\/cadvisor-docker\.sock$/m)
-    assert.match(socket.content!, /^Accept=yes$/m)
-    assert.ok(files.some((f: KubeletFile) => f.link === '../kube-spawn-cadvisor-docker.socket'))
-    const script = files.find((f: KubeletFile) => f.path.endsWith('cadvisor-docker-answer.sh'))!
+    const socket = files.find((f: NodeFile) => f.path.endsWith('kube-spawn-cadvisor-docker.socket'))!
+    assert.match(socket.content, /^ListenStream=\/run\/kube-spawn\/cadvisor-docker\.sock$/m)
+    assert.match(socket.content, /^Accept=yes$/m)
+    assert.ok(files.some((f: NodeFile) => f.link === '../kube-spawn-cadvisor-docker.socket'))
+    const script = files.find((f: NodeFile) => f.path.endsWith('cadvisor-docker-answer.sh'))!
     assert.equal(script.mode, 0o755)
     const dir = await mkdtemp(join(tmpdir(), 'ks-answer-'))
-    await writeFile(join(dir, 'answer.sh'), script.content!)
+    t.after(() => rm(dir, {recursive: true, force: true}))
+    await writeFile(join(dir, 'answer.sh'), script.content)
     const requests = ['GET /v1.40/info HTTP/1.1', 'GET /v1.40/version HTTP/1.1', 'HEAD /_ping HTTP/1.1']
     const input = requests.map((line) => `${line}\r\nHost: docker\r\nUser-Agent: Go-http-client/1.1\r\n\r\n`).join('')
     const out = execFileSync('sh', [join(dir, 'answer.sh')], {input, encoding: 'utf8'})
-    await rm(dir, {recursive: true})
     const responses = out.split('HTTP/1.1 200 OK\r\n').slice(1)
     assert.equal(responses.length, 3)
     const bodyOf = (response: string) => {
@@ -366,7 +367,7 @@ describe('kubelet units', () => {
     assert.equal(bodyOf(responses[2]), '')
     assert.deepEqual(
       kubeletSystemdFiles('containerd.service')
-        .map((f: KubeletFile) => f.path)
+        .map((f: NodeFile) => f.path)
         .filter((p: string) => p.includes('cadvisor')),
       [],
     )
