@@ -14,7 +14,8 @@
  *   - ready / init: "to all Ready" over the init stage's duration, so runs on different machines compare;
  *   - disk per node once Ready: `du -sxB1` of nodes/<machine>/ without rootfs/ (the mounted overlay of the
  *     shared base image), so the node's own layer (upper/, work/) and its bind-mounted var-lib/ dirs; and
- *     the same beyond the runtime's image store (var-lib/containerd); the table has the mean per node;
+ *     the same beyond the runtime's image store (var-lib/containerd), and what the node does not share with the
+ *     cache's shared image stores (files hard-linked from a store count there, once); the table has the mean per node;
  *   - host memory in use (MemTotal - MemAvailable) before up, right after it, and after 20 s idle;
  *   - `stop`, then `start` to all Ready and to its exit, on the same cluster, before it is destroyed.
  * A figure that cannot be taken prints as "-".
@@ -177,6 +178,8 @@ interface MachineDisk {
   total?: number
   /** bytes in the runtime's image store */
   images?: number
+  /** bytes not shared with the cache's shared image stores (hard links into them are theirs) */
+  unshared?: number
 }
 
 interface Measurement {
@@ -222,18 +225,36 @@ async function diskUse(paths: string[]): Promise<number | undefined> {
   return undefined
 }
 
+/** The runtime's shared image stores in the cache (docs/plugins.md#the-shared-image-store). */
+async function sharedImageStores(): Promise<string[]> {
+  const images = join(CACHE_DIR, 'images')
+  const stores = await Promise.all(
+    (await readdir(images).catch(() => [] as string[])).map(async (image) =>
+      (await readdir(join(images, image, 'image-stores')).catch(() => [] as string[]))
+        .filter((key) => !key.startsWith('.'))
+        .map((key) => join(images, image, 'image-stores', key)),
+    ),
+  )
+  return stores.flat()
+}
+
 /** Per machine: its directory without rootfs/, which is the base image seen through the node's overlay while it runs. */
 async function machineDisk(clusterDir: string): Promise<MachineDisk[]> {
   const nodesDir = join(clusterDir, 'nodes')
   const machines = await readdir(nodesDir).catch(() => [] as string[])
   const result: MachineDisk[] = []
+  const stores = await sharedImageStores()
+  const storesUse = await diskUse(stores)
   for (const machine of machines.sort()) {
     if (interrupted) break
     const dir = join(nodesDir, machine)
     const entries = await readdir(dir).catch(() => undefined)
     const total = entries && (await diskUse(entries.filter((e) => e !== 'rootfs').map((e) => join(dir, e))))
     const images = existsSync(join(dir, IMAGE_STORE)) ? await diskUse([join(dir, IMAGE_STORE)]) : 0
-    result.push({machine, total, images})
+    const own = entries?.filter((e) => e !== 'rootfs').map((e) => join(dir, e)) ?? []
+    // du counts an inode once, at its first path: with the stores first, what follows is the node's own.
+    const unshared = entries && minus(await diskUse([...stores, ...own]), storesUse)
+    result.push({machine, total, images, unshared})
   }
   return result
 }
@@ -328,8 +349,9 @@ function report(m: Measurement): void {
   console.log(
     `  host memory in use (MiB): before up ${mib(before)}, after Ready ${mib(afterReady)} (${delta(minus(afterReady, before))}), idle +${IDLE_MS / 1000}s ${mib(idle)} (${delta(minus(idle, before))})`,
   )
-  console.log(`  disk (MB)\n    ${'total'.padStart(8)}  ${'beyond images'.padStart(13)}`)
-  for (const d of m.disk) console.log(`    ${mb(d.total).padStart(8)}  ${mb(beyondImages(d)).padStart(13)}  ${d.machine}`)
+  console.log(`  disk (MB)\n    ${'total'.padStart(8)}  ${'beyond images'.padStart(13)}  ${'not shared'.padStart(10)}`)
+  for (const d of m.disk)
+    console.log(`    ${mb(d.total).padStart(8)}  ${mb(beyondImages(d)).padStart(13)}  ${mb(d.unshared).padStart(10)}  ${d.machine}`)
   console.log(`  stop ${s(m.stop)} s; start: all Ready at ${s(m.restartReady)} s, command exited at ${s(m.restartTotal)} s`)
   if (m.restartFailure) console.log(`  ${m.restartFailure.replace(/\n/g, '\n    ')}`)
 }
@@ -345,6 +367,7 @@ function table(results: Measurement[], stages: Set<string>): void {
   row('ready / init', readyOverInit)
   row('disk/node MB', (r) => mb(meanPerNode(r.disk, (d) => d.total)))
   row('disk/node excl. images MB', (r) => mb(meanPerNode(r.disk, beyondImages)))
+  row('disk/node not shared MB', (r) => mb(meanPerNode(r.disk, (d) => d.unshared)))
   row('mem after Ready MiB', (r) => delta(minus(r.memory.afterReady, r.memory.before)))
   row(`mem idle +${IDLE_MS / 1000}s MiB`, (r) => delta(minus(r.memory.idle, r.memory.before)))
   row('stop', (r) => s(r.stop))

@@ -272,7 +272,8 @@ async function downloadForImage(ctx: ClusterContext, request: DownloadRequest, o
 }
 
 /** A build interrupted by a kill leaves .build-<key>-<pid>; remove those whose process is gone. */
-async function removeAbandonedBuilds(images: string): Promise<void> {
+/** Removes the `.build-<key>-<pid>` dirs in `images` whose process is gone (an interrupted build). */
+export async function removeAbandonedBuilds(images: string): Promise<void> {
   for (const entry of await readdir(images).catch(() => [] as string[])) {
     const pid = Number(/^\.build-.*-(\d+)$/.exec(entry)?.[1])
     if (!pid) continue

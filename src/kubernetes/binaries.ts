@@ -4,6 +4,9 @@ import {basename, join} from 'node:path'
 import type {HostStep} from '../context/index.js'
 import type {StageContext, StageTaskWrapper} from '@kube-spawn/sdk'
 import {type KubernetesArtifacts, fetchKubernetes, formatProgress} from './artifacts.js'
+import {imageStorePath, linkImageStore, makeImageStore, storeDataDir} from '../runtime/image-store.js'
+import {waitForRuntimeIn} from '../runtime/lifecycle.js'
+import {exists} from '../util/fs.js'
 
 /** Where the cached Kubernetes binaries and bundle images appear inside every node (read-only). */
 export const NODE_BIN_DIR = '/opt/kube-spawn/kubernetes/bin'
@@ -57,6 +60,41 @@ export function imagesForRole(images: readonly string[], role: string): string[]
   return role === 'control-plane' ? [...images] : images.filter((image) => !CONTROL_PLANE_IMAGE.test(basename(image)))
 }
 
+const LINKED = 'image-store-linked'
+const linkedNodes = (ctx: StageContext) => (ctx.shared.get(LINKED) as Set<string> | undefined) ?? new Set<string>()
+
+/**
+ * boot, before the nodes boot (after the plugins' pre-boot mounts): the runtime's shared image store, when
+ * there is one for this runtime, base image and bundle, is hard-linked into each new node's data dir.
+ */
+export const linkSharedImageStore: HostStep = {
+  title: 'Link the shared image store into the new nodes',
+  skip: (ctx) =>
+    ctx.cluster.state.initialized
+      ? 'the nodes have their images from the first start'
+      : !ctx.runtime.imageStore
+        ? `the ${ctx.runtime.name} runtime shares no image store`
+        : false,
+  task: async (ctx, task) => {
+    const store = await imageStorePath(ctx, artifacts(ctx).images)
+    if (!store) {
+      task.title = 'Link the shared image store: none for a release download (the runtime pulls the images)'
+      return
+    }
+    const {linked, unfit} = await linkImageStore(ctx, store)
+    ctx.shared.set(LINKED, new Set(linked.map((node) => node.name)))
+    for (const why of unfit) task.output = `not linked into ${why}`
+    task.title =
+      linked.length > 0
+        ? `Link the shared image store ${basename(store)} into ${linked.length} of ${ctx.nodes.length} nodes`
+        : `Link the shared image store: none yet (the first start makes it), or no node can take it`
+  },
+}
+
+/**
+ * pre-init: each node that has not the shared store imports the images it runs; the first control plane
+ * to do so then makes the store, so that the next nodes made from the same base image and bundle skip this.
+ */
 export const importBundleImages: HostStep = {
   title: 'Import the bundle images into every node',
   skip: (ctx) => (ctx.cluster.state.initialized ? 'the nodes have them from the first start' : false),
@@ -66,7 +104,12 @@ export const importBundleImages: HostStep = {
       task.title = 'Import images: none in a release download; the runtime pulls them'
       return
     }
-    const perNode = ctx.nodes.map((node) => ({node, images: imagesForRole(images, node.role)}))
+    const linked = linkedNodes(ctx)
+    const perNode = ctx.nodes.filter((node) => !linked.has(node.name)).map((node) => ({node, images: imagesForRole(images, node.role)}))
+    if (perNode.length === 0) {
+      task.title = 'Import the bundle images: every node has them from the shared image store'
+      return
+    }
     const total = perNode.reduce((sum, {images}) => sum + images.length, 0)
     let done = 0
     await Promise.all(
@@ -79,5 +122,12 @@ export const importBundleImages: HostStep = {
         }
       }),
     )
+    const store = await imageStorePath(ctx, images)
+    const source = perNode.find(({node, images: imported}) => imported.length === images.length && storeDataDir(ctx, node))?.node
+    if (store && source && !(await exists(store))) {
+      task.output = `making the shared image store from ${source.name}`
+      await makeImageStore(ctx, source, store, (node) => waitForRuntimeIn(ctx, node))
+    }
+    task.title = `Import the bundle images into ${perNode.length} of ${ctx.nodes.length} nodes${linked.size > 0 ? ' (the rest have the shared image store)' : ''}`
   },
 }

@@ -6,7 +6,7 @@
 import type {HostStep, StageDeclaration} from '../context/index.js'
 import {checkDiskSpace, checkHost} from '../host/tasks.js'
 import {checkImage, makeBaseImage, useBaseImage} from '../image/prepare.js'
-import {importBundleImages, mountKubernetesBinaries, fetchKubernetesStep} from '../kubernetes/binaries.js'
+import {importBundleImages, linkSharedImageStore, mountKubernetesBinaries, fetchKubernetesStep} from '../kubernetes/binaries.js'
 import {clearUnfinishedKubeadm, kubeadmInitStep, kubeadmJoinControlPlanesStep, kubeadmJoinStep} from '../kubernetes/kubeadm.js'
 import {bindRegistryStorage, publishRegistryHosting, waitForInfraMachines} from '../cluster/infra.js'
 import {removeKubeconfigContextStep, writeKubeconfig} from '../kubernetes/kubeconfig-steps.js'
@@ -45,7 +45,8 @@ const PHASES = {
   start: [
     // The binaries are mounted on every boot, so even a --skip-cluster-init boot of an initialized cluster has them.
     at('pre-boot', createBridge, addUserMounts, bindRegistryStorage, mountKubernetesBinaries),
-    at('boot', bootTheNodes),
+    // After the plugins' pre-boot tasks: the shared image store goes into the data dirs the varlib workaround binds.
+    at('boot', linkSharedImageStore, bootTheNodes),
     at('post-boot', waitForRuntime, waitForInfraMachines),
     init('pre-init', clearUnfinishedKubeadm, configurePodNetworkStep, importBundleImages),
     init('init', kubeadmInitStep),

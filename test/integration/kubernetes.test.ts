@@ -346,6 +346,24 @@ async function sweep(): Promise<string> {
 
 // ---------------------------------------------------------------------------------------------------
 
+/** The inodes of the content blobs in a containerd data dir. */
+async function blobInodes(containerdDir: string): Promise<Set<number>> {
+  const blobs = join(containerdDir, 'io.containerd.content.v1.content', 'blobs', 'sha256')
+  const names = await readdir(blobs).catch(() => [] as string[])
+  return new Set(await Promise.all(names.map(async (name) => (await stat(join(blobs, name))).ino)))
+}
+
+/** The shared image stores in the cache, each with its blobs' inodes. */
+async function imageStores(): Promise<Map<string, Set<number>>> {
+  const stores = new Map<string, Set<number>>()
+  for (const image of await readdir(join(CACHE_DIR, 'images')).catch(() => [] as string[])) {
+    const dir = join(CACHE_DIR, 'images', image, 'image-stores')
+    for (const key of await readdir(dir).catch(() => [] as string[]))
+      if (/^[0-9a-f]{16}$/.test(key)) stores.set(join(dir, key), await blobInodes(join(dir, key)))
+  }
+  return stores
+}
+
 /** State the steps hand on to each other. */
 const seen: {
   podCidrs: Array<{cidr: string; ip: string}>
@@ -354,6 +372,8 @@ const seen: {
   userKubeconfig?: string
   pods?: Map<string, PodObject>
   serviceUrl?: string
+  /** The shared image stores in the cache before up. */
+  storesBefore?: Map<string, Set<number>>
   timings: Array<[string, number]>
 } = {podCidrs: [], veths: [], timings: []}
 
@@ -455,6 +475,7 @@ describe(`Kubernetes cluster lifecycle (3 nodes, ${RUNTIME}, isolated, offline b
         '',
       ].join('\n'),
     )
+    seen.storesBefore = await imageStores()
     const started = Date.now()
     const up = await cli(['up', '--config', config])
     timed(t, 'up', up)
@@ -484,6 +505,29 @@ describe(`Kubernetes cluster lifecycle (3 nodes, ${RUNTIME}, isolated, offline b
     t.diagnostic(`veths on ${BRIDGE}: ${seen.veths.join(', ')}`)
     t.diagnostic(`pod CIDRs: ${seen.podCidrs.map((p) => `${p.cidr} via ${p.ip}`).join(', ')}`)
   })
+
+  step(
+    "the nodes' images are the shared store's files: linked into every node when the store was there, else the store made from the control plane",
+    MINUTE,
+    async (t) => {
+      if (RUNTIME !== 'containerd') return t.skip(`the ${RUNTIME} runtime shares no image store`)
+      const nodeBlobs = async (machine: string) => blobInodes(join(clusterDir(), 'nodes', machine, 'var-lib', 'containerd'))
+      const cp = await nodeBlobs(CP)
+      assert.ok(cp.size > 0, `${CP} has no image blobs`)
+      const stores = await imageStores()
+      const [store, blobs] = [...stores].find(([, blobs]) => [...cp].every((ino) => blobs.has(ino))) ?? []
+      assert.ok(
+        store && blobs,
+        `no shared image store in ${CACHE_DIR}/images/*/image-stores holds ${CP}'s image blobs (stores: ${[...stores.keys()].join(', ') || 'none'})`,
+      )
+      t.diagnostic(`${seen.storesBefore?.has(store) ? 'linked from' : 'made'} ${store}`)
+      if (seen.storesBefore?.has(store))
+        for (const worker of [W1, W2]) {
+          const inodes = await nodeBlobs(worker)
+          assert.ok(inodes.size > 0 && [...inodes].every((ino) => blobs.has(ino)), `${worker}'s image blobs are not the store's files`)
+        }
+    },
+  )
 
   step("the bundle's kubectl with the written admin.conf (mode 0600) lists the three nodes", MINUTE, async () => {
     const info = await stat(adminConf())

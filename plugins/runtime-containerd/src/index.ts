@@ -78,6 +78,19 @@ export const containerd: RuntimeProvider = {
   cgroupDrivers: ['systemd', 'cgroupfs'],
   cniBinDir: '/usr/lib/cni',
   imageImportCommand: ['ctr', '--namespace', 'k8s.io', 'images', 'import'],
+  // Content blobs and committed snapshots are never written again; the bolt databases are (one per snapshotter that has one).
+  imageStore: {
+    dir: '/var/lib/containerd',
+    rewrittenFiles: [
+      'io.containerd.metadata.v1.bolt/meta.db',
+      'io.containerd.snapshotter.v1.overlayfs/metadata.db',
+      'io.containerd.snapshotter.v1.native/metadata.db',
+      'io.containerd.snapshotter.v1.btrfs/metadata.db',
+      'io.containerd.snapshotter.v1.blockfile/metadata.db',
+    ],
+    // The server's UUID (introspection): each node's containerd makes its own.
+    instanceFiles: ['io.containerd.grpc.v1.introspection/uuid'],
+  },
   services: ['containerd.service'],
   readinessCommand: ['ctr', 'version'],
   stopContainersCommand: ['sh', '-c', KILL_CONTAINERS],

@@ -5,7 +5,7 @@ import semver from 'semver'
  * its package.json, `"kube-spawn": {"apiVersion": "^1.0"}`; the host refuses a plugin whose range
  * its API does not satisfy. Minor versions add, majors break.
  */
-export const API_VERSION = '1.2'
+export const API_VERSION = '1.3'
 
 /** Does `range` (a semver range such as "^1.0") admit API version `api`? */
 export function apiVersionFits(range: string, api: string = API_VERSION): boolean {

@@ -60,6 +60,19 @@ const RUNTIME: Fields = {
   ],
   cniBinDir: [isString, 'a string'],
   imageImportCommand: [isNonEmptyStringArray, 'a non-empty array of strings'],
+  imageStore: [
+    optional(
+      (v) =>
+        isObject(v) &&
+        isString(v.dir) &&
+        String(v.dir).startsWith('/') &&
+        [v.rewrittenFiles, v.instanceFiles ?? []].every(
+          (files) =>
+            isStringArray(files) && (files as string[]).every((f) => f !== '' && !f.startsWith('/') && !f.split('/').includes('..')),
+        ),
+    ),
+    '{dir: an absolute path, rewrittenFiles and instanceFiles?: relative paths below it}',
+  ],
   services: [isNonEmptyStringArray, 'a non-empty array of strings'],
   readinessCommand: [isNonEmptyStringArray, 'a non-empty array of strings'],
   stopContainersCommand: [optional(isNonEmptyStringArray), 'a non-empty array of strings'],

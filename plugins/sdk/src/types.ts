@@ -189,6 +189,16 @@ export interface RuntimeQuery {
   readonly registry?: {address: string; port: number}
 }
 
+/** Where a runtime keeps its imported images (RuntimeProvider.imageStore). */
+export interface RuntimeImageStore {
+  /** One of the runtime's dataDirs; the host shares it only where a host directory is bound there (the varlib workaround). */
+  dir: string
+  /** Files below `dir` (relative paths) that the runtime rewrites in place, such as its databases: copied into each node, not linked. */
+  rewrittenFiles: string[]
+  /** Files below `dir` that identify one runtime instance (an instance UUID): left out, so that each node makes its own. */
+  instanceFiles?: string[]
+}
+
 /** The fields a runtime's variant may replace for one cluster. */
 export type RuntimeVariant = Partial<Omit<RuntimeProvider, 'name' | 'description' | 'variant' | 'refuse' | 'supports'>>
 
@@ -220,6 +230,13 @@ export interface RuntimeProvider {
   cniBinDir: string
   /** Imports an image archive (docker-archive layout) into the namespace the kubelet uses; the path is appended. */
   imageImportCommand: string[]
+  /**
+   * (API 1.3) Lets the host share imported images between nodes: the bundle's images are imported once, into
+   * one node, kept in kube-spawn's cache, and hard-linked into every new node's `dir` before it first boots, so
+   * that its import is skipped. Only for a runtime that never writes into a file it has written once, except
+   * `rewrittenFiles`, which each node gets a copy of. Without it every node imports the images itself.
+   */
+  imageStore?: RuntimeImageStore
   /** The systemd units that run the runtime, the main one first. The host enables them, orders the kubelet after them and stops them. */
   services: string[]
   /** Exits 0 once the runtime answers; the host runs it in every node after boot. */

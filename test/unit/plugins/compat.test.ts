@@ -14,7 +14,7 @@ describe('apiRefusal', () => {
   it('names the plugin, its range and the host API', () => {
     assert.equal(
       apiRefusal({name: 'kube-spawn-plugin-x', version: '2.0.0', 'kube-spawn': {apiVersion: '^2.0'}}),
-      'plugin kube-spawn-plugin-x 2.0.0 supports plugin API "^2.0", but this kube-spawn has plugin API 1.2',
+      'plugin kube-spawn-plugin-x 2.0.0 supports plugin API "^2.0", but this kube-spawn has plugin API 1.3',
     )
     assert.match(apiRefusal({name: 'old'}) ?? '', /^plugin old does not say which plugin API it supports/)
   })

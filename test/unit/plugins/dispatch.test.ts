@@ -138,7 +138,7 @@ describe('dispatch: plugins that cannot load', () => {
   it('refuses a plugin written for another plugin API before its code runs, naming both versions', async () => {
     await assert.rejects(dispatch(withFuture(), 'kube-spawn:providers', {}), (e: unknown) => {
       assert.ok(e instanceof UserError)
-      assert.equal(e.message, 'plugin ks-fixture-future 0.0.0 supports plugin API "^2.0", but this kube-spawn has plugin API 1.2')
+      assert.equal(e.message, 'plugin ks-fixture-future 0.0.0 supports plugin API "^2.0", but this kube-spawn has plugin API 1.3')
       assert.match(e.hint!, /plugins:uninstall/)
       return true
     })
@@ -147,7 +147,7 @@ describe('dispatch: plugins that cannot load', () => {
   it('in teardown, reports the refused plugin and keeps the others', async () => {
     const reported: string[] = []
     const answers = await dispatch(withFuture(), 'kube-spawn:providers', {}, {onPluginFailure: (m) => reported.push(m)})
-    assert.deepEqual(reported, ['plugin ks-fixture-future 0.0.0 supports plugin API "^2.0", but this kube-spawn has plugin API 1.2'])
+    assert.deepEqual(reported, ['plugin ks-fixture-future 0.0.0 supports plugin API "^2.0", but this kube-spawn has plugin API 1.3'])
     assert.deepEqual(
       answers.map((a) => a.plugin),
       ['ks-fixture-alpha', 'ks-fixture-beta'],

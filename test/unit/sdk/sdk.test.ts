@@ -21,13 +21,14 @@ import {debian} from '../../../plugins/image-debian/dist/index.js'
 
 describe('API versions', () => {
   it('admits ranges that contain the API version, and nothing malformed', () => {
-    assert.equal(API_VERSION, '1.2')
+    assert.equal(API_VERSION, '1.3')
     assert.equal(apiVersionFits('^1.0'), true)
     assert.equal(apiVersionFits('>=1.0 <3'), true)
     assert.equal(apiVersionFits('^2.0'), false)
     assert.equal(apiVersionFits('^1.1'), true)
     assert.equal(apiVersionFits('^1.2'), true)
-    assert.equal(apiVersionFits('^1.3'), false)
+    assert.equal(apiVersionFits('^1.3'), true)
+    assert.equal(apiVersionFits('^1.4'), false)
     assert.equal(apiVersionFits('^1.0', '1.4'), true)
     assert.equal(apiVersionFits('not a range'), false)
   })

@@ -1,0 +1,118 @@
+/** The shared image store's key, its tree linking, and the runtime field's shape check. */
+import assert from 'node:assert/strict'
+import {mkdir, mkdtemp, readFile, readlink, rm, stat, symlink, utimes, writeFile} from 'node:fs/promises'
+import {createHash} from 'node:crypto'
+import {tmpdir} from 'node:os'
+import {execFileSync} from 'node:child_process'
+import {join} from 'node:path'
+import {describe, it} from 'node:test'
+
+import {answerProblems} from '@kube-spawn/sdk'
+
+import {archiveIdentity, imageStoreKey, linkTree} from '../../../dist/runtime/image-store.js'
+import {containerd} from '../../../plugins/runtime-containerd/dist/index.js'
+
+const parts = {
+  runtime: 'containerd',
+  store: {dir: '/var/lib/containerd', rewrittenFiles: ['meta.db']},
+  baseImage: 'debian-bookworm-abc',
+  images: [{name: 'pause.tar', identity: 'a1'}],
+}
+
+describe('imageStoreKey', () => {
+  it('is the same for the same runtime, base image and archives', () => {
+    assert.equal(imageStoreKey(parts), imageStoreKey(structuredClone(parts)))
+    assert.match(imageStoreKey(parts), /^[0-9a-f]{16}$/)
+  })
+
+  it('changes with the runtime, its store, the base image and each archive', () => {
+    const variants = [
+      {...parts, runtime: 'docker'},
+      {...parts, store: {...parts.store, rewrittenFiles: []}},
+      {...parts, baseImage: 'debian-trixie-def'},
+      {...parts, images: [{...parts.images[0], identity: 'a2'}]},
+      {...parts, images: [{...parts.images[0], name: 'pause-3.2.tar'}]},
+      {...parts, images: [...parts.images, {name: 'etcd.tar', identity: 'b1'}]},
+    ]
+    const keys = new Set([imageStoreKey(parts), ...variants.map(imageStoreKey)])
+    assert.equal(keys.size, variants.length + 1)
+  })
+})
+
+describe('archiveIdentity', () => {
+  const sha256 = (data: string) => createHash('sha256').update(data).digest('hex')
+
+  it("is the digest of a docker-archive's manifest.json, whatever the file's time or its layers' place", async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'ks-archive-'))
+    t.after(() => rm(dir, {recursive: true, force: true}))
+    const manifest = '[{"Config":"c0ffee.json","RepoTags":["k8s.gcr.io/pause:3.2"],"Layers":["abc/layer.tar"]}]'
+    await mkdir(join(dir, 'in/abc'), {recursive: true})
+    await writeFile(join(dir, 'in/abc/layer.tar'), 'x'.repeat(3000))
+    await writeFile(join(dir, 'in/c0ffee.json'), '{}')
+    await writeFile(join(dir, 'in/manifest.json'), manifest)
+    const archive = join(dir, 'pause.tar')
+    execFileSync('tar', ['-cf', archive, '-C', join(dir, 'in'), 'abc', 'c0ffee.json', 'manifest.json'])
+    assert.equal(await archiveIdentity(archive), sha256(manifest))
+
+    await utimes(archive, new Date(0), new Date(0))
+    assert.equal(await archiveIdentity(archive), sha256(manifest), 'the same content, another time')
+    const reordered = join(dir, 'reordered.tar')
+    execFileSync('tar', ['-cf', reordered, '-C', join(dir, 'in'), './manifest.json', 'c0ffee.json', 'abc'])
+    assert.equal(await archiveIdentity(reordered), sha256(manifest), 'the manifest first, named ./manifest.json')
+  })
+
+  it('is the digest of the whole file for an archive with no manifest', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'ks-archive-'))
+    t.after(() => rm(dir, {recursive: true, force: true}))
+    await writeFile(join(dir, 'layer'), 'data')
+    const archive = join(dir, 'plain.tar')
+    execFileSync('tar', ['-cf', archive, '-C', dir, 'layer'])
+    assert.equal(
+      await archiveIdentity(archive),
+      createHash('sha256')
+        .update(await readFile(archive))
+        .digest('hex'),
+    )
+  })
+})
+
+describe('linkTree', () => {
+  it('hard-links every file, copies the rewritten ones, leaves out the instance files, and makes the directories anew', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'ks-link-'))
+    t.after(() => rm(dir, {recursive: true, force: true}))
+    const src = join(dir, 'src')
+    await mkdir(join(src, 'blobs/sha256'), {recursive: true})
+    await mkdir(join(src, 'bolt'), {recursive: true})
+    await mkdir(join(src, 'empty'), {mode: 0o711})
+    await writeFile(join(src, 'blobs/sha256/aa'), 'layer')
+    await writeFile(join(src, 'bolt/meta.db'), 'db')
+    await writeFile(join(src, 'bolt/uuid'), 'instance')
+    await symlink('blobs/sha256/aa', join(src, 'link'))
+
+    const dst = join(dir, 'dst')
+    await linkTree(src, dst, {dir: '/var/lib/x', rewrittenFiles: ['bolt/meta.db', 'bolt/absent.db'], instanceFiles: ['bolt/uuid']})
+
+    const [blobSrc, blobDst] = await Promise.all([stat(join(src, 'blobs/sha256/aa')), stat(join(dst, 'blobs/sha256/aa'))])
+    assert.equal(blobDst.ino, blobSrc.ino, 'a blob is the same file')
+    const [dbSrc, dbDst] = await Promise.all([stat(join(src, 'bolt/meta.db')), stat(join(dst, 'bolt/meta.db'))])
+    assert.notEqual(dbDst.ino, dbSrc.ino, 'a rewritten file is a copy')
+    assert.equal(await readFile(join(dst, 'bolt/meta.db'), 'utf8'), 'db')
+    assert.notEqual((await stat(join(dst, 'bolt'))).ino, (await stat(join(src, 'bolt'))).ino)
+    assert.equal((await stat(join(dst, 'empty'))).mode & 0o777, 0o711)
+    assert.equal(await stat(join(dst, 'bolt/uuid')).catch(() => 'absent'), 'absent', 'an instance file is left out')
+    assert.equal(await readlink(join(dst, 'link')), 'blobs/sha256/aa')
+
+    await writeFile(join(dst, 'bolt/meta.db'), 'changed in the node')
+    assert.equal(await readFile(join(src, 'bolt/meta.db'), 'utf8'), 'db', 'the store keeps its own copy')
+  })
+})
+
+describe('RuntimeProvider.imageStore', () => {
+  it('is accepted as containerd declares it, and refused with a path that leaves its dir', () => {
+    assert.deepEqual(answerProblems('kube-spawn:providers', {runtimes: [containerd]}), [])
+    const bad = {...containerd, imageStore: {dir: '/var/lib/containerd', rewrittenFiles: ['../etc/passwd']}}
+    assert.deepEqual(answerProblems('kube-spawn:providers', {runtimes: [bad]}), [
+      'runtime 1 "containerd": imageStore must be {dir: an absolute path, rewrittenFiles and instanceFiles?: relative paths below it}',
+    ])
+  })
+})
