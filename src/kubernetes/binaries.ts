@@ -126,7 +126,9 @@ export const importBundleImages: HostStep = {
     const source = perNode.find(({node, images: imported}) => imported.length === images.length && storeDataDir(ctx, node))?.node
     if (store && source && !(await exists(store))) {
       task.output = `making the shared image store from ${source.name}`
-      await makeImageStore(ctx, source, store, (node) => waitForRuntimeIn(ctx, node))
+      // The store only spares later nodes their import: without it this cluster is as good.
+      const notMade = await makeImageStore(ctx, source, store, (node) => waitForRuntimeIn(ctx, node))
+      if (notMade) ctx.warn(`no shared image store was made, so the nodes of later clusters import the images themselves: ${notMade}`)
     }
     task.title = `Import the bundle images into ${perNode.length} of ${ctx.nodes.length} nodes${linked.size > 0 ? ' (the rest have the shared image store)' : ''}`
   },

@@ -10,6 +10,7 @@ import {basename, join} from 'node:path'
 
 import type {ClusterContext, HostNode} from '../context/index.js'
 import type {RuntimeImageStore} from '@kube-spawn/sdk'
+import {errorMessage} from '../errors.js'
 import {imageDir, removeAbandonedBuilds} from '../image/prepare.js'
 import {sha256File} from '../kubernetes/artifacts.js'
 import {exists} from '../util/fs.js'
@@ -134,30 +135,37 @@ export async function linkImageStore(ctx: ClusterContext, store: string): Promis
 /**
  * Makes the store from a node that has just imported every image: its runtime stopped so its files are
  * at rest, its data dir linked into a temporary dir renamed into place, its runtime started again.
- * A store made meanwhile by another run wins; this one is dropped.
+ * A store made meanwhile by another run wins; this one is dropped. Returns why no store was made, if none
+ * was; a runtime that does not come back is an error.
  */
 export async function makeImageStore(
   ctx: ClusterContext,
   node: HostNode,
   store: string,
   waitForRuntime: (node: HostNode) => Promise<void>,
-): Promise<void> {
+): Promise<string | undefined> {
   const {services, imageStore} = ctx.runtime
   const dataDir = storeDataDir(ctx, node)
-  if (!imageStore || !dataDir) return
+  if (!imageStore || !dataDir) return `no host directory is bound at the runtime's image dir in ${node.name}`
   const stores = join(store, '..')
   await mkdir(stores, {recursive: true, mode: 0o700})
+  if (!(await sameFilesystem(dataDir, stores)))
+    return `${stores} and ${dataDir} are on different filesystems (hard links cannot cross them)`
   await removeAbandonedBuilds(stores)
   const temp = join(stores, `.build-${basename(store)}-${process.pid}`)
+  let failure: string | undefined
   await node.exec(['systemctl', 'stop', ...[...services].reverse()], {timeoutMs: 30_000})
   try {
     await linkTree(dataDir, temp, imageStore)
     await rename(temp, store).catch(async (error: NodeJS.ErrnoException) => {
       if (error.code !== 'ENOTEMPTY' && error.code !== 'EEXIST') throw error
     })
+  } catch (error) {
+    failure = errorMessage(error)
   } finally {
     await rm(temp, {recursive: true, force: true})
     await node.exec(['systemctl', 'start', ...services], {timeoutMs: 30_000})
   }
   await waitForRuntime(node)
+  return failure
 }

@@ -9,7 +9,7 @@ import {describe, it} from 'node:test'
 
 import {answerProblems} from '@kube-spawn/sdk'
 
-import {archiveIdentity, imageStoreKey, linkTree} from '../../../dist/runtime/image-store.js'
+import {archiveIdentity, imageStoreKey, linkImageStore, linkTree} from '../../../dist/runtime/image-store.js'
 import {containerd} from '../../../plugins/runtime-containerd/dist/index.js'
 
 const parts = {
@@ -104,6 +104,48 @@ describe('linkTree', () => {
 
     await writeFile(join(dst, 'bolt/meta.db'), 'changed in the node')
     assert.equal(await readFile(join(src, 'bolt/meta.db'), 'utf8'), 'db', 'the store keeps its own copy')
+  })
+})
+
+describe('linkImageStore', () => {
+  it('links the store into each empty data dir on its filesystem, and says why not into the others', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'ks-stores-'))
+    const elsewhere = await mkdtemp('/dev/shm/ks-stores-')
+    t.after(() => Promise.all([rm(dir, {recursive: true, force: true}), rm(elsewhere, {recursive: true, force: true})]))
+    const store = join(dir, 'cache', 'image-stores', '0123456789abcdef')
+    await mkdir(join(store, 'blobs'), {recursive: true})
+    await writeFile(join(store, 'blobs', 'aa'), 'layer')
+    await writeFile(join(store, 'meta.db'), 'db')
+    const dataDir = async (name: string, base = dir) => {
+      const path = join(base, name, 'var-lib', 'containerd')
+      await mkdir(path, {recursive: true})
+      return path
+    }
+    const node = (name: string, src?: string) => ({name, mounts: src ? [{src, dst: '/var/lib/containerd'}] : []})
+    const fresh = await dataDir('fresh')
+    const used = await dataDir('used')
+    await writeFile(join(used, 'meta.db'), 'its own')
+    const ctx = {
+      runtime: {...containerd, imageStore: {dir: '/var/lib/containerd', rewrittenFiles: ['meta.db']}},
+      nodes: [node('fresh', fresh), node('used', used), node('unbound'), node('elsewhere', await dataDir('elsewhere', elsewhere))],
+    }
+
+    const {linked, unfit} = await linkImageStore(ctx as never, store)
+    assert.deepEqual(
+      linked.map((n: {name: string}) => n.name),
+      ['fresh'],
+    )
+    assert.equal((await stat(join(fresh, 'blobs', 'aa'))).ino, (await stat(join(store, 'blobs', 'aa'))).ino)
+    assert.equal(unfit.length, 3)
+    assert.match(unfit[0], /^used: .* is not empty$/)
+    assert.match(unfit[1], /^unbound: no host directory is bound at \/var\/lib\/containerd/)
+    assert.match(unfit[2], /^elsewhere: .* are on different filesystems/)
+    assert.equal(await readFile(join(used, 'meta.db'), 'utf8'), 'its own', 'a node that has data keeps it')
+  })
+
+  it('links nothing while there is no store', async () => {
+    const ctx = {runtime: containerd, nodes: [{name: 'n', mounts: [{src: '/nonexistent', dst: '/var/lib/containerd'}]}]}
+    assert.deepEqual(await linkImageStore(ctx as never, '/nonexistent/store'), {linked: [], unfit: []})
   })
 })
 
