@@ -5,7 +5,7 @@
  * runtime, the base image and the bundle's image archives.
  */
 import {createHash} from 'node:crypto'
-import {mkdir, open, readdir, rename, rm, stat} from 'node:fs/promises'
+import {link, mkdir, open, readdir, rename, rm, writeFile} from 'node:fs/promises'
 import {basename, join} from 'node:path'
 
 import type {ClusterContext, HostNode} from '../context/index.js'
@@ -81,12 +81,30 @@ export function storeDataDir(ctx: ClusterContext, node: HostNode): string | unde
   return dir === undefined ? undefined : node.mounts.find((mount) => mount.dst === dir && !mount.readOnly)?.src
 }
 
+const emptyDir = async (path: string) =>
+  Promise.all((await readdir(path)).map((entry) => rm(join(path, entry), {recursive: true, force: true})))
 const isEmptyDir = (path: string) =>
   readdir(path).then(
     (entries) => entries.length === 0,
     () => false,
   )
-const sameFilesystem = async (a: string, b: string) => (await stat(a)).dev === (await stat(b)).dev
+/**
+ * Whether a file in `from` can be hard-linked into `to`: not across filesystems, and not across two mounts
+ * of the same one (a bind mount, as in a container), which share a device number; so it is tried.
+ */
+async function canHardLink(from: string, to: string): Promise<boolean> {
+  const probe = `.link-probe-${process.pid}`
+  await writeFile(join(from, probe), '')
+  try {
+    await link(join(from, probe), join(to, probe))
+    return true
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EXDEV') return false
+    throw error
+  } finally {
+    await Promise.all([rm(join(from, probe), {force: true}), rm(join(to, probe), {force: true})])
+  }
+}
 
 /**
  * Fills `dst` with `src`'s tree: directories made anew, files hard-linked, except the store's rewritten
@@ -108,8 +126,8 @@ async function unfitFor(ctx: ClusterContext, node: HostNode, store: string): Pro
   const dataDir = storeDataDir(ctx, node)
   if (!dataDir) return `no host directory is bound at ${ctx.runtime.imageStore?.dir} (the varlib workaround binds it)`
   if (!(await isEmptyDir(dataDir))) return `${dataDir} is not empty`
-  if (!(await sameFilesystem(dataDir, join(store, '..'))))
-    return `${dataDir} and the store are on different filesystems (hard links cannot cross them)`
+  if (!(await canHardLink(join(store, '..'), dataDir)))
+    return `${dataDir} and the store are on different filesystems or mounts (hard links cannot cross them)`
   return undefined
 }
 
@@ -126,8 +144,15 @@ export async function linkImageStore(ctx: ClusterContext, store: string): Promis
       unfit.push(`${node.name}: ${why}`)
       continue
     }
-    await linkTree(store, storeDataDir(ctx, node)!, spec)
-    linked.push(node)
+    const dataDir = storeDataDir(ctx, node)!
+    try {
+      await linkTree(store, dataDir, spec)
+      linked.push(node)
+    } catch (error) {
+      // The node imports the images itself, into a data dir as empty as it was.
+      await emptyDir(dataDir)
+      unfit.push(`${node.name}: ${errorMessage(error)}`)
+    }
   }
   return {linked, unfit}
 }
@@ -149,8 +174,8 @@ export async function makeImageStore(
   if (!imageStore || !dataDir) return `no host directory is bound at the runtime's image dir in ${node.name}`
   const stores = join(store, '..')
   await mkdir(stores, {recursive: true, mode: 0o700})
-  if (!(await sameFilesystem(dataDir, stores)))
-    return `${stores} and ${dataDir} are on different filesystems (hard links cannot cross them)`
+  if (!(await canHardLink(dataDir, stores)))
+    return `${stores} and ${dataDir} are on different filesystems or mounts (hard links cannot cross them)`
   await removeAbandonedBuilds(stores)
   const temp = join(stores, `.build-${basename(store)}-${process.pid}`)
   let failure: string | undefined

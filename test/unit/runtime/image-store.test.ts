@@ -1,6 +1,6 @@
 /** The shared image store's key, its tree linking, and the runtime field's shape check. */
 import assert from 'node:assert/strict'
-import {mkdir, mkdtemp, readFile, readlink, rm, stat, symlink, utimes, writeFile} from 'node:fs/promises'
+import {mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, symlink, utimes, writeFile} from 'node:fs/promises'
 import {createHash} from 'node:crypto'
 import {tmpdir} from 'node:os'
 import {execFileSync} from 'node:child_process'
@@ -141,6 +141,29 @@ describe('linkImageStore', () => {
     assert.match(unfit[1], /^unbound: no host directory is bound at \/var\/lib\/containerd/)
     assert.match(unfit[2], /^elsewhere: .* are on different filesystems/)
     assert.equal(await readFile(join(used, 'meta.db'), 'utf8'), 'its own', 'a node that has data keeps it')
+  })
+
+  it('says why not into a data dir behind a bind mount of the same filesystem (link(2) refuses to cross mounts)', async (t) => {
+    if (process.getuid?.() !== 0) return t.skip('bind mounts need root')
+    const dir = await mkdtemp(join(tmpdir(), 'ks-stores-'))
+    const store = join(dir, 'cache', 'image-stores', '0123456789abcdef')
+    await mkdir(store, {recursive: true})
+    await writeFile(join(store, 'meta.db'), 'db')
+    const bound = join(dir, 'bound')
+    await mkdir(join(dir, 'source', 'node', 'var-lib', 'containerd'), {recursive: true})
+    await mkdir(bound)
+    execFileSync('mount', ['--bind', join(dir, 'source'), bound])
+    t.after(async () => {
+      execFileSync('umount', [bound])
+      await rm(dir, {recursive: true, force: true})
+    })
+    const dataDir = join(bound, 'node', 'var-lib', 'containerd')
+    const ctx = {runtime: containerd, nodes: [{name: 'bound', mounts: [{src: dataDir, dst: '/var/lib/containerd'}]}]}
+    const {linked, unfit} = await linkImageStore(ctx as never, store)
+    assert.deepEqual(linked, [])
+    assert.match(unfit[0], /^bound: .* are on different filesystems or mounts/)
+    assert.deepEqual(await readdir(dataDir), [], 'the probe is gone')
+    assert.deepEqual(await readdir(join(dir, 'cache', 'image-stores')), ['0123456789abcdef'], 'no probe left in the cache')
   })
 
   it('links nothing while there is no store', async () => {
