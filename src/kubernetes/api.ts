@@ -86,13 +86,17 @@ export interface ApiObject {
 class ApiConnection {
   private readonly agent: Agent
 
-  private constructor(private readonly credentials: ReturnType<typeof kubeconfigCredentials>) {
+  private constructor(
+    private readonly credentials: ReturnType<typeof kubeconfigCredentials>,
+    /** The host's timeoutScale: a slow host (an emulated VM) answers later. */
+    private readonly scale: number,
+  ) {
     const {ca, cert, key} = credentials
     this.agent = new Agent({connect: {ca, cert, key, timeout: 5000}})
   }
 
   static async open(ctx: StageContext): Promise<ApiConnection> {
-    return new ApiConnection(kubeconfigCredentials(await readFile(join(ctx.clusterDir, ADMIN_CONF), 'utf8')))
+    return new ApiConnection(kubeconfigCredentials(await readFile(join(ctx.clusterDir, ADMIN_CONF), 'utf8')), ctx.host.timeoutScale)
   }
 
   /** The response of a request with status 200; ApiUnavailable while the server does not answer or answers otherwise. */
@@ -100,8 +104,8 @@ class ApiConnection {
     const response = await request(new URL(path, this.credentials.server), {
       dispatcher: this.agent,
       signal,
-      headersTimeout: 10_000,
-      bodyTimeout: options.bodyTimeout ?? 20_000,
+      headersTimeout: 10_000 * this.scale,
+      bodyTimeout: (options.bodyTimeout ?? 20_000) * this.scale,
       ...(options.patch && {
         method: 'PATCH' as const,
         headers: {'content-type': 'application/strategic-merge-patch+json'},
@@ -156,19 +160,30 @@ export const DEFAULT_SERVICE_ACCOUNTS = '/api/v1/namespaces/default/serviceaccou
  * once set); nodes not in `cidrs` are left alone.
  */
 export async function recordNodePodCidrs(ctx: StageContext, cidrs: Map<string, string>): Promise<void> {
-  const api = await ApiConnection.open(ctx)
-  try {
-    const signal = AbortSignal.timeout(20_000)
-    const {items} = await api.list<NodeObject>(NODES, signal)
-    const unrecorded = items.filter((n) => !n.spec.podCIDR && cidrs.has(n.metadata.name))
-    await Promise.all(
-      unrecorded.map((n) => {
-        const cidr = cidrs.get(n.metadata.name)!
-        return api.patch(`${NODES}/${encodeURIComponent(n.metadata.name)}`, {spec: {podCIDR: cidr, podCIDRs: [cidr]}}, signal)
-      }),
-    )
-  } finally {
-    await api.close()
+  // Right after up the API server is busiest (the controllers start): a request it does not answer in time is asked again.
+  const deadline = AbortSignal.timeout(60_000 * ctx.host.timeoutScale)
+  const signal = ctx.signal ? AbortSignal.any([ctx.signal, deadline]) : deadline
+  for (;;) {
+    const api = await ApiConnection.open(ctx)
+    try {
+      const {items} = await api.list<NodeObject>(NODES, signal)
+      const unrecorded = items.filter((n) => !n.spec.podCIDR && cidrs.has(n.metadata.name))
+      await Promise.all(
+        unrecorded.map((n) => {
+          const cidr = cidrs.get(n.metadata.name)!
+          return api.patch(`${NODES}/${encodeURIComponent(n.metadata.name)}`, {spec: {podCIDR: cidr, podCIDRs: [cidr]}}, signal)
+        }),
+      )
+      return
+    } catch (error) {
+      if (signal.aborted || !unavailable(error)) throw error
+      // At the deadline the last refusal says more than the abort.
+      await sleep(1000, undefined, {signal}).catch(() => {
+        throw error
+      })
+    } finally {
+      await api.close()
+    }
   }
 }
 
