@@ -255,10 +255,6 @@ export function renderInitConfig(input: InitConfigInput): string {
     nodeRegistration: nodeRegistration(cluster, traits, node, criSocket, input.dockershim),
     certificateKey: input.certificateKey === undefined ? undefined : requireCertificateKey(input.certificateKey),
   }
-  // With one control plane there is no one to elect. Electing anyway costs every start: the restarted controller
-  // manager and scheduler wait for their previous lease to expire (15 s) before they work again, so Services
-  // follow their pods' new addresses that much later.
-  const soleLeader: Args = (cluster.controlPlanes ?? 1) === 1 ? [['leader-elect', 'false']] : []
   const clusterConfiguration: YamlMap = {
     apiVersion: traits.kubeadmApi,
     kind: 'ClusterConfiguration',
@@ -277,12 +273,15 @@ export function renderInitConfig(input: InitConfigInput): string {
     controllerManager: component(
       traits,
       componentArgs(
-        [['allocate-node-cidrs', String(cluster.cni !== 'bridge')], ['node-cidr-mask-size', String(NODE_CIDR_MASK)], ...soleLeader],
+        [
+          ['allocate-node-cidrs', String(cluster.cni !== 'bridge')],
+          ['node-cidr-mask-size', String(NODE_CIDR_MASK)],
+        ],
         settings.featureGates,
         settings.controllerManagerExtraArgs,
       ),
     ),
-    scheduler: component(traits, componentArgs([...soleLeader], settings.featureGates, settings.schedulerExtraArgs)),
+    scheduler: component(traits, componentArgs([], settings.featureGates, settings.schedulerExtraArgs)),
     networking: {
       dnsDomain: 'cluster.local',
       podSubnet: cluster.network.podCidr,

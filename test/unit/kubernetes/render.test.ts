@@ -9,7 +9,7 @@ import {fileURLToPath} from 'node:url'
 
 import {fixtureBinary} from '../helpers/fixture-bundle.ts'
 
-import {parse, parseAllDocuments} from 'yaml'
+import {parse} from 'yaml'
 
 import {renderCniConflist} from '../../../dist/kubernetes/cni.js'
 import {
@@ -206,21 +206,6 @@ describe('renderInitConfig', () => {
   it('leaves the control plane of a one-node cluster untainted', () => {
     assert.match(renderInitConfig({cluster: cluster('v1.20.2', {nodes: 1}), node: CP, criSocket: SOCKET}), /^ {2}taints: \[\]$/m)
     assert.doesNotMatch(renderInitConfig({cluster: cluster('v1.20.2', {nodes: 2}), node: CP, criSocket: SOCKET}), /taints/)
-  })
-
-  it('turns leader election off for a sole control plane only, and lets the extra args turn it on again', () => {
-    const clusterConfiguration = (c: Parameters<typeof renderInitConfig>[0]['cluster']) =>
-      parseAllDocuments(renderInitConfig({cluster: c, node: CP, criSocket: SOCKET}))
-        .map((d) => d.toJS())
-        .find((d) => d.kind === 'ClusterConfiguration')
-    const sole = clusterConfiguration(cluster('v1.20.2'))
-    assert.equal(sole.controllerManager.extraArgs['leader-elect'], 'false')
-    assert.equal(sole.scheduler.extraArgs['leader-elect'], 'false')
-    const ha = clusterConfiguration({...cluster('v1.20.2', {nodes: 4}), controlPlanes: 3})
-    assert.equal(ha.controllerManager.extraArgs['leader-elect'], undefined)
-    assert.equal(ha.scheduler, undefined)
-    const own = clusterConfiguration(cluster('v1.20.2', {kubernetes: {controllerManagerExtraArgs: {'leader-elect': 'true'}}}))
-    assert.equal(own.controllerManager.extraArgs['leader-elect'], 'true')
   })
 
   it('renders kube-proxy-mode iptables and none as the default (none skips the addon instead), nftables as its mode', () => {
