@@ -538,8 +538,8 @@ describe(`Kubernetes cluster lifecycle (3 nodes, ${RUNTIME}, isolated, offline b
     )
     for (const name of segments) {
       const {size, blocks} = await stat(join(wal, name))
-      t.diagnostic(`${name}: ${size} bytes long, ${blocks * 512} allocated`)
-      assert.equal(size, 64_000_000, `${name} should be etcd's 64 MB segment (wal.SegmentSizeBytes)`)
+      t.diagnostic(`${name}: ${(size / 2 ** 20).toFixed(0)} MiB long, ${((blocks * 512) / 2 ** 20).toFixed(1)} MiB allocated`)
+      assert.equal(size, 64 * 2 ** 20, `${name} should be etcd's 64 MiB segment`)
       assert.ok(blocks * 512 < 16 * 2 ** 20, `${name} has ${blocks * 512} bytes allocated: fallocate was not refused to etcd`)
     }
   })
