@@ -529,21 +529,6 @@ describe(`Kubernetes cluster lifecycle (3 nodes, ${RUNTIME}, isolated, offline b
     },
   )
 
-  step("etcd's write-ahead log is sparse: its 64 MB segments take only the space written", MINUTE, async (t) => {
-    const wal = join(clusterDir(), 'nodes', CP, 'upper', 'var', 'lib', 'etcd', 'member', 'wal')
-    const segments = await readdir(wal)
-    assert.ok(
-      segments.some((name) => name.endsWith('.wal')),
-      `no WAL segment in ${wal}: ${segments.join(', ')}`,
-    )
-    for (const name of segments) {
-      const {size, blocks} = await stat(join(wal, name))
-      t.diagnostic(`${name}: ${(size / 2 ** 20).toFixed(0)} MiB long, ${((blocks * 512) / 2 ** 20).toFixed(1)} MiB allocated`)
-      assert.equal(size, 64 * 2 ** 20, `${name} should be etcd's 64 MiB segment`)
-      assert.ok(blocks * 512 < 16 * 2 ** 20, `${name} has ${blocks * 512} bytes allocated: fallocate was not refused to etcd`)
-    }
-  })
-
   step("the bundle's kubectl with the written admin.conf (mode 0600) lists the three nodes", MINUTE, async () => {
     const info = await stat(adminConf())
     assert.equal((info.mode & 0o777).toString(8), '600', `${adminConf()} should be mode 0600 (it holds the cluster admin key)`)
