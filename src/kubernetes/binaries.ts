@@ -1,11 +1,10 @@
 /** The Kubernetes binaries and the bundle's images: fetched into the cache, then mounted into the nodes and imported. */
 import {basename, join} from 'node:path'
 
-import type {HostStep} from '../context/index.js'
+import type {ClusterContext, HostStep} from '../context/index.js'
 import type {StageContext, StageTaskWrapper} from '@kube-spawn/sdk'
 import {type KubernetesArtifacts, fetchKubernetes, formatProgress} from './artifacts.js'
 import {imageStorePath, linkImageStore, makeImageStore, storeDataDir} from '../runtime/image-store.js'
-import {waitForRuntimeIn} from '../runtime/lifecycle.js'
 import {exists} from '../util/fs.js'
 
 /** Where the cached Kubernetes binaries and bundle images appear inside every node (read-only). */
@@ -63,6 +62,13 @@ export function imagesForRole(images: readonly string[], role: string): string[]
 const LINKED = 'image-store-linked'
 const linkedNodes = (ctx: StageContext) => (ctx.shared.get(LINKED) as Set<string> | undefined) ?? new Set<string>()
 
+const STORE_PATH = 'image-store-path'
+/** The shared image store's path, worked out once per run (its key reads each archive's manifest). */
+async function storePath(ctx: ClusterContext): Promise<string | undefined> {
+  if (!ctx.shared.has(STORE_PATH)) ctx.shared.set(STORE_PATH, await imageStorePath(ctx, artifacts(ctx).images))
+  return ctx.shared.get(STORE_PATH) as string | undefined
+}
+
 /**
  * boot, before the nodes boot (after the plugins' pre-boot mounts): the runtime's shared image store, when
  * there is one for this runtime, base image and bundle, is hard-linked into each new node's data dir.
@@ -76,7 +82,7 @@ export const linkSharedImageStore: HostStep = {
         ? `the ${ctx.runtime.name} runtime shares no image store`
         : false,
   task: async (ctx, task) => {
-    const store = await imageStorePath(ctx, artifacts(ctx).images)
+    const store = await storePath(ctx)
     if (!store) {
       task.title = 'Link the shared image store: none for a release download (the runtime pulls the images)'
       return
@@ -122,12 +128,12 @@ export const importBundleImages: HostStep = {
         }
       }),
     )
-    const store = await imageStorePath(ctx, images)
+    const store = await storePath(ctx)
     const source = perNode.find(({node, images: imported}) => imported.length === images.length && storeDataDir(ctx, node))?.node
     if (store && source && !(await exists(store))) {
       task.output = `making the shared image store from ${source.name}`
       // The store only spares later nodes their import: without it this cluster is as good.
-      const notMade = await makeImageStore(ctx, source, store, (node) => waitForRuntimeIn(ctx, node))
+      const notMade = await makeImageStore(ctx, source, store)
       if (notMade) ctx.warn(`no shared image store was made, so the nodes of later clusters import the images themselves: ${notMade}`)
     }
     task.title = `Import the bundle images into ${perNode.length} of ${ctx.nodes.length} nodes${linked.size > 0 ? ' (the rest have the shared image store)' : ''}`

@@ -14,6 +14,7 @@ import {errorMessage} from '../errors.js'
 import {imageDir, removeAbandonedBuilds} from '../image/prepare.js'
 import {sha256File} from '../kubernetes/artifacts.js'
 import {exists} from '../util/fs.js'
+import {waitForRuntimeIn} from './lifecycle.js'
 import {run} from '../util/run.js'
 
 /** The store's key: what the runtime's data would differ by. */
@@ -163,12 +164,7 @@ export async function linkImageStore(ctx: ClusterContext, store: string): Promis
  * A store made meanwhile by another run wins; this one is dropped. Returns why no store was made, if none
  * was; a runtime that does not come back is an error.
  */
-export async function makeImageStore(
-  ctx: ClusterContext,
-  node: HostNode,
-  store: string,
-  waitForRuntime: (node: HostNode) => Promise<void>,
-): Promise<string | undefined> {
+export async function makeImageStore(ctx: ClusterContext, node: HostNode, store: string): Promise<string | undefined> {
   const {services, imageStore} = ctx.runtime
   const dataDir = storeDataDir(ctx, node)
   if (!imageStore || !dataDir) return `no host directory is bound at the runtime's image dir in ${node.name}`
@@ -191,6 +187,6 @@ export async function makeImageStore(
     await rm(temp, {recursive: true, force: true})
     await node.exec(['systemctl', 'start', ...services], {timeoutMs: 30_000})
   }
-  await waitForRuntime(node)
+  await waitForRuntimeIn(ctx, node)
   return failure
 }
