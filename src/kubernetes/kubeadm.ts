@@ -1,6 +1,6 @@
 /** kubeadm init on the control plane and join on the workers, and the clean-up of an unfinished run. */
 import {X509Certificate, createHash, randomBytes} from 'node:crypto'
-import {readdir, stat} from 'node:fs/promises'
+import {readFile, readdir, stat} from 'node:fs/promises'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
@@ -10,6 +10,7 @@ import type {StageTaskWrapper} from '@kube-spawn/sdk'
 import {writeFileAtomic} from '../util/fs.js'
 import {ADMIN_CONF, kubeconfigCredentials} from './api.js'
 import {artifacts} from './binaries.js'
+import {resumedInit} from './init-resume.js'
 import {CNI_CONF_DIR} from '../runtime/files.js'
 import {
   KUBELET_CLIENT_PEM,
@@ -174,15 +175,33 @@ async function kubeadmInit(ctx: ClusterContext, task: StageTaskWrapper): Promise
   const skipFlag = skip.length > 0 ? [`--skip-phases=${skip.join(',')}`] : []
   task.output = ['kubeadm init', ...skipFlag].join(' ')
   const upload = certificateKey ? ['--upload-certs'] : []
-  await cp.exec(['kubeadm', 'init', `--config=${INIT_CONFIG}`, ...skipFlag, ...patches, ...upload, '--skip-token-print'], {
-    timeoutMs: KUBEADM_TIMEOUT_MS * ctx.host.timeoutScale,
-    task,
-    logFile: join(cp.dir, 'kubeadm-init.log'),
-  })
+  await runInit(ctx, cp, ['kubeadm', 'init', `--config=${INIT_CONFIG}`, ...skipFlag, ...patches, ...upload, '--skip-token-print'], task)
   const adminConf = await cp.readFile('/etc/kubernetes/admin.conf')
   if (!adminConf)
     throw new HostError(`kubeadm init on ${cp.name} wrote no admin.conf`, {hint: `see kube-spawn exec ${cp.name} -- journalctl -u kubelet`})
   await writeFileAtomic(join(ctx.clusterDir, ADMIN_CONF), adminConf, 0o600)
+}
+
+/** How often kubeadm init runs again from a phase whose API write timed out (init-resume.ts). */
+const INIT_RESUMES = 2
+
+/** kubeadm init, run again from its failed phase when that failed for an API server that did not answer in time. */
+async function runInit(ctx: ClusterContext, cp: HostNode, argv: string[], task: StageTaskWrapper): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    const logFile = join(cp.dir, attempt === 0 ? 'kubeadm-init.log' : `kubeadm-init-${attempt}.log`)
+    try {
+      await cp.exec(argv, {timeoutMs: KUBEADM_TIMEOUT_MS * ctx.host.timeoutScale, task, logFile})
+      return
+    } catch (error) {
+      const output = await readFile(logFile, 'utf8').catch(() => '')
+      const resumed = attempt < INIT_RESUMES && !ctx.signal?.aborted ? resumedInit(argv, output) : undefined
+      if (!resumed) throw error
+      ctx.warn(
+        `kubeadm init's phase ${resumed.phase} failed, the API server not answering in time (${resumed.reason}); it ran again from that phase`,
+      )
+      argv = resumed.argv
+    }
+  }
 }
 
 /**

@@ -27,6 +27,7 @@ import {fileURLToPath} from 'node:url'
 import TOML from '@iarna/toml'
 
 import {messageImage, nodeCgroupDirs} from './helpers.ts'
+import {resumedInit} from '../../dist/kubernetes/init-resume.js'
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const PREPARE_BUNDLE = resolve(REPO, '..', 'shared', 'fixtures', 'kubernetes', 'prepare-bundle')
@@ -644,6 +645,29 @@ describe(`Kubernetes cluster lifecycle (3 nodes, ${RUNTIME}, isolated, offline b
     const migrated = await run([join(bundle, 'bin', 'kubeadm'), 'config', 'migrate', '--old-config', join(dir, CP, 'kubeadm-init.yaml')])
     assert.equal(migrated.code, 0, `kubeadm config migrate refused the exported init configuration: ${tail(migrated)}`)
   })
+
+  step(
+    'kubeadm init run again from its first API phase, as after a write that timed out, completes on the running control plane',
+    3 * MINUTE,
+    async () => {
+      // The command kube-spawn ran is the log's first line, which enters the node (nsenter ... env -i PATH=...) before kubeadm.
+      const logged = (await readFile(join(clusterDir(), 'nodes', CP, 'kubeadm-init.log'), 'utf8')).split('\n')[0].split(' ')
+      const ran = logged.slice(logged.indexOf('kubeadm'))
+      const timedOut =
+        'error execution phase upload-config/kubeadm: error uploading the kubeadm ClusterConfiguration: context deadline exceeded\n'
+      const resumed = resumedInit(ran, timedOut)
+      const ca = await caCert()
+      assert.ok(resumed, `kube-spawn would not resume ${ran.join(' ')} after ${timedOut}`)
+      const again = await cli(['exec', '-c', CLUSTER, CP, '--', ...resumed.argv], 2 * MINUTE)
+      assert.equal(again.code, 0, `${resumed.argv.join(' ')} failed: ${tail(again, 12)}`)
+      const output = again.stdout + again.stderr
+      assert.match(output, /\[upload-config\]/, `the resumed init did not upload its configuration: ${output}`)
+      assert.match(output, /\[addons\] Applied essential addon: kube-proxy/, `the resumed init did not reach its last phase: ${output}`)
+      assert.doesNotMatch(output, /\[certs\]|\[kubeconfig\]|\[control-plane\]/, `the resumed init ran a phase before the API's: ${output}`)
+      assert.equal(await caCert(), ca, 'the resumed init changed the CA')
+      await waitNodesReady(Date.now(), 2 * MINUTE)
+    },
+  )
 
   step(`a busybox pod runs on each worker (web on ${W1}, client on ${W2})`, 5 * MINUTE, async (t) => {
     const applied = await kubectl(['apply', '-f', '-'], {input: workloadManifest()})
