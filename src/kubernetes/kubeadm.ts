@@ -21,6 +21,7 @@ import {
   renderJoinConfig,
   renderKubeletKubeconfig,
 } from './kubeadm-config.js'
+import {ETCD_PATCH_FILE, ETCD_SECCOMP_PROFILE, KUBELET_SECCOMP_ROOT, builtInPatches, etcdSeccompProfile} from './etcd.js'
 import {type Dockershim, versionTraits} from './versions.js'
 import {apiServerHost} from '../node/names.js'
 
@@ -30,7 +31,7 @@ export const INIT_CONFIG = '/etc/kube-spawn/kubeadm-init.yaml'
 export const JOIN_CONFIG = '/etc/kube-spawn/kubeadm-join.yaml'
 /** The cluster's CA and API server for kubeadm's file discovery. */
 const DISCOVERY_CONFIG = '/etc/kube-spawn/discovery.conf'
-/** Where kubernetes.patches is copied to in each node. */
+/** Where kubeadm's patches (kubernetes.patches and kube-spawn's own) are written in each node. */
 const PATCHES_DIR = '/etc/kube-spawn/patches'
 
 /** kubeadm 1.20 preflight runs crictl, which Debian lacks; then only that phase is skipped. */
@@ -171,7 +172,7 @@ async function kubeadmInit(ctx: ClusterContext, task: StageTaskWrapper): Promise
     0o600,
   )
   const skip = await skippedPhases(ctx, cp)
-  const patches = await copyPatches(ctx, cp)
+  const patches = await writePatches(ctx, cp)
   const skipFlag = skip.length > 0 ? [`--skip-phases=${skip.join(',')}`] : []
   task.output = ['kubeadm init', ...skipFlag].join(' ')
   const upload = certificateKey ? ['--upload-certs'] : []
@@ -225,23 +226,37 @@ async function skippedPhases(ctx: ClusterContext, node: HostNode): Promise<strin
 }
 
 /**
- * Copies the files of kubernetes.patches into the node afresh (a file removed on the host is gone from
- * the node too); returns kubeadm's flag for them, which this version names (--patches from 1.22).
+ * Writes kubeadm's patches into the node afresh: the files of kubernetes.patches (a file removed on the
+ * host is gone from the node too) and kube-spawn's own (etcd.ts), with etcd's seccomp profile on a control
+ * plane. Returns kubeadm's flag for them, which this version names (--patches from 1.22).
  */
-async function copyPatches(ctx: ClusterContext, node: HostNode): Promise<string[]> {
+async function writePatches(ctx: ClusterContext, node: HostNode): Promise<string[]> {
   const dir = kubernetesSettings(ctx.cluster).patches
-  if (dir === undefined) return []
+  const userFiles = dir === undefined ? [] : await patchFiles(dir)
+  await node.exec(['sh', '-c', `rm -rf ${PATCHES_DIR} && mkdir -p ${PATCHES_DIR}`])
+  for (const name of userFiles) await node.copyIn(join(dir!, name), `${PATCHES_DIR}/${name}`, 0o600)
+  const own = builtInPatches(userFiles, {slowHost: ctx.host.timeoutScale > 1})
+  for (const {name, content} of own) await node.writeFile(`${PATCHES_DIR}/${name}`, content, 0o600)
+  // /var/lib/kubelet is bind-mounted in the node, so the profile is written from inside it.
+  if (node.role === 'control-plane' && own.some(({name}) => name === ETCD_PATCH_FILE)) {
+    const profile = `${KUBELET_SECCOMP_ROOT}/${ETCD_SECCOMP_PROFILE}`
+    await node.exec(['sh', '-c', `mkdir -p "$(dirname ${profile})" && cat > ${profile}`], {input: etcdSeccompProfile})
+  }
+  if (userFiles.length === 0 && own.length === 0) return []
+  return [`${versionTraits(ctx.cluster.kubernetesVersion).patchesFlag}=${PATCHES_DIR}`]
+}
+
+/** The files of kubernetes.patches (kubeadm reads only the files of the directory, not its subdirectories). */
+async function patchFiles(dir: string): Promise<string[]> {
   const names = await readdir(dir).catch((error: unknown) => {
     throw new UserError(`kubernetes.patches ${dir} cannot be read: ${errorMessage(error)}`, {
       hint: "restore the directory, or remove the key from the cluster's kspawn.toml",
     })
   })
-  await node.exec(['sh', '-c', `rm -rf ${PATCHES_DIR} && mkdir -p ${PATCHES_DIR}`])
-  for (const name of names.sort()) {
-    // kubeadm reads only the files of the directory, not its subdirectories.
-    if ((await stat(join(dir, name)).catch(() => undefined))?.isFile()) await node.copyIn(join(dir, name), `${PATCHES_DIR}/${name}`, 0o600)
-  }
-  return [`${versionTraits(ctx.cluster.kubernetesVersion).patchesFlag}=${PATCHES_DIR}`]
+  const files = await Promise.all(
+    names.sort().map(async (name) => ((await stat(join(dir, name)).catch(() => undefined))?.isFile() ? name : undefined)),
+  )
+  return files.filter((name): name is string => name !== undefined)
 }
 
 /** sha256 of the CA's SubjectPublicKeyInfo, as kubeadm's --discovery-token-ca-cert-hash wants it. */
@@ -299,7 +314,7 @@ async function joinNode(
     }),
     0o600,
   )
-  const patches = await copyPatches(ctx, node)
+  const patches = await writePatches(ctx, node)
   await node.exec(
     [
       'kubeadm',
