@@ -156,6 +156,29 @@ export const KUBE_SYSTEM_PODS = '/api/v1/namespaces/kube-system/pods'
 export const DEFAULT_SERVICE_ACCOUNTS = '/api/v1/namespaces/default/serviceaccounts'
 
 /**
+ * Runs `body` on a fresh connection, and again a second later while the API server does not answer (it
+ * restarts with its node, or is too busy to answer in time), until `signal` aborts. At the deadline the
+ * last refusal is thrown, which says more than the abort; an interrupt (ctx.signal) throws its reason.
+ */
+async function askWhileUnavailable<T>(ctx: StageContext, signal: AbortSignal, body: (api: ApiConnection) => Promise<T>): Promise<T> {
+  for (;;) {
+    signal.throwIfAborted()
+    let api: ApiConnection | undefined
+    try {
+      api = await ApiConnection.open(ctx)
+      return await body(api)
+    } catch (error) {
+      if (signal.aborted || !unavailable(error)) throw error
+      await sleep(1000, undefined, {signal}).catch(() => {
+        throw ctx.signal?.aborted ? ctx.signal.reason : error
+      })
+    } finally {
+      await api?.close()
+    }
+  }
+}
+
+/**
  * Records each node's pod range where its Node object has none yet (the API refuses to change a pod CIDR
  * once set); nodes not in `cidrs` are left alone.
  */
@@ -163,28 +186,16 @@ export async function recordNodePodCidrs(ctx: StageContext, cidrs: Map<string, s
   // Right after up the API server is busiest (the controllers start): a request it does not answer in time is asked again.
   const deadline = AbortSignal.timeout(60_000 * ctx.host.timeoutScale)
   const signal = ctx.signal ? AbortSignal.any([ctx.signal, deadline]) : deadline
-  for (;;) {
-    const api = await ApiConnection.open(ctx)
-    try {
-      const {items} = await api.list<NodeObject>(NODES, signal)
-      const unrecorded = items.filter((n) => !n.spec.podCIDR && cidrs.has(n.metadata.name))
-      await Promise.all(
-        unrecorded.map((n) => {
-          const cidr = cidrs.get(n.metadata.name)!
-          return api.patch(`${NODES}/${encodeURIComponent(n.metadata.name)}`, {spec: {podCIDR: cidr, podCIDRs: [cidr]}}, signal)
-        }),
-      )
-      return
-    } catch (error) {
-      if (signal.aborted || !unavailable(error)) throw error
-      // At the deadline the last refusal says more than the abort.
-      await sleep(1000, undefined, {signal}).catch(() => {
-        throw error
-      })
-    } finally {
-      await api.close()
-    }
-  }
+  await askWhileUnavailable(ctx, signal, async (api) => {
+    const {items} = await api.list<NodeObject>(NODES, signal)
+    const unrecorded = items.filter((n) => !n.spec.podCIDR && cidrs.has(n.metadata.name))
+    await Promise.all(
+      unrecorded.map((n) => {
+        const cidr = cidrs.get(n.metadata.name)!
+        return api.patch(`${NODES}/${encodeURIComponent(n.metadata.name)}`, {spec: {podCIDR: cidr, podCIDRs: [cidr]}}, signal)
+      }),
+    )
+  })
 }
 
 export interface WatchOptions<T> {
@@ -217,11 +228,9 @@ export async function watchUntil<T extends ApiObject>(
     return done(current)
   }
   try {
-    for (;;) {
-      signal.throwIfAborted()
-      let api: ApiConnection | undefined
-      try {
-        api = await ApiConnection.open(ctx)
+    return await askWhileUnavailable(ctx, signal, async (api) => {
+      // A watch that ends (its version expired, or the server closed it) lists again.
+      for (;;) {
         const listed = await api.list<T>(path, signal)
         objects.clear()
         for (const object of listed.items) objects.set(object.metadata.name, object)
@@ -235,14 +244,8 @@ export async function watchUntil<T extends ApiObject>(
           else objects.set(event.object.metadata.name, event.object)
           if (changed()) return [...objects.values()]
         }
-      } catch (error) {
-        // The server does not answer, or went away mid-watch (it restarts with its node): ask again in a second.
-        if (signal.aborted || !unavailable(error)) throw error
-        await sleep(1000, undefined, {signal})
-      } finally {
-        await api?.close()
       }
-    }
+    })
   } catch (error) {
     if (timer.aborted && !ctx.signal?.aborted) throw new WaitTimeout(describe, timeout)
     throw error

@@ -7,7 +7,7 @@
  */
 
 /** kubeadm init's phases in order (cmd/kubeadm/app/cmd/init.go, 1.15 on); the hidden wait-control-plane runs anyway. */
-const INIT_PHASES = [
+const INIT_PHASES: readonly string[] = [
   'preflight',
   'certs',
   'kubeconfig',
@@ -20,10 +20,10 @@ const INIT_PHASES = [
   'bootstrap-token',
   'kubelet-finalize',
   'addon',
-] as const
+]
 
 /** The phases that only write to the API server. */
-const API_PHASES: ReadonlySet<string> = new Set(INIT_PHASES.slice(INIT_PHASES.indexOf('upload-config')))
+const API_PHASES = new Set(INIT_PHASES.slice(INIT_PHASES.indexOf('upload-config')))
 
 /** Errors of an API server (or its etcd) that did not answer in time or dropped the connection. */
 const TRANSIENT_API_ERRORS = [
@@ -60,7 +60,7 @@ export function resumedInit(argv: readonly string[], output: string): {argv: str
       .find((arg) => arg.startsWith(SKIP_FLAG))
       ?.slice(SKIP_FLAG.length)
       .split(',') ?? []
-  const before: readonly string[] = INIT_PHASES.slice(0, INIT_PHASES.indexOf(top as (typeof INIT_PHASES)[number]))
+  const before = INIT_PHASES.slice(0, INIT_PHASES.indexOf(top))
   // A phase given whose top-level phase is skipped now is dropped (kubeadm would skip it twice).
   const skips = [...before, ...given.filter((phase) => phase && !before.includes(phase.split('/')[0]))]
   return {argv: [...argv.filter((arg) => !arg.startsWith(SKIP_FLAG)), `${SKIP_FLAG}${skips.join(',')}`], ...failed}
